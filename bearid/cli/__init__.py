@@ -1,0 +1,30 @@
+"""The `bearid` command. Verbs are thin: each parses options and calls the library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from bearid.cli import meta, synth
+from bearid.errors import BearIDError
+
+app = typer.Typer(
+    name="bearid",
+    help="BearID: tell individual brown bears apart from photos, and manage the data behind it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("synth")(synth.synth)
+app.command("validate")(meta.validate)
+
+
+def main() -> None:
+    """Entry point: user errors become one clear message and exit status 2, never a traceback."""
+    try:
+        app()
+    except BearIDError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,140 @@
+"""Shared pieces of the imglab-style XML reader and writer (faces and chips files alike)."""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from bearid.fsio import atomic_write_bytes
+from bearid.metadata.errors import MetadataError
+
+XML_DECLARATION = "<?xml version='1.0' encoding='{}'?>"
+STYLESHEET = "<?xml-stylesheet type='text/xsl' href='image_metadata_stylesheet.xsl'?>"
+# Part names that older files use for the head top.
+PART_ALIASES = {"top": "head_top", "htop": "head_top"}
+
+
+def parse_root(path: Path, root_tag: str = "dataset") -> ET.Element:
+    """Parse an XML file (any declared encoding) and check its root element."""
+    try:
+        root = ET.fromstring(_true_encoding(Path(path).read_bytes()))
+    except FileNotFoundError:
+        raise MetadataError(path, "file not found") from None
+    except ET.ParseError as exc:
+        raise MetadataError(path, f"malformed XML: {exc}") from None
+    except OSError as exc:
+        raise MetadataError(path, f"cannot read: {exc.strerror or exc}") from None
+    if root.tag != root_tag:
+        raise MetadataError(path, f"root element is <{root.tag}>, expected <{root_tag}>")
+    return root
+
+
+def _true_encoding(data: bytes) -> bytes:
+    """imglab writes whatever bytes it holds (UTF-8 on most systems) under an ISO-8859-1
+    declaration. Where such a file's non-ASCII bytes are valid UTF-8, read them as UTF-8."""
+    head = data[:200].lower()
+    if data.isascii() or b"iso-8859-1" not in head:
+        return data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return re.sub(rb"encoding=(['\"])iso-8859-1\1", b"encoding='UTF-8'", data, count=1, flags=re.IGNORECASE)
+
+
+def int_attr(el: ET.Element, name: str, path: Path, image: str | None, required: bool = True) -> int | None:
+    """Read an integer attribute, with an error naming file, image, element and value."""
+    raw = el.get(name)
+    if raw is None:
+        if required:
+            raise MetadataError(path, f"<{el.tag}> is missing its '{name}' attribute", image)
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise MetadataError(path, f"<{el.tag}> {name}='{raw}' is not an integer", image) from None
+
+
+def read_parts(el: ET.Element, path: Path, image: str | None) -> dict[str, tuple[int, int]]:
+    """Read <part name x y/> children; alias old head-top names; refuse duplicates."""
+    parts: dict[str, tuple[int, int]] = {}
+    for part in el.findall("part"):
+        raw_name = part.get("name")
+        if not raw_name:
+            raise MetadataError(path, "<part> is missing its 'name' attribute", image)
+        name = PART_ALIASES.get(raw_name, raw_name)
+        if name in parts:
+            raise MetadataError(path, f"part '{raw_name}' appears twice in one box", image)
+        parts[name] = (int_attr(part, "x", path, image), int_attr(part, "y", path, image))  # type: ignore[assignment]
+    return parts
+
+
+def text_of(el: ET.Element, tag: str) -> str | None:
+    child = el.find(tag)
+    if child is None:
+        return None
+    return (child.text or "").strip()
+
+
+def attr(value: object) -> str:
+    """Quote an attribute value the way imglab does (single quotes), escaped."""
+    return "'" + escape(str(value), {"'": "&apos;", '"': "&quot;", "\n": "&#10;"}) + "'"
+
+
+def part_lines(parts: dict[str, tuple[int, int]], indent: str) -> list[str]:
+    """Parts sorted by name, as dlib writes them (it keeps them in a std::map)."""
+    return [
+        f"{indent}<part name={attr(name)} x={attr(x)} y={attr(y)}/>"
+        for name, (x, y) in sorted(parts.items())
+    ]
+
+
+def header_lines(name: str, comment: str, extra: dict[str, str]) -> list[str]:
+    lines = [STYLESHEET, "<dataset>", f"<name>{escape(name)}</name>", f"<comment>{escape(comment)}</comment>"]
+    lines += [f"<{tag}>{escape(value)}</{tag}>" for tag, value in extra.items()]
+    return lines
+
+
+def header_extra(root: ET.Element, known: set[str]) -> dict[str, str]:
+    """Simple text children of <dataset> other than the known ones (e.g. bearchip's <info>)."""
+    return {
+        child.tag: (child.text or "").strip()
+        for child in root
+        if child.tag not in known and len(child) == 0
+    }
+
+
+def write_document(path: Path, lines: list[str]) -> None:
+    """Write atomically. ASCII text is declared ISO-8859-1, exactly as dlib writes it; text
+    with other characters is written and declared as UTF-8, because dlib's parser ignores
+    the declaration, passes bytes through (Python's binding decodes them as UTF-8) and
+    rejects numeric character references."""
+    body = "\n".join(lines) + "\n"
+    encoding = "ISO-8859-1" if body.isascii() else "UTF-8"
+    atomic_write_bytes(path, (XML_DECLARATION.format(encoding) + "\n" + body).encode(encoding))
+
+
+def rebase(file: str, from_dir: Path, to_dir: Path) -> str:
+    """Re-express a relative image path for a file written in another directory.
+
+    Absolute paths (from other tools) are kept exactly as they are.
+    """
+    if os.path.isabs(file):
+        return file
+    if Path(from_dir).resolve() == Path(to_dir).resolve():
+        return file
+    absolute = os.path.normpath(os.path.join(os.path.abspath(from_dir), file))
+    return Path(os.path.relpath(absolute, os.path.abspath(to_dir))).as_posix()
+
+
+def resolve(file: str, base_dir: Path) -> Path:
+    """The path of an image named in an XML file whose relative paths start at `base_dir`."""
+    return Path(file) if os.path.isabs(file) else Path(os.path.normpath(Path(base_dir) / file))
+
+
+def relative(path: Path, base_dir: Path) -> str:
+    """`path` relative to `base_dir`, with forward slashes, as BearID writes image paths."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base_dir))).as_posix()
