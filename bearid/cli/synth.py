@@ -53,6 +53,9 @@ def print_report(report) -> None:
         table.add_row(f"  photos at {loc}", str(n))
     for kind, n in sorted(report.per_kind.items()):
         table.add_row(f"  {kind} photos", str(n))
+    if report.planted:
+        table.add_row("planted defects (--messy)", ", ".join(f"{k} {v}" for k, v in sorted(report.planted.items())))
+        table.add_row("  listed in", str(report.root / "_truth" / "messy.json"))
     table.add_row("time", f"{report.seconds:.1f} s ({report.photos_per_second:.1f} photos/s, {report.megapixels / max(1, report.photos):.2f} MP/photo)")
     table.add_row("ground truth", str(report.root / "_truth" / "faces.xml"))
     console.print(table)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def synthesize(
             raise BearIDError(f"{out} holds a synthetic world made with other settings; choose a new or empty directory")
     world, dataset, report = write_world(config, out, workers=workers, progress=progress)
     if messy:
-        add_mess(world, dataset, out)
+        report.planted = dict(Counter(p.defect for p in add_mess(world, dataset, out)))
     atomic_write_text(stamp, json.dumps(wanted, indent=1))
     return report
 

@@ -43,9 +43,10 @@ class BearTraits:
         season = np.cos(2 * np.pi * (when.timetuple().tm_yday - 170) / 365.0)  # +1 late June
         years = when.year - 2014
         rng = np.random.default_rng(zlib.crc32(f"{self.bear_id}:{when.year}".encode()))
-        yearly = rng.normal(0.0, 1.0, 3) * 0.04 * drift
-        lighten = 0.10 * drift * season + 0.01 * drift * years
-        fur = tuple(float(np.clip(c * (1 + lighten) + yearly[i], 0.03, 0.95)) for i, c in enumerate(self.fur_rgb))
+        # Brightness changes keep the hue: a bear never turns green or purple.
+        yearly = float(rng.normal(0.0, 0.05)) * drift
+        lighten = 0.10 * drift * season + 0.01 * drift * years + yearly
+        fur = tuple(float(np.clip(c * (1 + lighten), 0.03, 0.95)) for c in self.fur_rgb)
         return dataclasses.replace(
             self,
             fur_rgb=fur,  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ class SynthReport:
     per_location: dict[str, int] = field(default_factory=dict)
     per_kind: dict[str, int] = field(default_factory=dict)
     megapixels: float = 0.0
+    planted: dict[str, int] = field(default_factory=dict)  # defect -> count, with --messy
 
     @property
     def photos_per_second(self) -> float:
