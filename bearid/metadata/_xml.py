@@ -98,13 +98,20 @@ def header_lines(name: str, comment: str, extra: dict[str, str]) -> list[str]:
     return lines
 
 
-def header_extra(root: ET.Element, known: set[str]) -> dict[str, str]:
-    """Simple text children of <dataset> other than the known ones (e.g. bearchip's <info>)."""
-    return {
-        child.tag: (child.text or "").strip()
-        for child in root
-        if child.tag not in known and len(child) == 0
+def read_document(path: Path, list_tag: str, item_tag: str) -> tuple[list[ET.Element], dict]:
+    """Parse a BearID XML file: its item elements (e.g. images/image) and its header as
+    keyword arguments (name, comment, base_dir, extra) for the dataset class."""
+    root = parse_root(path)
+    items_el = root.find(list_tag)
+    items = [] if items_el is None else items_el.findall(item_tag)
+    header = {
+        "name": text_of(root, "name") or "",
+        "comment": text_of(root, "comment") or "",
+        "base_dir": Path(path).parent,
+        # Simple text children other than the known ones (e.g. bearchip's <info>, <command>).
+        "extra": {c.tag: (c.text or "").strip() for c in root if c.tag not in ("name", "comment", list_tag) and len(c) == 0},
     }
+    return items, header
 
 
 def write_document(path: Path, lines: list[str]) -> None:

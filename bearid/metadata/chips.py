@@ -65,16 +65,8 @@ class ChipSet:
 
 def read_chips(path: Path | str) -> ChipSet:
     path = Path(path)
-    root = _xml.parse_root(path)
-    chips_el = root.find("chips")
-    chips = [_read_chip(el, path) for el in ([] if chips_el is None else chips_el.findall("chip"))]
-    return ChipSet(
-        chips=chips,
-        name=_xml.text_of(root, "name") or "",
-        comment=_xml.text_of(root, "comment") or "",
-        base_dir=path.parent,
-        extra=_xml.header_extra(root, {"name", "comment", "chips"}),
-    )
+    elements, header = _xml.read_document(path, "chips", "chip")
+    return ChipSet(chips=[_read_chip(el, path) for el in elements], **header)
 
 
 def _read_chip(el, path: Path) -> Chip:

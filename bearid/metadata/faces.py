@@ -96,18 +96,8 @@ def read_faces(path: Path | str) -> Dataset:
     Raises `MetadataError` naming the file (and image) for malformed XML or unusable values.
     """
     path = Path(path)
-    root = _xml.parse_root(path)
-    images_el = root.find("images")
-    images: list[ImageEntry] = []
-    for image_el in [] if images_el is None else images_el.findall("image"):
-        images.append(_read_image(image_el, path))
-    return Dataset(
-        images=images,
-        name=_xml.text_of(root, "name") or "",
-        comment=_xml.text_of(root, "comment") or "",
-        base_dir=path.parent,
-        extra=_xml.header_extra(root, {"name", "comment", "images"}),
-    )
+    elements, header = _xml.read_document(path, "images", "image")
+    return Dataset(images=[_read_image(el, path) for el in elements], **header)
 
 
 def _read_image(el, path: Path) -> ImageEntry:

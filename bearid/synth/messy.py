@@ -29,7 +29,7 @@ from bearid.fsio import atomic_write_bytes, atomic_write_text
 from bearid.metadata import Dataset, ImageEntry, write_faces
 from bearid.synth.photo_io import encode_jpeg
 from bearid.synth.render import render
-from bearid.synth.tree import TRUTH_DIR, _assets, to_box
+from bearid.synth.tree import TRUTH_DIR, assets_for, to_box
 from bearid.synth.world import PhotoPlan, World
 
 DROPS_DIR = "_drops"
@@ -63,7 +63,7 @@ def _variant(plan: PhotoPlan, rng: np.random.Generator, filename: str, *, folder
 
 
 def _render(plan: PhotoPlan, seed: int) -> tuple[Image.Image, list]:
-    img, faces = render(plan.scene, plan.faces, _assets(seed))
+    img, faces = render(plan.scene, plan.faces, assets_for(seed))
     return img, [to_box(f) for f in faces]
 
 

@@ -46,7 +46,7 @@ class SynthReport:
 
 
 @lru_cache(maxsize=4)
-def _assets(seed: int) -> Assets:
+def assets_for(seed: int) -> Assets:
     return Assets(seed)
 
 
@@ -62,7 +62,7 @@ def to_box(face: RenderedFace) -> Box:
 
 def render_photo(plan: PhotoPlan, root: Path, seed: int) -> ImageEntry:
     """Render one planned photo, write it (atomically) and return its ground truth."""
-    img, faces = render(plan.scene, plan.faces, _assets(seed))
+    img, faces = render(plan.scene, plan.faces, assets_for(seed))
     data = encode_jpeg(img, plan.orientation, plan.taken, plan.quality, make=f"{plan.contribution.contributor} camera")
     atomic_write_bytes(root / plan.relpath, data)
     return ImageEntry(file=plan.relpath, boxes=[to_box(f) for f in faces], width=img.width, height=img.height)
