@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
-EXTRAS ?= train,dev
+EXTRAS ?= train,data,dev
 
 .PHONY: all venv test test-all demo clean-demo
 

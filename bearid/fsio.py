@@ -39,3 +39,36 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 
 def atomic_write_text(target: Path, text: str, encoding: str = "utf-8") -> None:
     atomic_write_bytes(target, text.encode(encoding))
+
+
+def write_new(target: Path, data: bytes) -> None:
+    """Create `target` with `data`, whole or not at all, never replacing an existing file.
+
+    Raises FileExistsError if `target` exists: a hard link of the finished, fsync'ed
+    temporary file is the step that makes it appear, and linking refuses to overwrite.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, target)
+    finally:
+        os.unlink(tmp)
+
+
+TEMP_MARKERS = (".tmp",)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files a killed writer left in `folder` (hidden, ending in .tmp)."""
+    removed = 0
+    if Path(folder).is_dir():
+        for item in Path(folder).iterdir():
+            if item.name.startswith(".") and item.name.endswith(TEMP_MARKERS) and item.is_file():
+                item.unlink()
+                removed += 1
+    return removed

@@ -41,6 +41,32 @@ def test_bad_input_gets_a_message_not_a_traceback(tmp_path):
 
 
 def test_every_command_has_help_with_an_example():
-    for verb in ("synth", "validate"):
-        done = run(verb, "--help")
-        assert done.returncode == 0 and "Example:" in done.stdout
+    for verb in (["synth"], ["validate"], *[["data", v] for v in ("scan", "ingest", "clean", "restore", "split", "stats")]):
+        done = run(*verb, "--help")
+        assert done.returncode == 0 and "Example:" in done.stdout, verb
+
+
+def test_curator_story_through_the_cli(messy_world, tmp_path):
+    """ingest a drop -> clean and quarantine -> restore -> split -> stats, as a curator types it."""
+    import shutil
+
+    root = tmp_path / "bears"
+    shutil.copytree(messy_world, root, ignore=shutil.ignore_patterns(".bearid"))
+    drop = root / "_drops" / "hartley_20190815"
+    done = run("data", "ingest", str(drop), str(root), "--location", "glendale_cove", "--contributor", "hartley",
+               "--date", "201908", "--id-from", r"filename:((?:bf|gc|kc|lc)_\d{3})")
+    assert done.returncode == 0, done.stderr
+    assert "copied" in done.stdout and "unreadable: README.jpg" in done.stdout.replace("\n", " ")
+    done = run("data", "clean", str(root), "--faces", str(root / "_truth/faces.xml"), "--apply", "--only", "exact_duplicate,corrupt,not_image")
+    assert done.returncode == 0, done.stderr
+    assert "exact_duplicate" in done.stdout and "moved" in done.stdout and (root / ".bearid/clean/report.html").exists()
+    assert (root / "_quarantine" / "exact_duplicate").is_dir() and not (root / "_quarantine" / "tiny").exists()
+    done = run("data", "restore", str(root))
+    assert done.returncode == 0 and "restored" in done.stdout and not (root / "_quarantine" / "exact_duplicate").exists()
+    done = run("data", "split", str(root), "--out", str(tmp_path / "splits"), "--by", "bear", "--faces", str(root / "_truth/faces.xml"))
+    assert done.returncode == 0, done.stderr
+    assert all((tmp_path / "splits" / f"{n}.xml").exists() for n in ("train", "val", "test", "holdout"))
+    done = run("data", "stats", str(root), "--html", str(tmp_path / "stats.html"))
+    assert done.returncode == 0 and "glendale_cove" in done.stdout and (tmp_path / "stats.html").exists()
+    bad = run("data", "ingest", str(drop), str(root), "--location", "x", "--contributor", "y", "--date", "2019-08")
+    assert bad.returncode == 2 and "--date" in bad.stderr and "Traceback" not in bad.stderr

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bearid.cli import meta, synth
+from bearid.cli import data, meta, synth
 from bearid.errors import BearIDError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bearid.errors import BearIDError
+from bearid.settings import with_settings
 from bearid.fsio import atomic_write_text
 from bearid.synth.messy import add_mess
 from bearid.synth.tree import TRUTH_DIR, SynthReport, default_workers, write_world
@@ -51,19 +52,4 @@ def synthesize(
 
 def config_with(base: WorldConfig, settings: list[str]) -> WorldConfig:
     """Apply `knob=value` overrides (e.g. "max_yaw=50", "jpeg_quality=60,90") to a config."""
-    values = dict(base.__dict__)
-    for item in settings:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in values:
-            known = ", ".join(sorted(values))
-            raise BearIDError(f"unknown world setting '{item}'; settings are KNOB=VALUE with KNOB one of: {known}")
-        current = values[key]
-        try:
-            if isinstance(current, tuple):
-                values[key] = tuple(type(current[0])(v) for v in raw.split(","))
-            else:
-                values[key] = type(current)(raw)
-        except ValueError:
-            raise BearIDError(f"world setting {key}: '{raw}' is not a valid {type(current).__name__}") from None
-    return WorldConfig(**values)
+    return with_settings(base, settings, what="world setting")

@@ -50,10 +50,14 @@ def _variant(plan: PhotoPlan, rng: np.random.Generator, filename: str, *, folder
     scene = plan.scene
     if new_scene:
         scene = dataclasses.replace(scene, seed=int(rng.integers(2**31)))
+    def inside(value: float, size: int, margin: float) -> float:
+        return float(np.clip(value, margin, max(margin, size - margin)))
+
     faces = [
         dataclasses.replace(
             f,
-            centre=(f.centre[0] + rng.normal(0, nudge) * f.scale, f.centre[1] + rng.normal(0, nudge) * f.scale),
+            centre=(inside(f.centre[0] + rng.normal(0, nudge) * f.scale, scene.width, 1.2 * f.scale),
+                    inside(f.centre[1] + rng.normal(0, nudge) * f.scale, scene.height, 1.2 * f.scale)),
             pose=dataclasses.replace(f.pose, yaw=f.pose.yaw + rng.normal(0, 40 * nudge), roll=f.pose.roll + rng.normal(0, 20 * nudge)),
         )
         for f in plan.faces
@@ -93,11 +97,14 @@ def add_mess(world: World, dataset: Dataset, root: Path) -> list[Planted]:
             planted.append(Planted(rel, defect, detail))
         return rel
 
+    # How many of each: enough to measure, growing with the world.
+    n_dup, n_near, n_bad = max(3, len(singles) // 40), max(4, len(singles) // 30), max(1, len(singles) // 80)
+
     # Exact duplicates: byte copies under a new name, in the same folder and in another one.
-    for k in range(3):
+    for k in range(n_dup):
         src = pick()
         data = (root / src.relpath).read_bytes()
-        folder = src.folder if k < 2 else "bear_unknown"
+        folder = "bear_unknown" if k % 3 == 2 else src.folder
         dup = dataclasses.replace(src, filename=f"copy_{k}_{src.filename}", folder=folder)
         atomic_write_bytes(root / dup.relpath, data)
         entry = copy.deepcopy(by_path[src.relpath])
@@ -106,22 +113,22 @@ def add_mess(world: World, dataset: Dataset, root: Path) -> list[Planted]:
         planted.append(Planted(dup.relpath, "exact_duplicate", {"of": src.relpath}))
 
     # Near-duplicates: bursts, the same bear a second or two later, barely moved.
-    for k in range(4):
+    for k in range(n_near):
         src = pick()
-        burst = _variant(src, rng, f"burst_{k}_{src.filename}", new_scene=False, nudge=0.01, seconds=1 + k)
+        burst = _variant(src, rng, f"burst_{k}_{src.filename}", new_scene=False, nudge=0.03, seconds=1 + k)
         img, boxes = _render(burst, seed)
         add_photo(burst, img, boxes, "near_duplicate", {"of": src.relpath})
 
     # Quality outliers: tiny, very blurry, too dark, too bright (fresh shots, not duplicates).
     degrade = {
         "tiny": lambda im: im.resize((max(8, im.width // 12), max(8, im.height // 12)), Image.BILINEAR),
-        "blurry": lambda im: im.filter(ImageFilter.GaussianBlur(max(6.0, im.width / 120))),
+        "blurry": lambda im: im.filter(ImageFilter.GaussianBlur(max(10.0, max(im.size) / 60))),
         "too_dark": lambda im: im.point(lambda v: int(v * 0.12)),
-        "too_bright": lambda im: im.point(lambda v: min(255, int(60 + v * 2.2))),
+        "too_bright": lambda im: im.point(lambda v: min(255, int(120 + v * 2.5))),
     }
-    for k, (defect, fn) in enumerate(degrade.items()):
+    for k, (defect, fn) in enumerate([item for item in degrade.items() for _ in range(n_bad)]):
         src = pick()
-        shot = _variant(src, rng, f"{defect}_{k}_{src.filename}", nudge=0.2, seconds=3600)
+        shot = _variant(src, rng, f"{defect}_{k}_{src.filename}", nudge=0.2, seconds=3600 + k)
         img, boxes = _render(shot, seed)
         out = fn(img)
         if out.size != img.size:
@@ -186,22 +193,26 @@ def _write_drop(world: World, root: Path, rng: np.random.Generator) -> list[Plan
         entries.append(ImageEntry(f"{base}/{rel_in_drop}", boxes, img.width, img.height))
         planted.append(Planted(f"{base}/{rel_in_drop}", defect, {"label": label}))
 
+    flat: list[tuple[PhotoPlan, str]] = []
     for k in range(6):  # IDs in flat file names, in two naming styles
         src = local[int(rng.integers(len(local)))]
         fname = f"{src.folder}_{k:04d}.jpg" if k % 2 else f"IMG_{2000 + k}_{src.folder}.jpg"
         shoot(src, fname, src.folder)
+        flat.append((src, fname))
     for k in range(3):  # a nested memory-card folder with bear-ID directories
         src = local[int(rng.integers(len(local)))]
         shoot(src, f"card2/DCIM/{src.folder}/P{1000 + k}.jpg", src.folder)
     for k in range(2):  # unsorted: nobody knows who these are
         src = unknowns[int(rng.integers(len(unknowns)))]
         shoot(src, f"unsorted/DSC_{300 + k}.jpg", "bear_unknown")
-    # A photo already in the archive (same bytes), and a name clash with different content.
+    # A photo already in the archive (same bytes), and a different photo of the same bear
+    # under a name the drop already uses for that bear.
     src = local[0]
     atomic_write_bytes(root / base / f"{src.folder}_dup.jpg", (root / src.relpath).read_bytes())
     planted.append(Planted(f"{base}/{src.folder}_dup.jpg", "drop_already_archived", {"label": src.folder, "of": src.relpath}))
-    shoot(src, f"clash/{src.folder}/{src.filename}", src.folder, defect="drop_name_clash")
-    planted[-1].detail["clashes_with"] = src.relpath
+    src, fname = flat[1]
+    shoot(src, f"clash/{src.folder}/{fname}", src.folder, defect="drop_name_clash")
+    planted[-1].detail["clashes_with"] = f"{base}/{fname}"
     atomic_write_bytes(root / base / "thumbs_0007.jpg", b"\xff\xd8\xff\xe0" + bytes(300))
     planted.append(Planted(f"{base}/thumbs_0007.jpg", "corrupt", {}))
     atomic_write_bytes(root / base / "README.jpg", b"Photos from the August trip, IDs in the file names.\n")

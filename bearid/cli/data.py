@@ -1,0 +1,186 @@
+"""`bearid data ...`: the curators' tools (scan, ingest, clean, restore, split, stats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from bearid.data import catalog as catalog_mod
+from bearid.data import clean as clean_mod
+from bearid.data import ingest as ingest_mod
+from bearid.data import quarantine, report, split as split_mod, stats as stats_mod
+from bearid.metadata import read_faces
+from bearid.settings import with_settings
+
+app = typer.Typer(help="Manage the photo archive: scan, ingest, clean, restore, split, stats.", no_args_is_help=True)
+console = Console()
+
+FacesOption = Annotated[Optional[list[Path]], typer.Option("--faces", help="imglab faces XML with boxes and labels for these photos (repeatable).")]
+
+
+def _bar() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True)
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+@app.command()
+def scan(
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    workers: Annotated[int, typer.Option(help="Processes reading files (0 = one per core).")] = 0,
+) -> None:
+    """Index every image of the archive in ROOT/.bearid/catalog.sqlite (incremental).
+
+    Example: bearid data scan /data/bears
+    """
+    with catalog_mod.Catalog(root) as cat, _bar() as bar:
+        task = bar.add_task("reading new and changed files", total=None)
+        r = cat.scan(workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(_table(f"catalog of {root}", [
+        ("images", r.files), ("added", r.added), ("updated", r.updated), ("unchanged", r.unchanged),
+        ("removed", r.removed), ("unreadable", r.unreadable), ("other files (not catalogued)", len(r.skipped_names)),
+        ("read", f"{r.bytes_read / 1e6:.1f} MB in {r.seconds:.2f} s"), ("catalog", root / catalog_mod.CATALOG),
+    ]))
+
+
+@app.command()
+def ingest(
+    drop: Annotated[Path, typer.Argument(help="The contributor's drop (folders, flat files, zip/tar archives).")],
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    location: Annotated[str, typer.Option(help="Location folder, e.g. brooks_falls.")],
+    contributor: Annotated[str, typer.Option(help="Contributor name, e.g. freels.")],
+    date: Annotated[str, typer.Option(help="Contribution date, YYYYMM or YYYYMMDD.")],
+    id_from: Annotated[Optional[list[str]], typer.Option(help="Where the bear ID is: 'filename:REGEX' or 'dir:REGEX' (repeatable).")] = None,
+    link: Annotated[bool, typer.Option(help="Hard-link instead of copying where the drop is on the same disk.")] = False,
+) -> None:
+    """File a drop into ROOT/LOCATION/CONTRIBUTOR_DATE/<bear>/, verified, never touching the drop.
+
+    Example: bearid data ingest ~/drops/aug bears --location brooks_falls --contributor hartley --date 201908 --id-from 'filename:(bf_\\d+)'
+    """
+    with _bar() as bar:
+        task = bar.add_task("filing photos", total=None)
+        r = ingest_mod.ingest(drop, root, location, contributor, date, id_from=id_from, link=link, progress=lambda n: bar.advance(task, n))
+    for rec in r.records:
+        if rec.action in ("unreadable", "skipped", "renamed", "already_archived"):
+            console.print(f"{rec.action}: {rec.source}" + (f" -> {rec.dest}" if rec.dest else "") + (f" ({rec.reason})" if rec.reason else ""), highlight=False)
+    per_bear: dict[str, int] = {}
+    for rec in r.records:
+        if rec.action in ("copied", "linked", "renamed"):
+            per_bear[rec.label or "?"] = per_bear.get(rec.label or "?", 0) + 1
+    console.print(_table(f"ingested into {r.contribution}", [*sorted(r.counts.items()), *[(f"  {k}", v) for k, v in sorted(per_bear.items())], ("manifest", r.manifest)]))
+
+
+@app.command()
+def clean(
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    faces: FacesOption = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Move flagged files to ROOT/_quarantine/<reason>/ (undo with restore).")] = False,
+    only: Annotated[Optional[str], typer.Option(help="With --apply: only these reasons, comma-separated.")] = None,
+    setting: Annotated[Optional[list[str]], typer.Option("--set", help="A threshold, e.g. --set min_sharpness=20 --set near_distance=4.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write report.json and report.html (default ROOT/.bearid/clean).")] = None,
+) -> None:
+    """Find duplicates, broken files, outliers and label problems; report them (and quarantine).
+
+    Example: bearid data clean bears --faces bears/faces.xml && bearid data clean bears --apply --only exact_duplicate,corrupt
+    """
+    thresholds = with_settings(clean_mod.Thresholds(), setting or [], what="threshold")
+    datasets = [read_faces(p) for p in faces or []]
+    r = clean_mod.clean(root, thresholds, datasets)
+    json_path, html_path = report.write_clean_report(r, out or root / ".bearid" / "clean")
+    rows = [(reason, f"{len(items)}  ({items[0].action})") for reason, items in r.by_reason().items()]
+    console.print(_table(f"clean report: {r.checked} photos checked", [*rows, ("report", html_path), ("json", json_path)]))
+    if apply:
+        moved = quarantine.apply(r, set(only.split(",")) if only else None)
+        for path, why in moved.skipped:
+            console.print(f"not moved: {path}: {why}", highlight=False)
+        console.print(f"moved {len(moved.moved)} file(s) to {root / quarantine.QUARANTINE_DIR} (batch {moved.batch}); undo: bearid data restore {root} --batch {moved.batch}", highlight=False)
+
+
+@app.command()
+def restore(
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    batch: Annotated[Optional[str], typer.Option(help="Only this batch of moves (printed by clean --apply).")] = None,
+    reason: Annotated[Optional[str], typer.Option(help="Only files quarantined for this reason.")] = None,
+) -> None:
+    """Move quarantined files back exactly where they were.
+
+    Example: bearid data restore bears --reason near_duplicate
+    """
+    r = quarantine.restore(root, batch, reason)
+    for path, why in r.skipped:
+        console.print(f"not restored: {path}: {why}", highlight=False)
+    console.print(f"restored {len(r.moved)} file(s)")
+
+
+@app.command("split")
+def split_cmd(
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    out: Annotated[Path, typer.Option(help="Directory for train.xml, val.xml, test.xml, holdout.xml, split.json.")],
+    by: Annotated[str, typer.Option(help="image (within each bear), bear (disjoint identities) or time (whole days).")] = "image",
+    ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.7,0.15,0.15",
+    min_images: Annotated[int, typer.Option(help="Bears with fewer photos go to holdout (unknown bears).")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    window_days: Annotated[int, typer.Option(help="With --by time: days grouped together.")] = 1,
+    year_cutoff: Annotated[Optional[int], typer.Option(help="Photos taken from this year on go to test.")] = None,
+    fix_leaks: Annotated[bool, typer.Option(help="Move near-duplicates split apart into the earliest split.")] = False,
+    faces: FacesOption = None,
+) -> None:
+    """Write train/val/test/holdout imglab XML, with a leakage check.
+
+    Example: bearid data split bears --out splits --by time --faces bears/faces.xml
+    """
+    try:
+        fractions = tuple(float(v) for v in ratios.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--ratios '{ratios}': three numbers like 0.7,0.15,0.15") from None
+    config = split_mod.SplitConfig(by, fractions, min_images, seed, window_days, year_cutoff, fix_leaks)  # type: ignore[arg-type]
+    dataset = None
+    if faces:
+        dataset = read_faces(faces[0])
+        for extra in faces[1:]:
+            more = read_faces(extra)
+            dataset.images += [type(i)(str(more.path_of(i).resolve()), i.boxes, i.width, i.height, i.attrs) for i in more.images]
+    r = split_mod.split(root, out, config, dataset)
+    table = Table(title=f"split by {by} -> {out}")
+    for column in ("split", "photos", "bears"):
+        table.add_column(column)
+    for name, c in r.counts().items():
+        table.add_row(name, str(c["photos"]), str(c["bears"]))
+    console.print(table)
+    for kind, n in sorted(r.skipped.items()):
+        console.print(f"left out: {n} {kind}")
+    verdict = "none" if not r.leaks else f"{len(r.leaks)} group(s) of near-duplicates in different splits (see split.json; --fix-leaks moves them)"
+    console.print(f"leaks: {verdict}", highlight=False)
+
+
+@app.command()
+def stats(
+    root: Annotated[Path, typer.Argument(help="The archive root.")],
+    faces: FacesOption = None,
+    html: Annotated[Optional[Path], typer.Option(help="Also write an HTML report with plots here.")] = None,
+) -> None:
+    """Counts per location, contributor, year, season and bear; photos per bear; face sizes.
+
+    Example: bearid data stats bears --faces bears/faces.xml --html stats.html
+    """
+    s = stats_mod.archive_stats(root, read_faces(faces[0]) if faces else None)
+    console.print(f"{s.photos} photos, {s.bytes / 1e6:.1f} MB, {s.unreadable} unreadable, {len(s.per_bear)} bears")
+    for name, rows in s.tables().items():
+        table = Table(title=name, show_header=False)
+        for key, value in rows[:40]:
+            table.add_row(key, str(value))
+        if len(rows) > 40:
+            table.add_row("...", f"{len(rows) - 40} more")
+        console.print(table)
+    if html:
+        console.print(f"html report: {stats_mod.write_stats_html(s, html, f'BearID archive {root}')}")
