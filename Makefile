@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 EXTRAS ?= train,data,dev
 
-.PHONY: all venv test test-all demo clean-demo
+.PHONY: all venv test test-all demo clean-demo bench
 
 all: test
 
@@ -26,10 +26,22 @@ test: venv
 test-all: venv
 	$(BIN)/python -m pytest
 
+# The story so far: make a messy world, file a contributor's drop into it, clean, split
+# and count it. Everything is written under build/demo; nothing else is touched.
 demo: venv
 	$(BIN)/bearid synth $(DEMO)/world --bears 12 --photos 240 --seed 7 --messy \
 		--contact-sheet $(DEMO)/contact_sheet.png
 	$(BIN)/bearid validate $(DEMO)/world/_truth/faces.xml
+	$(BIN)/bearid data ingest $(DEMO)/world/_drops/hartley_20190815 $(DEMO)/world \
+		--location brooks_falls --contributor hartley --date 20190815 --id-from 'filename:(bf_\d{3})'
+	$(BIN)/bearid data clean $(DEMO)/world --faces $(DEMO)/world/_truth/faces.xml \
+		--faces $(DEMO)/world/_labels/faces_imglab.xml --out $(DEMO)/clean
+	$(BIN)/bearid data split $(DEMO)/world --out $(DEMO)/splits --by time --faces $(DEMO)/world/_truth/faces.xml
+	$(BIN)/bearid data stats $(DEMO)/world --faces $(DEMO)/world/_truth/faces.xml --html $(DEMO)/stats.html
+
+# Speed and accuracy figures, each against a baseline measured in the same run.
+bench: venv
+	$(BIN)/python bench/run.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -41,23 +41,38 @@ def atomic_write_text(target: Path, text: str, encoding: str = "utf-8") -> None:
     atomic_write_bytes(target, text.encode(encoding))
 
 
-def write_new(target: Path, data: bytes) -> None:
-    """Create `target` with `data`, whole or not at all, never replacing an existing file.
-
-    Raises FileExistsError if `target` exists: a hard link of the finished, fsync'ed
-    temporary file is the step that makes it appear, and linking refuses to overwrite.
-    """
+def write_temp(target: Path, data: bytes) -> Path:
+    """Write `data` to a new hidden temporary file beside `target` (not yet synced)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return Path(tmp)
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Make a finished (synced) temporary file appear as `target`, never replacing one.
+
+    Raises FileExistsError if `target` exists: a hard link is the step that makes it
+    appear, and linking refuses to overwrite. The temporary name is removed either way.
+    """
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.link(tmp, target)
     finally:
         os.unlink(tmp)
+
+
+def write_new(target: Path, data: bytes) -> None:
+    """Create `target` with `data`, whole or not at all, never replacing an existing file."""
+    tmp = write_temp(target, data)
+    try:
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    publish(tmp, Path(target))
 
 
 TEMP_MARKERS = (".tmp",)

@@ -53,8 +53,8 @@ def test_curator_story_through_the_cli(messy_world, tmp_path):
     root = tmp_path / "bears"
     shutil.copytree(messy_world, root, ignore=shutil.ignore_patterns(".bearid"))
     drop = root / "_drops" / "hartley_20190815"
-    done = run("data", "ingest", str(drop), str(root), "--location", "glendale_cove", "--contributor", "hartley",
-               "--date", "201908", "--id-from", r"filename:((?:bf|gc|kc|lc)_\d{3})")
+    done = run("data", "ingest", str(drop), str(root), "--location", "brooks_falls", "--contributor", "hartley",
+               "--date", "201908", "--id-from", r"filename:(bf_\d{3})")
     assert done.returncode == 0, done.stderr
     assert "copied" in done.stdout and "unreadable: README.jpg" in done.stdout.replace("\n", " ")
     done = run("data", "clean", str(root), "--faces", str(root / "_truth/faces.xml"), "--apply", "--only", "exact_duplicate,corrupt,not_image")
@@ -67,6 +67,6 @@ def test_curator_story_through_the_cli(messy_world, tmp_path):
     assert done.returncode == 0, done.stderr
     assert all((tmp_path / "splits" / f"{n}.xml").exists() for n in ("train", "val", "test", "holdout"))
     done = run("data", "stats", str(root), "--html", str(tmp_path / "stats.html"))
-    assert done.returncode == 0 and "glendale_cove" in done.stdout and (tmp_path / "stats.html").exists()
+    assert done.returncode == 0 and "brooks_falls" in done.stdout and (tmp_path / "stats.html").exists()
     bad = run("data", "ingest", str(drop), str(root), "--location", "x", "--contributor", "y", "--date", "2019-08")
     assert bad.returncode == 2 and "--date" in bad.stderr and "Traceback" not in bad.stderr

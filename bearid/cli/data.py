@@ -38,6 +38,7 @@ def _table(title: str, rows: list[tuple[str, object]]) -> Table:
 def scan(
     root: Annotated[Path, typer.Argument(help="The archive root.")],
     workers: Annotated[int, typer.Option(help="Processes reading files (0 = one per core).")] = 0,
+    quick: Annotated[bool, typer.Option(help="Hash, header and EXIF only (no pixel decoding); the next full scan adds quality scores and perceptual hashes.")] = False,
 ) -> None:
     """Index every image of the archive in ROOT/.bearid/catalog.sqlite (incremental).
 
@@ -45,7 +46,7 @@ def scan(
     """
     with catalog_mod.Catalog(root) as cat, _bar() as bar:
         task = bar.add_task("reading new and changed files", total=None)
-        r = cat.scan(workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        r = cat.scan(workers=workers, quick=quick, progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(_table(f"catalog of {root}", [
         ("images", r.files), ("added", r.added), ("updated", r.updated), ("unchanged", r.unchanged),
         ("removed", r.removed), ("unreadable", r.unreadable), ("other files (not catalogued)", len(r.skipped_names)),

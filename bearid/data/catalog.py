@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bearid.data import layout
-from bearid.data.neardup import clusters, near_pairs
+from bearid.data.neardup import near_clusters
 from bearid.data.probe import ImageFacts, probe
 from bearid.errors import BearIDError
 
@@ -102,9 +102,9 @@ def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                     yield Path(item.path).relative_to(root).as_posix(), item.stat()
 
 
-def _probe_one(args: tuple[str, str]) -> tuple[str, ImageFacts]:
-    root, rel = args
-    return rel, probe(Path(root) / rel)
+def _probe_one(args: tuple[str, str, bool]) -> tuple[str, ImageFacts]:
+    root, rel, analyse = args
+    return rel, probe(Path(root) / rel, analyse)
 
 
 class Catalog:
@@ -119,6 +119,7 @@ class Catalog:
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self._migrate()
+        self._recorded = False  # files added by record() since the last clustering
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -151,12 +152,14 @@ class Catalog:
 
     # -- scanning --------------------------------------------------------------------
     def scan(self, workers: int = 0, progress: Callable[[int, int], None] | None = None,
-             near_distance: int = NEAR_DISTANCE) -> ScanReport:
+             near_distance: int = NEAR_DISTANCE, quick: bool = False) -> ScanReport:
         """Bring the catalog up to date with the tree. `progress(done, total)` is called as
-        changed files are probed."""
+        changed files are probed. `quick` skips decoding pixels (no quality scores or
+        perceptual hash): the next full scan completes those files."""
         t0 = dt.datetime.now()
         report = ScanReport()
         known = {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
+        unanalysed = set() if quick else {p for (p,) in self.db.execute("SELECT path FROM images WHERE phash IS NULL AND error IS NULL")}
         seen: set[str] = set()
         todo: list[str] = []
         for rel, st in walk(self.root):
@@ -164,7 +167,7 @@ class Catalog:
                 report.skipped_names.append(rel)
                 continue
             seen.add(rel)
-            if known.get(rel) == (st.st_size, st.st_mtime_ns):
+            if known.get(rel) == (st.st_size, st.st_mtime_ns) and rel not in unanalysed:
                 report.unchanged += 1
             else:
                 todo.append(rel)
@@ -172,7 +175,7 @@ class Catalog:
         report.files = len(seen)
         report.removed = len(removed)
         self.db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in removed])
-        for i, (rel, facts) in enumerate(self._probe_all(todo, workers)):
+        for i, (rel, facts) in enumerate(self._probe_all(todo, workers, analyse=not quick)):
             report.added += rel not in known
             report.updated += rel in known
             report.unreadable += not facts.ok
@@ -182,15 +185,16 @@ class Catalog:
                 self.db.commit()
             if progress:
                 progress(i + 1, len(todo))
-        if todo or removed:
+        if todo or removed or self._recorded:
             self._recluster(near_distance)
+            self._recorded = False
         self.db.commit()
         report.seconds = (dt.datetime.now() - t0).total_seconds()
         return report
 
-    def _probe_all(self, paths: list[str], workers: int) -> Iterator[tuple[str, ImageFacts]]:
+    def _probe_all(self, paths: list[str], workers: int, analyse: bool) -> Iterator[tuple[str, ImageFacts]]:
         workers = workers or os.cpu_count() or 1
-        jobs = [(str(self.root), p) for p in paths]
+        jobs = [(str(self.root), p, analyse) for p in paths]
         if workers <= 1 or len(jobs) < 8:
             yield from map(_probe_one, jobs)
             return
@@ -226,9 +230,13 @@ class Catalog:
         if len(hashed) < 2:
             return
         ids = np.array([r for r, _ in hashed], dtype=np.int64)
-        pairs = near_pairs(np.array([h for _, h in hashed], dtype=np.int64), near_distance)
-        labels = clusters(len(hashed), pairs)
-        joined = np.zeros(len(hashed), dtype=bool)
-        joined[pairs[:, 0]] = joined[pairs[:, 1]] = True if len(pairs) else False
+        labels = near_clusters(np.array([h for _, h in hashed], dtype=np.int64), near_distance)
+        sizes = np.bincount(labels, minlength=len(labels))
         self.db.executemany("UPDATE images SET near_cluster = ? WHERE rowid = ?",
-                            [(int(ids[labels[k]]), int(ids[k])) for k in np.flatnonzero(joined)])
+                            [(int(ids[labels[k]]), int(ids[k])) for k in np.flatnonzero(sizes[labels] > 1)])
+
+    def record(self, rel: str, facts: ImageFacts) -> None:
+        """Add a file whose facts the caller already has (e.g. ingest, which just wrote it).
+        Committed by the next scan (the catalog is derived data: losing it costs a rescan)."""
+        self._store(rel, facts)
+        self._recorded = True

@@ -21,6 +21,7 @@ import re
 import tarfile
 import zipfile
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,11 +30,12 @@ from bearid.data import layout
 from bearid.data.catalog import Catalog
 from bearid.data.probe import ImageFacts, describe
 from bearid.errors import BearIDError
-from bearid.fsio import remove_stale_temps, write_new
+from bearid.fsio import remove_stale_temps, write_temp
 
 UNKNOWN_ALIASES = {"bear_unknown", "unknown", "unknowns", "unsorted", "unidentified", "unid"}
 MULTIPLE_ALIASES = {"bear_multiple", "multiple", "multi"}
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+NOT_AN_IMAGE_NAME = "not an image file name"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def drop_files(drop: Path) -> Iterator[tuple[str, tuple[str, ...], Callable[[], 
             if name.lower().endswith(ARCHIVE_SUFFIXES):
                 yield from _archive_members(path, rel)
             else:
-                yield rel, PurePosixPath(rel).parts, path.read_bytes, str(path)
+                yield rel, PurePosixPath(rel).parts, functools.partial(_read_file, path), str(path)
 
 
 def _archive_members(path: Path, rel: str):
@@ -128,6 +130,10 @@ def _archive_members(path: Path, rel: str):
             yield f"{rel}!{name}", outer + PurePosixPath(name).parts, functools.partial(_tar_member, path, name), None
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
         yield rel, PurePosixPath(rel).parts, functools.partial(_unreadable, f"unreadable archive: {exc}"), None
+
+
+def _read_file(path: Path) -> bytes:
+    return path.read_bytes()
 
 
 def _zip_member(path: Path, name: str) -> bytes:
@@ -161,7 +167,12 @@ def _check_args(location: str, contributor: str, date: str) -> str:
 def ingest(drop: Path, root: Path, location: str, contributor: str, date: str,
            id_from: list[str] | None = None, link: bool = False, workers: int = 0,
            progress: Callable[[int], None] | None = None) -> IngestReport:
-    drop, root = Path(drop), Path(root)
+    """File every photo of `drop` into the archive at `root` (see the module docstring).
+
+    Work runs in phases: read, hash and check every file (all cores); decide each file's
+    place in drop order; copy and verify (all cores); then write the manifest and catalog.
+    """
+    drop, root = Path(drop).absolute(), Path(root).absolute()
     if not drop.is_dir():
         raise BearIDError(f"{drop}: no such drop directory")
     if not root.is_dir():
@@ -173,73 +184,133 @@ def ingest(drop: Path, root: Path, location: str, contributor: str, date: str,
     manifest = root / ".bearid" / "ingest" / f"{location}__{contribution}.jsonl"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     report.manifest = manifest
+    workers = workers or os.cpu_count() or 1
     with Catalog(root) as catalog:
-        catalog.scan(workers=workers)  # includes whatever a killed earlier run filed
+        catalog.scan(workers=workers, quick=True)  # includes whatever a killed earlier run filed
         if base.is_dir():
             for folder in [base, *[p for p in base.iterdir() if p.is_dir()]]:
                 remove_stale_temps(folder)
-        seen: dict[str, str] = {}  # sha256 -> archive path, for this run and the catalog
+        files = list(drop_files(drop))
+        staged = _pool_map(_stage, [(read, parts, rules, base, src_path, link) for _, parts, read, src_path in files], workers)
+        os.sync()  # one flush for every staged copy, before any of them appears in the tree
+        records = _decide(files, staged, root, catalog)
         with open(manifest, "a", encoding="utf-8") as log:
-            for source, parts, read, src_path in drop_files(drop):
-                record = _file_one(source, parts, read, src_path, rules, root, base, catalog, seen, link)
-                record_line = asdict(record) | {"time": dt.datetime.now().isoformat(timespec="seconds"), "drop": str(drop.resolve())}
-                log.write(json.dumps(record_line) + "\n")
-                log.flush()
-                report.records.append(record)
+            stamp = dt.datetime.now().isoformat(timespec="seconds")
+            for record in records:
+                log.write(json.dumps(asdict(record) | {"time": stamp, "drop": str(drop.resolve())}) + "\n")
                 if progress:
                     progress(1)
-        catalog.scan(workers=workers)
+        report.records = records
+        catalog.scan(workers=workers, quick=True)
     return report
 
 
-def _file_one(source, parts, read, src_path, rules, root: Path, base: Path, catalog: Catalog,
-              seen: dict[str, str], link: bool) -> Record:
-    name = parts[-1]
-    if not layout.is_image_name(name):
-        return Record(source, "skipped", reason="not an image file name")
+def _pool_map(fn, jobs: list, workers: int) -> list:
+    if workers <= 1 or len(jobs) < 8:
+        return [fn(*job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, *zip(*jobs), chunksize=4))
+
+
+@dataclass
+class Staged:
+    """What a worker learnt of one drop file, and where its verified copy waits."""
+
+    sha256: str | None = None
+    facts: ImageFacts | None = None
+    problem: str | None = None  # why it cannot be filed
+    label: str | None = None
+    temp: str | None = None  # hidden, verified copy beside its destination
+    linked: str | None = None  # with --link: the destination, already in place
+
+
+def _stage(read: Callable[[], bytes], parts: tuple[str, ...], rules: list[IdRule], base: Path,
+           src_path: str | None, link: bool) -> Staged:
+    """In a worker: read, hash and check one drop file, and stage a verified copy."""
+    if not layout.is_image_name(parts[-1]):
+        return Staged(problem=NOT_AN_IMAGE_NAME)
     try:
         data = read()
     except (BearIDError, OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        return Record(source, "unreadable", reason=str(exc))
-    sha = hashlib.sha256(data).hexdigest()
-    facts = ImageFacts(size=len(data), mtime_ns=0, sha256=sha)
+        return Staged(problem=str(exc))
+    facts = ImageFacts(size=len(data), mtime_ns=0, sha256=hashlib.sha256(data).hexdigest())
+    describe(data, facts, analyse=False)
+    out = Staged(facts.sha256, facts, facts.error, folder_for(parts, rules))
+    if out.problem is not None:
+        return out
+    target = base / out.label / parts[-1]
     try:
-        describe(data, facts)
-    except Exception as exc:
-        facts.error = f"cannot decode: {type(exc).__name__}: {exc}"
-    if not facts.ok:
-        return Record(source, "unreadable", sha, reason=facts.error)
-    label = folder_for(parts, rules)
-    if sha in seen or (hits := catalog.find_sha(sha)):
-        where = seen.get(sha) or hits[0].path
-        return Record(source, "already_archived", sha, where, label, reason="the same bytes are already in the archive")
-    folder = base / label
-    stem, suffix = Path(name).stem, Path(name).suffix
-    for k in range(1, 1000):
-        target = folder / (name if k == 1 else f"{stem}_{k}{suffix}")
-        try:
-            action = _place(target, data, src_path, link)
-        except FileExistsError:
-            continue  # another file has this name: keep both, try the next name
+        if link and src_path:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src_path, target)
+                _verify(target, out.sha256)
+                out.linked = str(target)
+                return out
+            except FileExistsError:
+                pass  # the name is taken: copy, and let the main process pick a name
+            except OSError:
+                pass  # another disk: copy instead
+        tmp = write_temp(target, data)
+        _verify(tmp, out.sha256)
+        out.temp = str(tmp)
+    except (BearIDError, OSError) as exc:
+        out.problem = f"cannot stage a copy: {exc}"
+    return out
+
+
+def _decide(files, staged: list[Staged], root: Path, catalog: Catalog) -> list[Record]:
+    """In drop order: file each staged copy under a free name, or drop it (duplicate)."""
+    records: list[Record] = []
+    seen: dict[str, str] = {}  # sha256 -> archive path, this run first, then the catalog
+    for (source, parts, _, _), st in zip(files, staged):
+        if st.problem is not None:
+            records.append(Record(source, "skipped" if st.problem == NOT_AN_IMAGE_NAME else "unreadable", st.sha256, reason=st.problem))
+            continue
+        sha = st.sha256
+        if st.linked:
+            rel = Path(st.linked).relative_to(root).as_posix()
+            hits = [h for h in catalog.find_sha(sha) if h.path != rel]
+            if sha in seen or hits:
+                os.unlink(st.linked)
+                records.append(Record(source, "already_archived", sha, seen.get(sha) or hits[0].path, st.label, reason="the same bytes are already in the archive"))
+                continue
+            records.append(_filed(Record(source, "linked", sha, rel, st.label), root, st.facts, catalog, seen))
+            continue
+        if sha in seen or (hits := catalog.find_sha(sha)):
+            Path(st.temp).unlink()
+            records.append(Record(source, "already_archived", sha, seen.get(sha) or hits[0].path, st.label, reason="the same bytes are already in the archive"))
+            continue
+        name = parts[-1]
+        stem, suffix = Path(name).stem, Path(name).suffix
+        folder = Path(st.temp).parent
+        for n in range(1, 10_000):
+            target = folder / (name if n == 1 else f"{stem}_{n}{suffix}")
+            try:
+                publish_kept(Path(st.temp), target)
+                break
+            except FileExistsError:
+                continue  # another file has this name: keep both
         rel = target.relative_to(root).as_posix()
-        _verify(target, sha)
-        seen[sha] = rel
-        return Record(source, "renamed" if k > 1 else action, sha, rel, label,
-                      reason=f"{name} was taken by a different file" if k > 1 else None)
-    raise BearIDError(f"{folder}: too many files named like {name}")
+        record = Record(source, "renamed" if n > 1 else "copied", sha, rel, st.label,
+                        reason=f"{name} was taken by a different file" if n > 1 else None)
+        records.append(_filed(record, root, st.facts, catalog, seen))
+    return records
 
 
-def _place(target: Path, data: bytes, src_path: str | None, link: bool) -> str:
-    if link and src_path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src_path, target)
-            return "linked"
-        except OSError as exc:
-            if isinstance(exc, FileExistsError):
-                raise
-    write_new(target, data)
-    return "copied"
+def _filed(record: Record, root: Path, facts: ImageFacts, catalog: Catalog, seen: dict[str, str]) -> Record:
+    """Note a newly filed photo in this run's memory and in the catalog."""
+    seen[record.sha256] = record.dest
+    st = (root / record.dest).stat()
+    facts.size, facts.mtime_ns = st.st_size, st.st_mtime_ns
+    catalog.record(record.dest, facts)  # the closing scan then need not read it again
+    return record
+
+
+def publish_kept(tmp: Path, target: Path) -> None:
+    """Link a staged copy into place; on a name clash keep the staged copy for another try."""
+    os.link(tmp, target)
+    os.unlink(tmp)
 
 
 def _verify(target: Path, sha: str) -> None:

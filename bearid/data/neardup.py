@@ -72,3 +72,20 @@ def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
         if a != b:
             parent[max(a, b)] = min(a, b)
     return np.array([find(i) for i in range(n)], dtype=np.int64)
+
+
+def near_clusters(hashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Cluster label per hash (the smallest index of its cluster; a lone hash is its own).
+
+    Identical hashes are merged before the search, so a thousand copies of one frame cost
+    one search entry, not half a million pairs.
+    """
+    h = np.ascontiguousarray(hashes).astype(np.int64)
+    if len(h) == 0:
+        return np.zeros(0, dtype=np.int64)
+    unique, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    unique_labels = clusters(len(unique), near_pairs(unique, max_distance))
+    # Name each cluster by the smallest original index among its members.
+    representative = np.full(len(unique), len(h), dtype=np.int64)
+    np.minimum.at(representative, unique_labels, first)
+    return representative[unique_labels][inverse.ravel()]

@@ -55,20 +55,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def probe(path: Path) -> ImageFacts:
-    """Everything the catalog keeps about one file. Never raises for a bad image."""
+def probe(path: Path, analyse: bool = True) -> ImageFacts:
+    """Everything the catalog keeps about one file. Never raises for a bad image.
+
+    With `analyse=False` (quick) the pixels are not decoded: hash, header, EXIF and a
+    structural check only; quality scores and the perceptual hash stay empty.
+    """
     path = Path(path)
     st = os.stat(path)
     data = path.read_bytes()
     facts = ImageFacts(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
-    try:
-        describe(data, facts)
-    except Exception as exc:  # any decoder failure is a fact about the file, not a crash
-        facts.error = facts.error or f"cannot decode: {type(exc).__name__}: {exc}"
+    describe(data, facts, analyse)
     return facts
 
 
-def describe(data: bytes, facts: ImageFacts) -> None:
+def describe(data: bytes, facts: ImageFacts, analyse: bool = True) -> None:
+    """Fill `facts` from a file's bytes; a decoder failure becomes `facts.error`."""
+    try:
+        _describe(data, facts, analyse)
+    except Exception as exc:  # any decoder failure is a fact about the file, not a crash
+        facts.error = facts.error or f"cannot decode: {type(exc).__name__}: {exc}"
+
+
+def _describe(data: bytes, facts: ImageFacts, analyse: bool) -> None:
     if not data:
         facts.error = "empty file"
         return
@@ -88,11 +97,28 @@ def describe(data: bytes, facts: ImageFacts) -> None:
         facts.taken = _exif_time(stamp)
         w, h = img.size
         facts.width, facts.height = (h, w) if facts.orientation in (5, 6, 7, 8) else (w, h)
+        if not analyse:
+            facts.error = structural_problem(data, img.format)
+            return
         if img.format == "JPEG":
-            img.draft("L", (SCORE_SIDE * 2, SCORE_SIDE * 2))
+            img.draft("L", (SCORE_SIDE, SCORE_SIDE))  # DCT-domain downscale: decodes a fraction
         img.load()  # raises on truncated data
         grey = ImageOps.exif_transpose(img).convert("L")
     scores(grey, facts)
+
+
+def structural_problem(data: bytes, fmt: str | None) -> str | None:
+    """A cheap integrity check without decoding pixels: a JPEG must end with its EOI marker
+    (cameras may pad after it), a PNG's chunk checksums must hold."""
+    if fmt == "JPEG" and b"\xff\xd9" not in data[-4096:]:
+        return "cannot decode: truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG":
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.verify()
+        except Exception as exc:
+            return f"cannot decode: {type(exc).__name__}: {exc}"
+    return None
 
 
 def _exif_time(stamp: object) -> str | None:
@@ -114,7 +140,7 @@ def scores(grey: Image.Image, facts: ImageFacts) -> None:
     a = (a - facts.brightness) * (STANDARD_CONTRAST / max(facts.contrast, 1.0))
     lap = a[1:-1, 1:-1] * -4 + a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:]
     facts.sharpness = float(lap.var()) if lap.size else 0.0
-    facts.phash = phash(grey)
+    facts.phash = phash(small)
 
 
 @functools.lru_cache(maxsize=1)

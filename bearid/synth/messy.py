@@ -30,7 +30,7 @@ from bearid.metadata import Dataset, ImageEntry, write_faces
 from bearid.synth.photo_io import encode_jpeg
 from bearid.synth.render import render
 from bearid.synth.tree import TRUTH_DIR, assets_for, to_box
-from bearid.synth.world import PhotoPlan, World
+from bearid.synth.world import LOCATIONS, PhotoPlan, World
 
 DROPS_DIR = "_drops"
 LABELS_DIR = "_labels"
@@ -178,7 +178,8 @@ def _write_drop(world: World, root: Path, rng: np.random.Generator) -> list[Plan
     seed = world.config.seed
     singles = [p for p in world.photos if p.kind == "single" and p.faces]
     unknowns = [p for p in world.photos if p.kind == "unknown" and p.faces] or singles[:1]
-    loc = singles[0].contribution.location
+    # The drop is from the first location (every world has brooks_falls bears).
+    loc = min((p.contribution.location for p in singles), key=[name for name, *_ in LOCATIONS].index)
     local = [p for p in singles if p.contribution.location == loc]
     name = "hartley_20190815"
     base = f"{DROPS_DIR}/{name}"

@@ -1,0 +1,91 @@
+"""Shared bench plumbing: machine facts, timing, and writing JSON + a Markdown table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None  # the same-run baseline, same unit
+    baseline_name: str = ""
+    ratio: float | None = None  # value / baseline (or as stated in `note`)
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Suite:
+    name: str
+    figures: list[Figure] = field(default_factory=list)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        print(f"  {figure.name}: {figure.value:.3g} {figure.unit}" + (f" (ratio {figure.ratio:.3g}, goal {figure.goal})" if figure.ratio is not None else ""), flush=True)
+        return figure
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = None
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "gpu": gpu, "python": platform.python_version(),
+            "system": platform.platform(), "device": "cuda" if gpu else "cpu"}
+
+
+def best_of(fn: Callable[[], object], repeat: int = 2) -> float:
+    """The fastest of `repeat` runs, in seconds (the first also warms caches)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def write(suite: Suite) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"suite": suite.name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
+            "figures": [asdict(f) for f in suite.figures], "tables": suite.tables}
+    json_path = RESULTS / f"{suite.name}.json"
+    json_path.write_text(json.dumps(data, indent=1))
+    lines = [f"# {suite.name} benchmarks", "", f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+             f"{data['machine']['memory_gib']} GiB, device {data['machine']['device']}; {data['when']}.", "",
+             "| figure | value | baseline | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    for f in suite.figures:
+        base = f"{f.baseline:.3g} {f.unit} ({f.baseline_name})" if f.baseline is not None else ""
+        ratio = f"{f.ratio:.3g}" if f.ratio is not None else ""
+        met = "" if f.met is None else ("yes" if f.met else "**no**")
+        lines.append(f"| {f.name} | {f.value:.3g} {f.unit} | {base} | {ratio} | {f.goal} | {met} |")
+    notes = [f"- {f.name}: {f.note}" for f in suite.figures if f.note]
+    if notes:
+        lines += ["", *notes]
+    for title, rows in suite.tables.items():
+        if rows:
+            lines += ["", f"## {title}", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows]
+    md_path = RESULTS / f"{suite.name}.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path

@@ -1,0 +1,33 @@
+"""`make bench`: run the benchmark suites, write bench/results/<suite>.json and .md.
+
+    python bench/run.py [--only data] [--work build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_data  # noqa: E402
+from common import write  # noqa: E402
+
+SUITES = {"data": bench_data.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=sorted(SUITES), help="run only these suites")
+    parser.add_argument("--work", type=Path, default=Path("build/bench"), help="scratch directory for generated data")
+    args = parser.parse_args()
+    for name in args.only or sorted(SUITES):
+        print(f"[{name}]", flush=True)
+        json_path, md_path = write(SUITES[name](args.work / name))
+        print(f"wrote {json_path} and {md_path}")
+        print(md_path.read_text())
+
+
+if __name__ == "__main__":
+    main()
