@@ -22,6 +22,21 @@ app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
 
 
+def _plugins() -> None:
+    """Verbs from installed parts of BearID outside the core (training, exporters), found
+    through the `bearid.commands` entry point, so the core never imports them."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="bearid.commands"):
+        try:
+            ep.load()(app)
+        except ImportError:
+            pass  # that part is not installed (e.g. no [train] extra)
+
+
+_plugins()
+
+
 def main() -> None:
     """Entry point: user errors become one clear message and exit status 2, never a traceback."""
     try:

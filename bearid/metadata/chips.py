@@ -44,6 +44,7 @@ class Chip:
     height: int | None = None
     transform_features: list[str] = field(default_factory=list)
     resolution: int | None = None
+    embedding: list[float] | None = None  # in embeddings XML files
 
 
 @dataclass
@@ -92,6 +93,12 @@ def _read_chip(el, path: Path) -> Chip:
         resolution_value = int(resolution) if resolution else None
     except ValueError:
         raise MetadataError(path, f"resolution '{resolution}' is not an integer", file) from None
+    embedding = None
+    if (raw := _xml.text_of(el, "embedding")) is not None:
+        try:
+            embedding = [float(v) for v in raw.split()]
+        except ValueError:
+            raise MetadataError(path, "embedding holds something other than numbers", file) from None
     return Chip(
         file=file,
         label=_xml.text_of(el, "label") or None,
@@ -101,6 +108,7 @@ def _read_chip(el, path: Path) -> Chip:
         height=height,
         transform_features=(_xml.text_of(el, "transform_features") or "").split(),
         resolution=resolution_value,
+        embedding=embedding,
     )
 
 
@@ -126,6 +134,8 @@ def write_chips(chipset: ChipSet, path: Path | str) -> None:
                 f"    <source file={_xml.attr(source_file)} top={_xml.attr(s.top)} left={_xml.attr(s.left)}"
                 f" width={_xml.attr(s.width)} height={_xml.attr(s.height)}/>"
             )
+        if chip.embedding is not None:
+            lines.append(f"    <embedding>{' '.join(f'{v:.6g}' for v in chip.embedding)}</embedding>")
         lines.append("  </chip>")
     lines += ["</chips>", "</dataset>"]
     _xml.write_document(path, lines)

@@ -1,0 +1,36 @@
+"""bearface at inference: detector + landmark refiner over any runtime.
+
+The networks are passed in as callables (ONNX Runtime in the service, PyTorch while
+training), so everything around them — decoding, shrinking, crops, peak finding, NMS and
+coordinates — is this one implementation everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from bearid.detection import Detection, DetectorSpec, decode, detector_input, refine, refiner_input, suppress
+from bearid.imageio import Photo
+
+Network = Callable[[np.ndarray], np.ndarray]
+
+
+class FaceFinder:
+    def __init__(self, detect: Network, refine: Network, spec: DetectorSpec = DetectorSpec()):
+        self.detect, self.refine, self.spec = detect, refine, spec
+
+    def find(self, photo: Photo, threshold: float | None = None) -> list[Detection]:
+        """Faces in a photo (boxes and landmarks in displayed pixels), best first."""
+        found: list[Detection] = []
+        sides = self.spec.input_sides
+        for i, side in enumerate(sides):
+            x, k = detector_input(photo.image, photo.width, photo.height, self.spec, side)
+            limit = None if i == len(sides) - 1 else self.spec.max_face_input
+            found += decode(self.detect(x)[0], k, self.spec, threshold, max_side=limit)
+        faces = suppress(found, self.spec)
+        if not faces:
+            return []
+        crops = np.stack([refiner_input(photo.image, photo.scale, f.box, self.spec) for f in faces])
+        return [refine(face, pred, self.spec) for face, pred in zip(faces, self.refine(crops))]

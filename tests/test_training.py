@@ -1,0 +1,153 @@
+"""Training end to end on a tiny world: the four stages, the results tree (reuse, branches),
+`bearid runs`, determinism, torchrun DDP, and the dlib backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bearid.data.split import SplitConfig, split
+from bearid.metadata import read_chips, read_faces
+from bearid.synth import WorldConfig, synthesize
+from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig, Pipeline, read_pipeline
+from training.pipeline import train
+from training.runs import runs
+
+TINY_FACE = FaceConfig(steps=60, refiner_steps=60, batch=8)
+TINY_CHIP = ChipConfig(source="truth")  # a 60-step detector finds too few faces to chip
+TINY_EMBED = EmbedConfig(steps=60, p=6, k=3)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny") / "world"
+    synthesize(WorldConfig(bears=6, photos=70, seed=4, min_side=640, max_side=800), root, workers=2)
+    out = root.parent / "splits"
+    split(root, out, SplitConfig(by="image", min_images=3), read_faces(root / "_truth/faces.xml"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(splits, tmp_path_factory) -> tuple[Path, object]:
+    results = tmp_path_factory.mktemp("results")
+    report = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
+    return results, report
+
+
+def test_the_four_stages_write_the_results_tree(trained):
+    results, report = trained
+    [branch] = report.branches
+    face, chip, embed, cls = branch
+    assert [d.name for d in branch] == ["face_config_01", "chip_config_01", "embed_config_01", "class_config_01"]
+    assert face.parent == results and chip.parent == face and embed.parent == chip and cls.parent == embed
+    for d in branch:
+        assert (d / "config.yaml").exists() and (d / "metrics.json").exists()
+    fm = json.loads((face / "metrics.json").read_text())
+    assert 0 <= fm["test"]["ap50"] <= 1 and "nme" in fm["test"]
+    assert (face / "model/detector.pt").exists() and (face / "plots/detections.png").exists()
+    chips = read_chips(chip / "chip_meta/train.xml")
+    assert chips.chips and all(chips.path_of(c).exists() for c in chips.chips)
+    assert json.loads((chip / "metrics.json").read_text())["train"]["chipped"] == len(chips.chips)
+    data = np.load(embed / "embeddings/test.npz")
+    assert data["vectors"].shape[1] == 128 and np.allclose(np.linalg.norm(data["vectors"], axis=1), 1, atol=1e-4)
+    assert read_chips(embed / "embed_meta/test.xml").chips[0].embedding is not None
+    em = json.loads((embed / "metrics.json").read_text())
+    assert 0 <= em["test"]["verification_auc"] <= 1 and (embed / "plots/embeddings.png").exists()
+    cm = json.loads((cls / "metrics.json").read_text())
+    assert {"top1", "top5", "baks", "baus", "auroc"} <= set(cm["test"]) and -1 < cm["threshold"] < 1
+    clf = pickle.loads((cls / "classifier/classifier.pkl").read_bytes())
+    assert clf.ids == json.loads((cls / "classifier/ids.json").read_text())
+    preds = clf.predict(data["vectors"][:3])
+    assert all(p.candidates and (p.bear_id in clf.ids or p.bear_id is None) for p in preds)
+
+
+def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
+    from bearid.detection import Detection
+    from training.data import read_samples
+    from training.face.detect import evaluate, faces_dataset
+
+    samples = [s for s in read_samples(splits / "test.xml") if s.faces][:3]
+    found = []
+    for s in samples:
+        f = s.faces[0]
+        marks = dict(zip(("leye", "reye", "nose", "lear", "rear"), map(tuple, f.landmarks)))
+        found.append([Detection(*f.box, 0.9, marks), Detection(0, 0, 5, 5, 0.8, marks)])
+    data = faces_dataset(samples, found, 0.5, splits)
+    assert [[b.label for b in i.boxes] for i in data.images] == [[s.faces[0].label, None] for s in samples]
+    report = evaluate(samples, found, 0.5)
+    assert report["nme"] == 0 and report["precision"] == 0.5
+
+
+def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, splits):
+    results, first = trained
+    again = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
+    assert again.computed == [] and len(again.reused) == 4
+    other = EmbedConfig(steps=61, p=6, k=3)
+    branched = train(Pipeline([TINY_FACE], [TINY_CHIP], [other], [ClassConfig(), ClassConfig(C=1.0)]), splits, results, log=lambda m: None)
+    names = [p.name for p in branched.computed]
+    assert names == ["embed_config_02", "class_config_01", "class_config_02"]
+    r = runs(results, "top1")
+    assert len(r.paths) == 3 and r.best in r.paths
+
+
+def test_runs_command_marks_the_best_path(trained):
+    results, _ = trained
+    done = subprocess.run([sys.executable, "-c", "from bearid.cli import main; main()", "runs", str(results), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["best"] and data["paths"][0]["stages"][0]["headline"]["AP50"] is not None
+
+
+def test_pipeline_file_and_its_errors(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("face: {steps: 5}\nembed: [{steps: 3}, {steps: 4, loss: triplet}]\n")
+    p = read_pipeline(path)
+    assert p.face[0].steps == 5 and [e.loss for e in p.embed] == ["arcface", "triplet"] and len(p.branches()) == 2
+    path.write_text("embed: {stepz: 3}\n")
+    with pytest.raises(Exception, match="unknown setting"):
+        read_pipeline(path)
+
+
+def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_path):
+    from training.embed.train import checksum, load_chips, train_embedder
+
+    _, report = trained
+    chips = read_chips(report.branches[0][1] / "chip_meta/train.xml")
+    x, labels, _ = load_chips(chips, 64)
+    cfg = EmbedConfig(steps=12, p=4, k=2, checkpoint_every=5)
+    a, _, _ = train_embedder(x, labels, cfg, tmp_path / "a", log=lambda m: None)
+    b, _, _ = train_embedder(x, labels, cfg, tmp_path / "b", log=lambda m: None)
+    assert checksum(a) == checksum(b)
+    assert (tmp_path / "a/checkpoint.pt").exists()
+    resumed, _, losses = train_embedder(x, labels, cfg, tmp_path / "a", resume=True, log=lambda m: None)
+    assert len(losses) == 12  # 10 from the checkpoint, 2 more
+    assert checksum(resumed) == checksum(a)  # resuming reproduces the uninterrupted run
+
+
+def test_torchrun_ddp_processes_agree(trained, tmp_path):
+    _, report = trained
+    chips = report.branches[0][1] / "chip_meta/train.xml"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                           "-m", "training.embed", str(chips), "--out", str(tmp_path / "ddp"), "--set", "steps=6", "--set", "p=4", "--set", "k=2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sums = [(tmp_path / f"ddp/rank{r}.sha256").read_text() for r in (0, 1)]
+    assert sums[0] == sums[1] and (tmp_path / "ddp/embed.pt").exists()
+
+
+def test_dlib_backend_trains_from_xml_and_is_measured_the_same_way(splits, tmp_path):
+    from training.stages import run_face
+
+    cfg = FaceConfig(backend="dlib", max_train_photos=30)
+    metrics = run_face(tmp_path, cfg, {"train": splits / "train.xml", "val": splits / "val.xml", "test": splits / "test.xml"}, log=lambda m: None)
+    assert metrics["backend"] == "dlib" and (tmp_path / "model/detector.svm").exists()
+    assert 0.2 < metrics["test"]["ap50"] <= 1 and metrics["test"]["nme"] is not None

@@ -1,0 +1,87 @@
+"""The pieces the training stages and the service share: chips, detection geometry,
+metrics, and the results tree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bearid.chips import ChipSpec, make_chip, similarity
+from bearid.detection import CHANNELS, SIZE_UNIT, STRIDE, Detection, DetectorSpec, decode, suppress
+from training import results
+from training.metrics import average_precision, balanced_accuracy, detection_report, nme, roc_auc
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -4.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = similarity(src, src @ rot.T + shift)
+    assert np.allclose(m[:, :2], rot) and np.allclose(m[:, 2], shift)
+
+
+def test_chip_puts_landmarks_on_the_template_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 255, (400, 600, 3), dtype=np.uint8))
+    marks = {"leye": (330.0, 180.0), "reye": (270.0, 175.0), "nose": (298.0, 240.0), "lear": (360, 120), "rear": (240, 118)}
+    spec = ChipSpec()
+    a, b = make_chip(img, marks, spec), make_chip(img, marks, spec)
+    assert a.image.size == (150, 150) and a.image.tobytes() == b.image.tobytes()
+    for name, target in zip(spec.points, spec.targets()):
+        assert np.hypot(*(np.array(a.landmarks[name]) - target)) < 4  # least squares over 3 points
+    # A photo decoded at half size gives (nearly) the same chip for the same landmarks.
+    half = img.resize((300, 200), Image.BILINEAR)
+    c = make_chip(half, marks, spec, scale=0.5)
+    assert np.allclose(c.matrix[:, :2] * 0.5, a.matrix[:, :2]) and c.landmarks["nose"] == pytest.approx(a.landmarks["nose"])
+    assert make_chip(img, {"leye": (1, 1)}, spec).problem.startswith("missing landmark")
+    tiny = {k: (v[0] / 40, v[1] / 40) for k, v in marks.items()}
+    assert "too small" in make_chip(img, tiny, spec).problem
+
+
+def test_decode_finds_a_planted_peak_and_suppress_drops_nested_boxes():
+    out = np.zeros((CHANNELS, 48, 64), dtype=np.float32)
+    out[0, 20, 30] = 0.9
+    out[0, 21, 30] = 0.5  # a neighbour, not a peak
+    out[1:3, 20, 30] = np.log(64 / SIZE_UNIT)
+    out[3:5, 20, 30] = 0.25
+    out[5:7, 20, 30] = (0.2, -0.1)  # leye relative to the centre, in box sizes
+    spec = DetectorSpec()
+    [d] = decode(out, scale=0.5, spec=spec)
+    cx, cy = (30.25 * STRIDE) / 0.5, (20.25 * STRIDE) / 0.5
+    assert d.width == pytest.approx(128) and d.left == pytest.approx(cx - 64)
+    assert d.landmarks["leye"] == pytest.approx((cx + 0.2 * 128, cy - 0.1 * 128))
+    big = Detection(0, 0, 100, 100, 0.9, {})
+    inner = Detection(10, 10, 30, 30, 0.5, {})
+    other = Detection(200, 0, 100, 100, 0.4, {})
+    assert suppress([inner, big, other], spec) == [big, other]
+
+
+def test_metrics():
+    boxes = [(0, 0, 10, 10), (20, 20, 10, 10)]
+    perfect = detection_report([[(b, 0.9) for b in boxes]], [boxes], 0.5)
+    assert perfect["ap50"] == 1.0 and perfect["recall"] == 1.0
+    half = detection_report([[(boxes[0], 0.9), ((50, 50, 5, 5), 0.8)]], [boxes], 0.5)
+    assert half["ap50"] == pytest.approx(0.5) and half["precision"] == 0.5
+    assert average_precision(np.array([0.9, 0.8]), np.array([False, True]), 1) == pytest.approx(0.5)
+    rng = np.random.default_rng(2)
+    s, y = rng.normal(size=200), rng.random(200) < 0.4
+    s[y] += 1
+    brute = np.mean([(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]])
+    assert roc_auc(s, y) == pytest.approx(brute)
+    assert balanced_accuracy(["a", "a", "a", "b"], [True, True, False, False]) == pytest.approx(1 / 3)
+    truth = np.array([[10, 0], [0, 0], [5, 5], [12, 8], [-2, 8]], dtype=float)
+    assert nme(truth + [1, 0], truth) == pytest.approx(0.1)
+
+
+def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
+    a = results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1")
+    assert a.path.name == "face_config_01" and not a.complete
+    again = results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1")
+    assert again.path == a.path and not again.reused  # not finished: compute again, same dir
+    results.write_metrics(a.path, {"ok": 1})
+    assert results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1").reused
+    assert results.stage_dir(tmp_path, "face_config", {"steps": 11}, "data1").path.name == "face_config_02"
+    assert results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data2").path.name == "face_config_03"
+    assert (a.path / "config.yaml").read_text().startswith("stage: face")

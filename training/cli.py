@@ -1,0 +1,298 @@
+"""The training verbs of the `bearid` command (registered through the `bearid.commands`
+entry point; torch is imported only when a verb runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+console = Console()
+
+
+def _log(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def train(
+    pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline YAML (configs per stage; lists make a sweep). Default: the default configs.")] = None,
+    data: Annotated[Path, typer.Option(help="Directory with train.xml, val.xml, test.xml (and holdout.xml) from bearid data split.")] = Path("splits"),
+    results_dir: Annotated[Path, typer.Option("--results", help="The results tree.")] = Path("results"),
+) -> None:
+    """Run face -> chip -> embed -> classify for every branch, reusing unchanged stages.
+
+    Example: bearid train pipeline.yaml --data splits --results results
+    """
+    from training.config import read_pipeline
+    from training.pipeline import train as run
+
+    report = run(read_pipeline(pipeline), data, results_dir, _log)
+    console.print(f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused, {report.seconds:.0f} s")
+    show_runs(results_dir, "open_set", False)
+
+
+def runs(
+    results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
+    by: Annotated[str, typer.Option(help="Best path by: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc.")] = "open_set",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the results tree with each stage's headline metrics and the best path marked.
+
+    Example: bearid runs results --by top1
+    """
+    show_runs(results_dir, by, as_json)
+
+
+def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
+    from bearid.errors import BearIDError
+    from training.runs import BY, headline, runs as find
+
+    if by not in BY:
+        raise BearIDError(f"--by {by}: choose one of {', '.join(BY)}")
+    r = find(results_dir, by)
+    if as_json:
+        print(json.dumps(r.as_json(results_dir), indent=1))
+        return
+    best = set(r.best or [])
+    tree = Tree(f"[bold]{results_dir}[/] (best by {by} marked ★)")
+    nodes: dict[Path, Tree] = {}
+    for path in r.paths:
+        parent = tree
+        for d in path:
+            if d not in nodes:
+                star = " ★" if d in best else ""
+                nodes[d] = parent.add(f"{d.name}{star}  [dim]{headline(d)}[/]")
+            parent = nodes[d]
+    console.print(tree)
+    if r.best:
+        console.print(f"best path: {r.best[-1]}")
+
+
+# -- each stage alone, from the previous stage's XML, like the original tools ----------
+face_app = typer.Typer(help="bearface: train, detect, evaluate.", no_args_is_help=True)
+embed_app = typer.Typer(help="bearembed: train, run, evaluate.", no_args_is_help=True)
+classify_app = typer.Typer(help="bearsvm: train, run, evaluate.", no_args_is_help=True)
+Settings = Annotated[Optional[list[str]], typer.Option("--set", help="A config setting, e.g. --set steps=500.")]
+
+
+def _config(stage: str, config: Path | None, settings: list[str] | None):
+    import yaml
+
+    from bearid.settings import with_settings
+    from training.config import make
+
+    cfg = make(stage, yaml.safe_load(config.read_text()) if config else {})
+    return with_settings(cfg, settings or [], what=f"{stage} setting")
+
+
+def _splits(train_xml: Path, others: dict[str, Path | None]) -> dict[str, Path]:
+    return {"train": train_xml, **{k: v for k, v in others.items() if v is not None}}
+
+
+@face_app.command("train")
+def face_train(
+    train_xml: Annotated[Path, typer.Argument(help="faces XML of the training photos")],
+    out: Annotated[Path, typer.Option(help="output directory (model/, face_meta/, metrics.json, plots/)")],
+    val: Annotated[Optional[Path], typer.Option(help="faces XML to validate on")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="faces XML to test on")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="face config YAML")] = None,
+    setting: Settings = None,
+) -> None:
+    """Train the face finder and measure AP@0.5, precision, recall and landmark NME.
+
+    Example: bearid face train splits/train.xml --val splits/val.xml --test splits/test.xml --out face1 --set backend=dlib
+    """
+    from training import results, stages
+
+    metrics = stages.run_face(out, _config("face", config, setting), _splits(train_xml, {"val": val, "test": test}), _log)
+    results.write_metrics(out, metrics)
+
+
+@face_app.command("detect")
+def face_detect(
+    model: Annotated[Path, typer.Argument(help="a face config directory (with model/ and config.yaml)")],
+    photos: Annotated[list[Path], typer.Argument(help="photos, folders of photos, or an image-list XML")],
+    out: Annotated[Path, typer.Option(help="faces XML to write (boxes, landmarks, detection scores)")],
+) -> None:
+    """Find faces in photos and write them as imglab XML, for a person to correct.
+
+    Example: bearid face detect results/face_config_01 new_photos/ --out new_faces.xml
+    """
+    from training.face.detect import detect_all, faces_dataset, finder_from_dir
+    from training.data import photo_samples
+
+    finder, cfg = finder_from_dir(model)
+    samples = photo_samples(photos)
+    found = detect_all(samples, finder.find, cfg.refine_side, threshold=cfg.score_threshold)
+    from bearid.metadata import write_faces
+
+    write_faces(faces_dataset(samples, found, cfg.score_threshold, out.parent), out)
+    console.print(f"{sum(len(f) for f in found)} face(s) in {len(samples)} photo(s) -> {out}")
+
+
+@face_app.command("eval")
+def face_eval(
+    model: Annotated[Path, typer.Argument(help="a face config directory")],
+    truth: Annotated[Path, typer.Argument(help="faces XML with the true boxes and landmarks")],
+) -> None:
+    """AP@0.5, precision, recall and landmark NME against a faces XML.
+
+    Example: bearid face eval results/face_config_01 splits/test.xml
+    """
+    from training.data import read_samples
+    from training.face.detect import detect_all, evaluate, finder_from_dir
+
+    finder, cfg = finder_from_dir(model)
+    samples = read_samples(truth)
+    print(json.dumps(evaluate(samples, detect_all(samples, finder.find, cfg.refine_side, threshold=0.05), cfg.score_threshold), indent=1))
+
+
+def chip(
+    faces: Annotated[list[Path], typer.Argument(help="faces XML files (one per split)")],
+    out: Annotated[Path, typer.Option(help="output directory (chip_images/, chip_meta/)")],
+    config: Annotated[Optional[Path], typer.Option(help="chip config YAML")] = None,
+    setting: Settings = None,
+) -> None:
+    """Cut pose-normalised face chips from landmarks; report faces that could not be chipped.
+
+    Example: bearid chip results/face_config_01/face_meta/*.xml --out chips --set size=150
+    """
+    from bearid.metadata import write_chips
+    from training.chip import chip_dataset, spec_of
+
+    spec = spec_of(_config("chip", config, setting))
+    for path in faces:
+        chipset, report = chip_dataset(read_faces_xml(path), out / "chip_images", out / "chip_meta", spec)
+        write_chips(chipset, out / "chip_meta" / path.name)
+        console.print(f"{path.name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else ""))
+
+
+def read_faces_xml(path: Path):
+    from bearid.metadata import read_faces
+
+    return read_faces(path)
+
+
+@embed_app.command("train")
+def embed_train(
+    chip_meta: Annotated[Path, typer.Argument(help="chip_meta directory with train.xml (and val/test/holdout.xml)")],
+    out: Annotated[Path, typer.Option(help="output directory (model/, embeddings/, embed_meta/, metrics.json)")],
+    config: Annotated[Optional[Path], typer.Option(help="embed config YAML")] = None,
+    setting: Settings = None,
+) -> None:
+    """Train the embedding network (ArcFace or triplet), embed every split, evaluate.
+
+    Example: bearid embed train chips/chip_meta --out embed1 --set loss=triplet
+    For several processes: torchrun --nproc_per_node 2 -m training.embed chips/chip_meta/train.xml --out embed1/model
+    """
+    from training import results, stages
+
+    results.write_metrics(out, stages.run_embed(out, _config("embed", config, setting), chip_meta, _log))
+
+
+@embed_app.command("run")
+def embed_run(
+    model: Annotated[Path, typer.Argument(help="an embed config directory (with model/embed.pt)")],
+    chips: Annotated[Path, typer.Argument(help="chips XML")],
+    out: Annotated[Path, typer.Option(help="embedding file to write (.npz with paths, labels, vectors)")],
+) -> None:
+    """Embed chips into the original tools' embedding file (and an embeddings XML beside it).
+
+    Example: bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --out test.npz
+    """
+    from bearid.metadata import read_chips
+    from training.embed.train import embed, load, load_chips
+    from training.stages import write_embeddings
+
+    net, size = load(model / "model")
+    chipset = read_chips(chips)
+    x, labels, paths = load_chips(chipset, size, labelled_only=False)
+    vectors = embed(net, x)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_embeddings(out.parent, out.stem, chipset, vectors, labels, paths)
+    (out.parent / "embeddings" / f"{out.stem}.npz").replace(out)
+    console.print(f"{len(paths)} chips -> {out}")
+
+
+@embed_app.command("eval")
+def embed_eval(
+    queries: Annotated[Path, typer.Argument(help="embedding file (.npz) of the chips to identify")],
+    gallery: Annotated[Path, typer.Argument(help="embedding file (.npz) of known chips (e.g. train)")],
+) -> None:
+    """Verification AUC and 1-NN top-1/top-5 of query embeddings against a gallery.
+
+    Example: bearid embed eval test.npz train.npz
+    """
+    from training.stages import embedding_report, load_embeddings
+
+    g = load_embeddings(gallery)
+    print(json.dumps(embedding_report(load_embeddings(queries), g, sorted(set(filter(None, g.labels)))), indent=1))
+
+
+@classify_app.command("train")
+def classify_train(
+    embeddings: Annotated[Path, typer.Argument(help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz)")],
+    out: Annotated[Path, typer.Option(help="output directory (classifier/, class_meta/, metrics.json)")],
+    config: Annotated[Optional[Path], typer.Option(help="classify config YAML")] = None,
+    setting: Settings = None,
+) -> None:
+    """Fit the SVM, choose the unknown-bear threshold on validation, evaluate on test.
+
+    Example: bearid classify train results/.../embed_config_01/embeddings --out svm1 --set C=10
+    """
+    from training import results, stages
+
+    results.write_metrics(out, stages.run_classify(out, _config("classify", config, setting), embeddings, _log))
+
+
+@classify_app.command("run")
+def classify_run(
+    model: Annotated[Path, typer.Argument(help="a class config directory (with classifier/classifier.pkl)")],
+    embeddings: Annotated[Path, typer.Argument(help="embedding file (.npz)")],
+) -> None:
+    """Name the bear of each embedding, or say it is unknown (JSON lines).
+
+    Example: bearid classify run results/.../class_config_01 new.npz
+    """
+    import pickle
+
+    from training.stages import load_embeddings
+
+    clf = pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
+    e = load_embeddings(embeddings)
+    for path, pred in zip(e.paths, clf.predict(e.vectors)):
+        print(json.dumps({"chip": path, "bear_id": pred.bear_id, "known": pred.known, "confidence": round(pred.confidence, 4),
+                          "candidates": [{"bear_id": b, "score": round(s, 4)} for b, s in pred.candidates]}))
+
+
+@classify_app.command("eval")
+def classify_eval(
+    model: Annotated[Path, typer.Argument(help="a class config directory")],
+    embeddings: Annotated[Path, typer.Argument(help="embedding file (.npz): bears not in the classifier count as unknown")],
+) -> None:
+    """Top-1/top-5, BAKS, BAUS, AUROC and the confusion matrix on an embedding file.
+
+    Example: bearid classify eval results/.../class_config_01 test.npz
+    """
+    import pickle
+
+    from training.classify import evaluate
+    from training.stages import split_known, load_embeddings
+
+    clf = pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
+    known, unknown = split_known(load_embeddings(embeddings), set(clf.ids))
+    print(json.dumps(evaluate(clf, known, unknown), indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training verbs to the `bearid` command."""
+    app.command("train")(train)
+    app.command("runs")(runs)
+    app.add_typer(face_app, name="face")
+    app.command("chip")(chip)
+    app.add_typer(embed_app, name="embed")
+    app.add_typer(classify_app, name="classify")

@@ -1,0 +1,130 @@
+"""Stage configurations and the pipeline file that lists them.
+
+A pipeline file (YAML) names one or more configs per stage; every combination becomes a
+branch of the results tree:
+
+    face:     {backend: centernet, steps: 1200}
+    chip:     [{size: 150}, {size: 150, points: [leye, reye]}]
+    embed:    {loss: arcface, steps: 800}
+    classify: {C: 100, target_far: 0.05}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bearid.errors import BearIDError
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    backend: str = "centernet"  # centernet | dlib
+    input_sides: tuple[int, ...] = (768, 256)  # detector pyramid (long side), finest first
+    max_face_input: float = 150.0  # faces larger than this (input px) go to the coarser level
+    width: int = 32
+    crop: int = 192  # training crop side
+    batch: int = 16
+    steps: int = 1500
+    lr: float = 2e-3
+    refiner_steps: int = 1000
+    refiner_batch: int = 64
+    crop_size: int = 64  # refiner input side
+    refine_side: int = 2048  # photos are decoded at most this long for landmark crops
+    score_threshold: float = 0.35
+    max_train_photos: int = 0  # 0 = all (dlib bootstraps from a few dozen)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    size: int = 150
+    points: tuple[str, ...] = ("leye", "reye", "nose")
+    padding: float = 0.15
+    source: str = "detected"  # detected | truth: which landmarks make the chips
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    loss: str = "arcface"  # arcface | triplet
+    dim: int = 128
+    input_size: int = 64  # chips are resized to this for the network
+    width: int = 32
+    steps: int = 800
+    lr: float = 2e-3
+    p: int = 12  # identities per batch
+    k: int = 4  # chips per identity
+    margin: float = 0.3  # ArcFace angular margin (radians) or triplet margin
+    scale: float = 30.0  # ArcFace scale
+    flip: bool = False  # mirror images: bears are not symmetric (notches, scars), so off
+    checkpoint_every: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClassConfig:
+    C: float = 100.0
+    kernel: str = "linear"
+    target_far: float = 0.05  # false-accept rate of unknown bears on validation
+    seed: int = 0
+
+
+STAGES = {"face": FaceConfig, "chip": ChipConfig, "embed": EmbedConfig, "classify": ClassConfig}
+STAGE_DIRS = {"face": "face_config", "chip": "chip_config", "embed": "embed_config", "classify": "class_config"}
+
+
+def make(stage: str, values: dict | None) -> object:
+    """A stage config from a mapping, with clear errors for unknown keys or bad types."""
+    cls = STAGES[stage]
+    values = dict(values or {})
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise BearIDError(f"{stage} config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    for key, value in list(values.items()):
+        default = getattr(cls(), key)
+        if isinstance(default, tuple):
+            values[key] = tuple(value)
+        elif isinstance(default, bool):
+            values[key] = bool(value)
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise BearIDError(f"{stage} config: {key}={value!r} is not a number")
+        elif isinstance(default, float):
+            values[key] = float(value)
+    return cls(**values)
+
+
+def as_dict(config: object) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+@dataclass
+class Pipeline:
+    face: list[FaceConfig] = field(default_factory=lambda: [FaceConfig()])
+    chip: list[ChipConfig] = field(default_factory=lambda: [ChipConfig()])
+    embed: list[EmbedConfig] = field(default_factory=lambda: [EmbedConfig()])
+    classify: list[ClassConfig] = field(default_factory=lambda: [ClassConfig()])
+
+    def branches(self) -> list[tuple[FaceConfig, ChipConfig, EmbedConfig, ClassConfig]]:
+        return list(itertools.product(self.face, self.chip, self.embed, self.classify))
+
+
+def read_pipeline(path: Path | None) -> Pipeline:
+    if path is None:
+        return Pipeline()
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BearIDError(f"{path}: cannot read the pipeline file: {exc}") from None
+    if not isinstance(raw, dict) or set(raw) - set(STAGES):
+        raise BearIDError(f"{path}: expected a mapping with keys among {', '.join(STAGES)}")
+    out = Pipeline()
+    for stage in STAGES:
+        entry = raw.get(stage)
+        items = entry if isinstance(entry, list) else [entry]
+        setattr(out, stage, [make(stage, item) for item in items])
+    return out

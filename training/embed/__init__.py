@@ -1,0 +1,1 @@
+"""bearembed: map a face chip to an embedding (metric learning)."""

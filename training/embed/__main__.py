@@ -1,0 +1,42 @@
+"""`python -m training.embed`: train bearembed on a chips XML (also under torchrun).
+
+    torchrun --nproc_per_node 2 -m training.embed CHIPS.xml --out DIR [--config embed.yaml] [--set steps=400]
+
+Each process trains on its own batches; DistributedDataParallel keeps the weights in step;
+rank 0 writes the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import yaml
+
+from bearid.metadata import read_chips
+from bearid.settings import with_settings
+from training.config import EmbedConfig, make
+from training.embed.train import load_chips, save, train_embedder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chips", type=Path, help="chips XML of the training split")
+    parser.add_argument("--out", type=Path, required=True, help="model directory")
+    parser.add_argument("--config", type=Path, help="embed config YAML")
+    parser.add_argument("--set", dest="settings", action="append", default=[], help="override one setting, e.g. steps=400")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+    cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
+    cfg = with_settings(cfg, args.settings, what="embed setting")
+    assert isinstance(cfg, EmbedConfig)
+    x, labels, _ = load_chips(read_chips(args.chips), cfg.input_size)
+    rank = int(os.environ.get("RANK", "0"))
+    net, classes, _ = train_embedder(x, labels, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None))
+    if rank == 0:
+        save(args.out, net, classes, cfg)
+
+
+if __name__ == "__main__":
+    main()

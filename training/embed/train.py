@@ -1,0 +1,177 @@
+"""Training bearembed: P x K identity-balanced batches, augmentation, ArcFace or triplet loss,
+checkpoints and resume, deterministic for a seed; DistributedDataParallel under torchrun."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from bearid.chips import embed_input
+from bearid.errors import BearIDError
+from bearid.fsio import atomic_path
+from bearid.metadata import ChipSet
+from training.config import EmbedConfig
+from training.embed.losses import ArcFace, triplet_semihard
+from training.embed.model import EmbedNet
+
+Log = Callable[[str], None]
+
+
+def load_chips(chipset: ChipSet, size: int, labelled_only: bool = True) -> tuple[torch.Tensor, list[str], list[str]]:
+    """All chips of a chips XML as one tensor (N x 3 x size x size), with labels and paths."""
+    rows, labels, paths = [], [], []
+    for chip in chipset.chips:
+        if labelled_only and not chip.label:
+            continue
+        path = chipset.path_of(chip)
+        with Image.open(path) as img:
+            rows.append(embed_input(img, size))
+        labels.append(chip.label or "")
+        paths.append(str(path))
+    x = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, 3, size, size))
+    return x, labels, paths
+
+
+class Trainee(nn.Module):
+    """The network and its loss head, as one module (so DDP keeps both in step)."""
+
+    def __init__(self, cfg: EmbedConfig, classes: int):
+        super().__init__()
+        self.net = EmbedNet(cfg.width, cfg.dim)
+        self.head = ArcFace(cfg.dim, classes, cfg.scale, cfg.margin) if cfg.loss == "arcface" else None
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        e = self.net(x)
+        return self.head(e, y) if self.head is not None else triplet_semihard(e, y, self.cfg.margin)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
+    """Small rotation, scale and shift; light and colour jitter; optional mirror."""
+    n = x.shape[0]
+    rnd = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+    angle = (rnd(n) - 0.5) * math.radians(20)
+    scale = 1 + (rnd(n) - 0.5) * 0.2
+    shift = (rnd(n, 2) - 0.5) * 0.12
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    if flip:
+        theta[:, 0, :2] *= torch.where(rnd(n) < 0.5, -1.0, 1.0)[:, None]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    gain = 1 + (rnd(n, 1, 1, 1) - 0.5) * 0.4
+    colour = 1 + (rnd(n, 3, 1, 1) - 0.5) * 0.15
+    offset = (rnd(n, 1, 1, 1) - 0.5) * 0.4
+    return x * gain * colour + offset
+
+
+def pk_batch(labels: np.ndarray, classes: int, p: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a batch: p identities, k chips each (drawn again where a bear has fewer)."""
+    ids = rng.choice(classes, size=p, replace=classes < p)
+    out = []
+    for c in ids:
+        members = np.flatnonzero(labels == c)
+        out.extend(rng.choice(members, size=k, replace=len(members) < k))
+    return np.array(out)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size): torchrun sets the environment; gloo works on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return int(os.environ.get("RANK", "0")), world
+
+
+def checksum(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_dir: Path,
+                   resume: bool = False, log: Log = print) -> tuple[EmbedNet, list[str], list[float]]:
+    """Train on chips `x` with `labels`; checkpoints in `model_dir`. Returns the network (eval
+    mode), the identity list and the loss curve."""
+    if len(set(labels)) < 2:
+        raise BearIDError(f"embedding training needs labelled chips of at least 2 bears; got {len(labels)} chip(s) of {len(set(labels))}"
+                          " (did the face stage find the faces? see its metrics.json)")
+    rank, world = _distributed()
+    classes = sorted(set(labels))
+    y_all = np.array([classes.index(label) for label in labels])
+    torch.manual_seed(cfg.seed)
+    trainee = Trainee(cfg, len(classes))
+    opt = torch.optim.AdamW(trainee.parameters(), lr=cfg.lr, weight_decay=5e-4)
+    warm = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    rng = np.random.default_rng([cfg.seed, rank])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    start, losses = 0, []
+    ckpt = model_dir / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        trainee.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
+        gen.set_state(state["gen"])
+        start, losses = state["step"], state["losses"]
+        log(f"embed: resumed at step {start}")
+    model: nn.Module = torch.nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(start, cfg.steps):
+        idx = pk_batch(y_all, len(classes), cfg.p, cfg.k, rng)
+        xb = augment(x[idx], gen, cfg.flip)
+        loss = model(xb, torch.from_numpy(y_all[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 100 == 0 or step == cfg.steps - 1:
+            log(f"embed step {step}/{cfg.steps} loss {np.mean(losses[-100:]):.3f} ({time.perf_counter() - t0:.0f} s)")
+        if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": trainee.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "rng": rng.bit_generator.state, "gen": gen.get_state(), "step": step + 1, "losses": losses}, tmp)
+    if world > 1:
+        # Gradients are averaged, so weights agree; batch-norm statistics come from each
+        # rank's own last batch: take rank 0's, as DDP does at every forward pass.
+        for buffer in trainee.buffers():
+            torch.distributed.broadcast(buffer, 0)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / f"rank{rank}.sha256").write_text(checksum(trainee.net))
+        torch.distributed.barrier()
+    return trainee.net.eval(), classes, losses
+
+
+def save(model_dir: Path, net: EmbedNet, classes: list[str], cfg: EmbedConfig) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(model_dir / "embed.pt") as tmp:
+        torch.save({"state": net.state_dict(), "width": cfg.width, "dim": cfg.dim, "input_size": cfg.input_size, "classes": classes}, tmp)
+
+
+def load(model_dir: Path) -> tuple[EmbedNet, int]:
+    state = torch.load(model_dir / "embed.pt", weights_only=True)
+    net = EmbedNet(state["width"], state["dim"])
+    net.load_state_dict(state["state"])
+    return net.eval(), state["input_size"]
+
+
+def embed(net: EmbedNet, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    with torch.inference_mode():
+        return np.concatenate([net(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, net.fc.out_features), np.float32)

@@ -1,0 +1,1 @@
+"""bearface: find each face (box + five landmarks)."""

@@ -1,0 +1,61 @@
+"""`bearid train`: run the four stages over every branch of a pipeline file, in the results
+tree, reusing every stage directory whose config and inputs are unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bearid.errors import BearIDError
+from training import results, stages
+from training.config import Pipeline, as_dict
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainReport:
+    branches: list[list[Path]] = field(default_factory=list)
+    computed: list[Path] = field(default_factory=list)
+    reused: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def split_files(data: Path) -> dict[str, Path]:
+    files = {name: Path(data) / f"{name}.xml" for name in stages.SPLITS}
+    missing = [n for n in ("train", "val", "test") if not files[n].exists()]
+    if missing:
+        raise BearIDError(f"{data}: missing {', '.join(m + '.xml' for m in missing)} (make them with bearid data split)")
+    return {n: p for n, p in files.items() if p.exists()}
+
+
+def train(pipeline: Pipeline, data: Path, results_dir: Path, log: Log = print) -> TrainReport:
+    t0 = time.perf_counter()
+    splits = split_files(data)
+    report = TrainReport()
+    data_key = results.fingerprint(list(splits.values()))
+
+    def step(parent: Path, prefix: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
+        d = results.stage_dir(parent, prefix, as_dict(config), inputs)
+        if d.complete:
+            report.reused.append(d.path)
+            log(f"{d.path}: unchanged, reused")
+        else:
+            log(f"{d.path}: computing")
+            results.write_metrics(d.path, run(d.path))
+            report.computed.append(d.path)
+        return d
+
+    for face_cfg, chip_cfg, embed_cfg, class_cfg in pipeline.branches():
+        face = step(results_dir, "face_config", face_cfg, data_key, lambda out: stages.run_face(out, face_cfg, splits, log))
+        chip = step(face.path, "chip_config", chip_cfg, face.key,
+                    lambda out: stages.run_chip(out, chip_cfg, face.path / "face_meta", splits, log))
+        embed = step(chip.path, "embed_config", embed_cfg, chip.key,
+                     lambda out: stages.run_embed(out, embed_cfg, chip.path / "chip_meta", log))
+        cls = step(embed.path, "class_config", class_cfg, embed.key,
+                   lambda out: stages.run_classify(out, class_cfg, embed.path / "embeddings", log))
+        report.branches.append([face.path, chip.path, embed.path, cls.path])
+    report.seconds = time.perf_counter() - t0
+    return report

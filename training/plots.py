@@ -1,0 +1,111 @@
+"""Plots a person looks at: loss curves, ROC, confusion matrix, embedding map, detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve(path: Path, curves: dict[str, list[float]]) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
+    for name, values in curves.items():
+        v = np.asarray(values)
+        if len(v) > 20:
+            w = max(1, len(v) // 50)
+            v = np.convolve(v, np.ones(w) / w, mode="valid")
+        ax.plot(v, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4), dpi=90)
+    for name, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def confusion(path: Path, labels: list[str], matrix: list[list[int]]) -> Path:
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(0.35 * len(labels) + 2, 0.35 * len(labels) + 1.5), dpi=90)
+    ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def embedding_map(path: Path, vectors: np.ndarray, labels: list[str]) -> Path:
+    """The embeddings projected on their first two principal components, coloured by bear."""
+    plt = _plt()
+    x = vectors - vectors.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=90)
+    names = sorted(set(labels))
+    cmap = plt.get_cmap("tab20", max(len(names), 1))
+    for i, name in enumerate(names):
+        sel = np.array([label == name for label in labels])
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=cmap(i), label=name)
+    if len(names) <= 24:
+        ax.legend(fontsize=6, ncol=2, markerscale=1.5)
+    ax.set_title("embeddings (PCA)")
+    fig.tight_layout()
+    return _save(fig, path, plt)
+
+
+def detections(path: Path, examples: list[tuple[object, list, list]]) -> Path:
+    """Photos with true boxes (green) and detected boxes and landmarks (red)."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for image, truths, found in examples:
+        img = image.copy()
+        k = 320 / max(img.size)
+        img = img.resize((max(1, int(img.width * k)), max(1, int(img.height * k))))
+        d = ImageDraw.Draw(img)
+        for (x, y, w, h) in truths:
+            d.rectangle((x * k, y * k, (x + w) * k, (y + h) * k), outline=(0, 230, 0), width=2)
+        for det in found:
+            x, y, w, h = det.box
+            d.rectangle((x * k, y * k, (x + w) * k, (y + h) * k), outline=(255, 40, 40), width=1)
+            for px, py in det.landmarks.values():
+                d.ellipse((px * k - 2, py * k - 2, px * k + 2, py * k + 2), fill=(255, 40, 40))
+        tiles.append(img)
+    sheet = Image.new("RGB", (320 * 4, 320 * ((len(tiles) + 3) // 4)), (30, 30, 30))
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % 4) * 320, (i // 4) * 320))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def _save(fig, path: Path, plt) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,92 @@
+"""The results tree: one directory per stage config, nested by dependency.
+
+    RESULTS/face_config_01/chip_config_01/embed_config_01/class_config_01/
+
+A stage directory is keyed by its config and what it was computed from (its parent, or for
+the face stage the data splits): the same key reuses the directory and recomputes nothing;
+a new key gets the next number. A stage is complete once its `metrics.json` is written
+(last); an incomplete directory is simply computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bearid.fsio import atomic_write_text
+
+KEY_FILE = ".key"
+METRICS = "metrics.json"
+CONFIG = "config.yaml"
+STAGE_ORDER = ("face_config", "chip_config", "embed_config", "class_config")
+
+
+def key_of(stage: str, config: dict, inputs: str) -> str:
+    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class StageDir:
+    path: Path
+    key: str
+    reused: bool
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / METRICS).exists()
+
+
+def stage_dir(parent: Path, prefix: str, config: dict, inputs: str) -> StageDir:
+    """The directory for this config under `parent`: an existing one with the same key,
+    or the next free number."""
+    parent.mkdir(parents=True, exist_ok=True)
+    key = key_of(prefix, config, inputs)
+    numbers = []
+    for d in sorted(parent.glob(f"{prefix}_[0-9]*")):
+        if (d / KEY_FILE).exists() and (d / KEY_FILE).read_text().strip() == key:
+            return StageDir(d, key, reused=(d / METRICS).exists())
+        if m := re.fullmatch(rf"{prefix}_(\d+)", d.name):
+            numbers.append(int(m.group(1)))
+    d = parent / f"{prefix}_{max(numbers, default=0) + 1:02d}"
+    d.mkdir()
+    atomic_write_text(d / KEY_FILE, key)
+    atomic_write_text(d / CONFIG, yaml.safe_dump({"stage": prefix.removesuffix("_config"), **config}, sort_keys=False))
+    return StageDir(d, key, reused=False)
+
+
+def write_metrics(d: Path, metrics: dict) -> None:
+    atomic_write_text(d / METRICS, json.dumps(metrics, indent=1, default=float))
+
+
+def read_metrics(d: Path) -> dict:
+    return json.loads((d / METRICS).read_text()) if (d / METRICS).exists() else {}
+
+
+def fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"-")
+    return h.hexdigest()
+
+
+def walk(results: Path) -> list[list[Path]]:
+    """Every complete path face -> chip -> embed -> class in the tree."""
+    paths = []
+
+    def down(d: Path, trail: list[Path], depth: int) -> None:
+        if depth == len(STAGE_ORDER):
+            paths.append(trail)
+            return
+        for child in sorted(d.glob(f"{STAGE_ORDER[depth]}_[0-9]*")):
+            if (child / METRICS).exists():
+                down(child, [*trail, child], depth + 1)
+
+    down(results, [], 0)
+    return paths
