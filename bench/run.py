@@ -12,9 +12,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_data  # noqa: E402
+import bench_training  # noqa: E402
 from common import write  # noqa: E402
 
-SUITES = {"data": bench_data.run}
+SUITES = {"data": bench_data.run, "training": bench_training.run}
 
 
 def main() -> None:

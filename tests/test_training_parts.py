@@ -85,3 +85,22 @@ def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
     assert results.stage_dir(tmp_path, "face_config", {"steps": 11}, "data1").path.name == "face_config_02"
     assert results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data2").path.name == "face_config_03"
     assert (a.path / "config.yaml").read_text().startswith("stage: face")
+
+
+def test_classifier_names_known_bears_and_rejects_new_ones():
+    from training.classify import Embedded, choose_threshold, evaluate, fit
+    from training.config import ClassConfig
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(9, 16))
+
+    def bears(ids, n):
+        v = np.concatenate([centres[i] + 0.15 * rng.normal(size=(n, 16)) for i in ids])
+        return Embedded(v / np.linalg.norm(v, axis=1, keepdims=True), [f"b{i}" for i in ids for _ in range(n)], [""] * len(v))
+
+    clf = fit(bears(range(6), 6), ClassConfig())
+    clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
+    report = evaluate(clf, bears(range(6), 4), bears([8], 10))
+    assert report["top1"] == 1.0 and report["baks"] >= 0.9 and report["baus"] >= 0.9 and report["auroc"] > 0.95
+    [p] = clf.predict(bears([2], 1).vectors)
+    assert p.bear_id == "b2" and p.known and p.candidates[0][0] == "b2"

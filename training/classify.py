@@ -29,7 +29,9 @@ def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
     # Platt-calibrated probabilities from cross-validated decisions (folds limited by the
     # rarest bear); the SVM itself is fitted on all the training chips.
     folds = int(min(5, max(2, np.bincount(y).min())))
-    svm = SVC(kernel=cfg.kernel, C=cfg.C, decision_function_shape="ovo", random_state=cfg.seed)
+    # SVC trains one-vs-one (as BearID did) whatever the shape; "ovr" aggregates its decision
+    # values per class, which the calibration needs (an "ovo" shape has one column per pair).
+    svm = SVC(kernel=cfg.kernel, C=cfg.C, decision_function_shape="ovr", random_state=cfg.seed)
     model = CalibratedClassifierCV(svm, method="sigmoid", cv=folds, ensemble=False)
     model.fit(train.vectors.astype(np.float64), y)
     centroids = np.stack([train.vectors[y == i].mean(axis=0) for i in range(len(ids))]).astype(np.float64)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from bearid.metadata import ChipSet
 from training.config import EmbedConfig
 from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.model import EmbedNet
+from training.optim import Optimiser
 
 Log = Callable[[str], None]
 
@@ -113,41 +113,33 @@ def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_d
     y_all = np.array([classes.index(label) for label in labels])
     torch.manual_seed(cfg.seed)
     trainee = Trainee(cfg, len(classes))
-    opt = torch.optim.AdamW(trainee.parameters(), lr=cfg.lr, weight_decay=5e-4)
-    warm = max(1, cfg.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)))
+    opt = Optimiser(trainee.parameters(), cfg.lr, cfg.steps, weight_decay=5e-4)
     rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    start, losses = 0, []
+    start = 0
     ckpt = model_dir / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         trainee.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        rng.bit_generator.state = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]
+        opt.load_state_dict(state["optimiser"])
+        if world == 1:
+            rng.bit_generator.state = state["rng"]
+        else:  # only rank 0's sampler state is saved: give each rank a fresh, distinct stream
+            rng = np.random.default_rng([cfg.seed, rank, state["step"]])
         gen.set_state(state["gen"])
-        start, losses = state["step"], state["losses"]
+        start = state["step"]
         log(f"embed: resumed at step {start}")
     model: nn.Module = torch.nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
     model.train()
-    t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         idx = pk_batch(y_all, len(classes), cfg.p, cfg.k, rng)
-        xb = augment(x[idx], gen, cfg.flip)
-        loss = model(xb, torch.from_numpy(y_all[idx]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == cfg.steps - 1:
-            log(f"embed step {step}/{cfg.steps} loss {np.mean(losses[-100:]):.3f} ({time.perf_counter() - t0:.0f} s)")
+        opt.step(model(augment(x[idx], gen, cfg.flip), torch.from_numpy(y_all[idx])))
+        opt.report("embed", step, cfg.steps, log)
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
-                torch.save({"model": trainee.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "rng": rng.bit_generator.state, "gen": gen.get_state(), "step": step + 1, "losses": losses}, tmp)
+                torch.save({"model": trainee.state_dict(), "optimiser": opt.state_dict(), "rng": rng.bit_generator.state,
+                            "gen": gen.get_state(), "step": step + 1}, tmp)
     if world > 1:
         # Gradients are averaged, so weights agree; batch-norm statistics come from each
         # rank's own last batch: take rank 0's, as DDP does at every forward pass.
@@ -156,7 +148,7 @@ def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_d
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / f"rank{rank}.sha256").write_text(checksum(trainee.net))
         torch.distributed.barrier()
-    return trainee.net.eval(), classes, losses
+    return trainee.net.eval(), classes, opt.losses
 
 
 def save(model_dir: Path, net: EmbedNet, classes: list[str], cfg: EmbedConfig) -> None:

@@ -17,6 +17,7 @@ from bearid.imageio import load_photo
 from training.config import FaceConfig
 from training.data import Loaded, Sample, load_all
 from training.face.model import Detector, Refiner
+from training.optim import Optimiser
 
 Log = Callable[[str], None]
 
@@ -94,32 +95,19 @@ def detector_loss(pred: torch.Tensor, heat: torch.Tensor, reg: torch.Tensor) -> 
     return (pos_loss + neg_loss) / n + box_l1 + 2.0 * lmk_l1
 
 
-def _schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    warm = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-
-
 def train_detector(train: list[Sample], cfg: FaceConfig, log: Log = print) -> tuple[Detector, list[float]]:
     rng = _seed(cfg.seed)
     t0 = time.perf_counter()
     loaded = load_all(train, max_side=int(max(cfg.input_sides) * 1.4))
     log(f"detector: {len(loaded)} photos loaded in {time.perf_counter() - t0:.1f} s")
     model = Detector(cfg.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = _schedule(opt, cfg.steps)
-    losses: list[float] = []
+    opt = Optimiser(model.parameters(), cfg.lr, cfg.steps)
     model.train()
     for step in range(cfg.steps):
         x, heat, reg = detector_batch(loaded, cfg, rng)
-        loss = detector_loss(model(x), heat, reg)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == cfg.steps - 1:
-            log(f"detector step {step}/{cfg.steps} loss {np.mean(losses[-100:]):.3f} ({time.perf_counter() - t0:.0f} s)")
-    return model.eval(), losses
+        opt.step(detector_loss(model(x), heat, reg))
+        opt.report("detector", step, cfg.steps, log)
+    return model.eval(), opt.losses
 
 
 def refiner_examples(train: list[Sample], cfg: FaceConfig, context: int = 96) -> tuple[np.ndarray, np.ndarray]:
@@ -166,21 +154,13 @@ def train_refiner(train: list[Sample], cfg: FaceConfig, log: Log = print) -> tup
     crops, marks = refiner_examples(train, cfg)
     log(f"refiner: {len(crops)} faces cropped in {time.perf_counter() - t0:.1f} s")
     model = Refiner()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = _schedule(opt, cfg.refiner_steps)
-    losses: list[float] = []
+    opt = Optimiser(model.parameters(), cfg.lr, cfg.refiner_steps)
     model.train()
     for step in range(cfg.refiner_steps):
         x, y = refiner_batch(crops, marks, cfg, rng)
-        loss = torch.nn.functional.smooth_l1_loss(model(x), y, beta=0.02)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 200 == 0 or step == cfg.refiner_steps - 1:
-            log(f"refiner step {step}/{cfg.refiner_steps} loss {np.mean(losses[-200:]):.4f} ({time.perf_counter() - t0:.0f} s)")
-    return model.eval(), losses
+        opt.step(torch.nn.functional.smooth_l1_loss(model(x), y, beta=0.02))
+        opt.report("refiner", step, cfg.refiner_steps, log, every=200)
+    return model.eval(), opt.losses
 
 
 def save(model_dir: Path, detector: Detector, refiner: Refiner, cfg: FaceConfig) -> None:
