@@ -98,6 +98,10 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
         v = np.concatenate([centres[i] + 0.15 * rng.normal(size=(n, 16)) for i in ids])
         return Embedded(v / np.linalg.norm(v, axis=1, keepdims=True), [f"b{i}" for i in ids for _ in range(n)], [""] * len(v))
 
+    lonely = bears([5], 1)
+    both = bears(range(5), 6)
+    clf = fit(Embedded(np.vstack([both.vectors, lonely.vectors]), both.labels + lonely.labels, both.paths + lonely.paths), ClassConfig())
+    assert clf.ids == ["b0", "b1", "b2", "b3", "b4"]  # one chip is too few to calibrate: b5 stays unknown
     clf = fit(bears(range(6), 6), ClassConfig())
     clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
     report = evaluate(clf, bears(range(6), 4), bears([8], 10))

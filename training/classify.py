@@ -12,6 +12,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
 from bearid.classifier import OpenSetClassifier
+from bearid.errors import BearIDError
 from training.config import ClassConfig
 from training.metrics import balanced_accuracy, roc_auc, topk
 
@@ -23,8 +24,17 @@ class Embedded:
     paths: list[str]
 
 
+MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
+
+
 def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
-    ids = sorted(set(train.labels))
+    """Fit on the bears with at least MIN_CHIPS training chips (the others stay unknown)."""
+    counts = {label: train.labels.count(label) for label in set(train.labels)}
+    ids = sorted(label for label, n in counts.items() if n >= MIN_CHIPS)
+    if len(ids) < 2:
+        raise BearIDError(f"the classifier needs at least 2 bears with {MIN_CHIPS} or more training chips; got {len(ids)}")
+    keep = np.array([label in ids for label in train.labels])
+    train = Embedded(train.vectors[keep], [l for l, k in zip(train.labels, keep) if k], [p for p, k in zip(train.paths, keep) if k])
     y = np.array([ids.index(label) for label in train.labels])
     # Platt-calibrated probabilities from cross-validated decisions (folds limited by the
     # rarest bear); the SVM itself is fitted on all the training chips.

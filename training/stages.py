@@ -234,7 +234,10 @@ def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dic
     with atomic_path(out / "classifier" / "classifier.pkl") as tmp:
         tmp.write_bytes(pickle.dumps(clf))
     atomic_write_text(out / "classifier" / "ids.json", json.dumps(clf.ids, indent=1))
-    metrics = {"threshold": round(clf.threshold, 4), "threshold_note": why, "identities": len(clf.ids),
+    left_out = sorted(set(train.labels) - set(clf.ids))
+    if left_out:
+        log(f"classify: too few training chips to know {', '.join(left_out)}: treated as unknown bears")
+    metrics = {"threshold": round(clf.threshold, 4), "threshold_note": why, "identities": len(clf.ids), "left_out": left_out,
                "val": evaluate_classifier(clf, val_known, val_unknown), "test": evaluate_classifier(clf, test_known, test_unknown)}
     for name in ("val", "test"):
         log(f"classify {name}: " + ", ".join(f"{k} {v}" for k, v in metrics[name].items() if k != "confusion"))
