@@ -54,25 +54,11 @@ def write_temp(target: Path, data: bytes) -> Path:
 def publish(tmp: Path, target: Path) -> None:
     """Make a finished (synced) temporary file appear as `target`, never replacing one.
 
-    Raises FileExistsError if `target` exists: a hard link is the step that makes it
-    appear, and linking refuses to overwrite. The temporary name is removed either way.
+    A hard link is the step that makes it appear, and linking refuses to overwrite: if
+    `target` exists this raises FileExistsError and keeps `tmp` for another name.
     """
-    try:
-        os.link(tmp, target)
-    finally:
-        os.unlink(tmp)
-
-
-def write_new(target: Path, data: bytes) -> None:
-    """Create `target` with `data`, whole or not at all, never replacing an existing file."""
-    tmp = write_temp(target, data)
-    try:
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    publish(tmp, Path(target))
+    os.link(tmp, target)
+    os.unlink(tmp)
 
 
 TEMP_MARKERS = (".tmp",)

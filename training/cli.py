@@ -249,6 +249,12 @@ def classify_train(
     results.write_metrics(out, stages.run_classify(out, _config("classify", config, setting), embeddings, _log))
 
 
+def _classifier(model: Path):
+    import pickle
+
+    return pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
+
+
 @classify_app.command("run")
 def classify_run(
     model: Annotated[Path, typer.Argument(help="a class config directory (with classifier/classifier.pkl)")],
@@ -258,11 +264,9 @@ def classify_run(
 
     Example: bearid classify run results/.../class_config_01 new.npz
     """
-    import pickle
-
     from training.stages import load_embeddings
 
-    clf = pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
+    clf = _classifier(model)
     e = load_embeddings(embeddings)
     for path, pred in zip(e.paths, clf.predict(e.vectors)):
         print(json.dumps({"chip": path, "bear_id": pred.bear_id, "known": pred.known, "confidence": round(pred.confidence, 4),
@@ -278,12 +282,10 @@ def classify_eval(
 
     Example: bearid classify eval results/.../class_config_01 test.npz
     """
-    import pickle
-
     from training.classify import evaluate
-    from training.stages import split_known, load_embeddings
+    from training.stages import load_embeddings, split_known
 
-    clf = pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
+    clf = _classifier(model)
     known, unknown = split_known(load_embeddings(embeddings), set(clf.ids))
     print(json.dumps(evaluate(clf, known, unknown), indent=1))
 

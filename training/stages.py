@@ -63,11 +63,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
             metrics[name] = face_detect.evaluate(samples, found, cfg.score_threshold)
             log(f"face {name}: {metrics[name]}")
         if name == "test":
-            for s, dets in list(zip(samples, found))[:8]:
-                examples.append((load_photo(s.path, max_side=640).image, [f.box for f in s.faces], [d for d in dets if d.score >= cfg.score_threshold]))
-                k = examples[-1][0].width / s.width
-                examples[-1] = (examples[-1][0], [tuple(v * k for v in b) for b in examples[-1][1]],
-                                [_scaled(d, k) for d in examples[-1][2]])
+            examples = [_example(s, dets, cfg.score_threshold) for s, dets in list(zip(samples, found))[:8]]
         write_faces(face_detect.faces_dataset(samples, found, cfg.score_threshold, out / "face_meta"), out / "face_meta" / f"{name}.xml")
     if curves:
         plots.loss_curve(out / "plots" / "loss.png", curves)
@@ -76,10 +72,15 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     return metrics
 
 
-def _scaled(det, k: float):
+def _example(sample, dets: list, threshold: float) -> tuple:
+    """A small upright photo with its true boxes and its detections, in its own pixels."""
     from bearid.detection import Detection
 
-    return Detection(det.left * k, det.top * k, det.width * k, det.height * k, det.score, {n: (x * k, y * k) for n, (x, y) in det.landmarks.items()})
+    image = load_photo(sample.path, max_side=640).image
+    k = image.width / sample.width
+    found = [Detection(d.left * k, d.top * k, d.width * k, d.height * k, d.score, {n: (x * k, y * k) for n, (x, y) in d.landmarks.items()})
+             for d in dets if d.score >= threshold]
+    return image, [tuple(v * k for v in f.box) for f in sample.faces], found
 
 
 # -- bearchip ---------------------------------------------------------------------------

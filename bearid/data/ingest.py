@@ -30,7 +30,7 @@ from bearid.data import layout
 from bearid.data.catalog import Catalog
 from bearid.data.probe import ImageFacts, describe
 from bearid.errors import BearIDError
-from bearid.fsio import remove_stale_temps, write_temp
+from bearid.fsio import publish, remove_stale_temps, write_temp
 
 UNKNOWN_ALIASES = {"bear_unknown", "unknown", "unknowns", "unsorted", "unidentified", "unid"}
 MULTIPLE_ALIASES = {"bear_multiple", "multiple", "multi"}
@@ -287,7 +287,7 @@ def _decide(files, staged: list[Staged], root: Path, catalog: Catalog) -> list[R
         for n in range(1, 10_000):
             target = folder / (name if n == 1 else f"{stem}_{n}{suffix}")
             try:
-                publish_kept(Path(st.temp), target)
+                publish(Path(st.temp), target)
                 break
             except FileExistsError:
                 continue  # another file has this name: keep both
@@ -305,12 +305,6 @@ def _filed(record: Record, root: Path, facts: ImageFacts, catalog: Catalog, seen
     facts.size, facts.mtime_ns = st.st_size, st.st_mtime_ns
     catalog.record(record.dest, facts)  # the closing scan then need not read it again
     return record
-
-
-def publish_kept(tmp: Path, target: Path) -> None:
-    """Link a staged copy into place; on a name clash keep the staged copy for another try."""
-    os.link(tmp, target)
-    os.unlink(tmp)
 
 
 def _verify(target: Path, sha: str) -> None:
