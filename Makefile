@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
-EXTRAS ?= train,data,dev
+EXTRAS ?= train,serve,data,dev
 
 .PHONY: all venv test test-all demo clean-demo bench
 

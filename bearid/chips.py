@@ -9,10 +9,13 @@ photo and landmarks is bit-for-bit the same everywhere.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
+
+from bearid.imageio import Photo, displayed_size, load_photo
 
 # Where the landmarks go in a chip, as fractions of the (unpadded) chip side. The bear's
 # own left eye is on the image right, as in the photos.
@@ -79,6 +82,32 @@ def make_chip(image: Image.Image, landmarks: dict[str, tuple[float, float]], spe
     chip = image.transform((spec.size, spec.size), Image.AFFINE, data=tuple(inverse.ravel()), resample=Image.BICUBIC)
     out = {n: tuple(float(v) for v in m @ np.array([x * scale, y * scale, 1.0])) for n, (x, y) in landmarks.items()}
     return ChipResult(chip, m, out)  # type: ignore[arg-type]
+
+
+def chip_scale(landmarks: dict[str, tuple[float, float]], spec: ChipSpec) -> float:
+    """Chip pixels per displayed-photo pixel for this face: a photo decoded at this scale or
+    finer holds every detail the chip can show."""
+    try:
+        m = similarity(np.array([landmarks[n] for n in spec.points], dtype=np.float64), spec.targets())
+    except (KeyError, ValueError):
+        return 0.0
+    return float(math.hypot(m[0, 0], m[1, 0]))
+
+
+def chip_faces(source: Path | str | bytes, faces: list[dict[str, tuple[float, float]]], spec: ChipSpec,
+               decoded: Photo | None = None) -> list[ChipResult]:
+    """Chips of several faces of one photo, decoded once at the resolution the chips need
+    (draft-decoded for JPEG: a big face in a 12 MP photo needs a fraction of its pixels).
+    `decoded` is reused when it is already fine enough. Training, evaluation and the service
+    all cut chips here, so the same photo and landmarks give the same chip everywhere."""
+    if not faces:
+        return []
+    need = min(1.0, max(chip_scale(f, spec) for f in faces))
+    if decoded is None or decoded.scale < need:
+        width, height = (decoded.width, decoded.height) if decoded else displayed_size(source)
+        side = max(width, height)
+        decoded = load_photo(source, max_side=None if need >= 1.0 else max(1, math.ceil(side * need)))
+    return [make_chip(decoded.image, f, spec, decoded.scale) for f in faces]
 
 
 EMBED_MEAN, EMBED_STD = 0.5, 0.25

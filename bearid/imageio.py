@@ -39,6 +39,13 @@ def _open(source: Path | str | bytes) -> Image.Image:
     return img
 
 
+def displayed_size(source: Path | str | bytes) -> tuple[int, int]:
+    """(width, height) of a photo as displayed (EXIF orientation applied), from its header."""
+    img = _open(source)
+    orientation = img.getexif().get(0x0112, 1) or 1
+    return (img.height, img.width) if orientation in (5, 6, 7, 8) else img.size
+
+
 def load_photo(source: Path | str | bytes, max_side: int | None = None) -> Photo:
     """Decode a photo upright in RGB; with `max_side`, at most that long (draft-decoded for
     JPEG, so a 12 MP photo is not decoded in full to be shrunk)."""

@@ -7,10 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from bearid.chips import ChipSpec, make_chip
+from bearid.chips import ChipSpec, chip_faces
 from bearid.data.layout import CONTRIBUTION
 from bearid.fsio import atomic_path
-from bearid.imageio import load_photo
 from bearid.metadata import Chip, ChipSet, ChipSource, Dataset, relative_file
 from training.config import ChipConfig
 
@@ -46,15 +45,15 @@ def chip_dataset(faces: Dataset, images_dir: Path, xml_base: Path, spec: ChipSpe
         if not image.boxes:
             continue
         path = faces.path_of(image)
+        marks = [{k: (float(x), float(y)) for k, (x, y) in box.parts.items()} for box in image.boxes]
         try:
-            photo = load_photo(path)
+            results = chip_faces(path, marks, spec)
         except Exception as exc:
             report.faces += len(image.boxes)
             report.problems[f"photo unreadable: {exc}"] += len(image.boxes)
             continue
-        for i, box in enumerate(image.boxes):
+        for i, (box, result) in enumerate(zip(image.boxes, results)):
             report.faces += 1
-            result = make_chip(photo.image, {k: (float(x), float(y)) for k, (x, y) in box.parts.items()}, spec, photo.scale)
             if result.image is None:
                 report.problems[result.problem or "unknown"] += 1
                 continue

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bearid.cli import data, meta, synth
+from bearid.cli import data, meta, serving, synth
 from bearid.errors import BearIDError
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
+for verb in (serving.promote, serving.rollback, serving.models, serving.serve, serving.score):
+    app.command(verb.__name__)(verb)
 
 
 def _plugins() -> None:

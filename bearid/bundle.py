@@ -1,0 +1,133 @@
+"""The bundle: what training hands to serving (ARCHITECTURE.md §6).
+
+    BUNDLE/ manifest.json  face.onnx  landmarks.onnx  embed.onnx  classifier.pkl  ids.json
+
+`manifest.json` records the format, the bundle version, its lineage (the results path it was
+exported from), how chips are cut, the detector's settings, the open-set threshold, the
+metrics, the sha256 and size of every file, and the library versions it was made with.
+
+`load` checks every file against the manifest *before* anything is unpickled: a tampered,
+truncated or incomplete bundle is refused with a message naming the file. (Checksums catch
+corruption and accidents; who may write bundles is the store's access control.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bearid.errors import BearIDError
+from bearid.fsio import atomic_write_text
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+FILES = ("face.onnx", "landmarks.onnx", "embed.onnx", "classifier.pkl", "ids.json")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict:
+    return {"sha256": sha256_of(path), "size": path.stat().st_size}
+
+
+def content_version(files: dict[str, dict]) -> str:
+    """A bundle's version: the hash of its files' hashes, so the same models give the same
+    version wherever they are exported."""
+    digest = hashlib.sha256("".join(f"{n}:{r['sha256']}\n" for n, r in sorted(files.items())).encode()).hexdigest()
+    return digest[:12]
+
+
+def write_manifest(folder: Path, fields: dict) -> dict:
+    """Checksum every bundle file in `folder` and write manifest.json (atomically, last, so a
+    folder without a manifest is never mistaken for a finished bundle)."""
+    missing = [n for n in FILES if not (folder / n).is_file()]
+    if missing:
+        raise BearIDError(f"{folder}: cannot write a bundle manifest, missing {', '.join(missing)}")
+    files = {n: file_record(folder / n) for n in FILES}
+    manifest = {"format": FORMAT, "version": content_version(files), **fields, "files": files}
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BearIDError(f"{folder}: not a bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BearIDError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BearIDError(f"{path}: unsupported bundle format {manifest.get('format') if isinstance(manifest, dict) else manifest!r} (expected {FORMAT})")
+    return manifest
+
+
+def verify(folder: Path) -> dict:
+    """The manifest, once every file listed in it exists with the recorded size and sha256."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    files = manifest.get("files") or {}
+    for name in FILES:
+        if name not in files:
+            raise BearIDError(f"{folder}: the manifest does not list {name}")
+    for name, record in files.items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise BearIDError(f"{folder}: bundle file {name} is missing")
+        if path.stat().st_size != record["size"]:
+            raise BearIDError(f"{folder}: bundle file {name} is {path.stat().st_size} bytes, the manifest says {record['size']} (truncated or replaced)")
+        if sha256_of(path) != record["sha256"]:
+            raise BearIDError(f"{folder}: bundle file {name} does not match its checksum (tampered or corrupted); refusing to load it")
+    if content_version(files) != manifest.get("version"):
+        raise BearIDError(f"{folder}: the manifest's version does not match its files")
+    return manifest
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    manifest: dict
+    classifier: object  # bearid.classifier.OpenSetClassifier
+    ids: list[str]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def summary(self) -> dict:
+        """What `GET /model` shows: everything but the per-file records."""
+        return {k: v for k, v in self.manifest.items() if k != "files"}
+
+
+def load(folder: Path) -> Bundle:
+    """Verify, then load, a bundle. Nothing is unpickled before every checksum matched."""
+    folder = Path(folder)
+    manifest = verify(folder)
+    with open(folder / "classifier.pkl", "rb") as fh:
+        classifier = pickle.load(fh)
+    ids = json.loads((folder / "ids.json").read_text())
+    if list(getattr(classifier, "ids", [])) != ids:
+        raise BearIDError(f"{folder}: classifier.pkl and ids.json name different bears")
+    return Bundle(folder, manifest, classifier, ids)
+
+
+def copy(src: Path, dest: Path) -> None:
+    """Copy a verified bundle's files (manifest last) into `dest`."""
+    manifest = verify(src)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in manifest["files"]:
+        shutil.copy2(src / name, dest / name)
+    shutil.copy2(src / MANIFEST, dest / MANIFEST)

@@ -1,0 +1,133 @@
+"""`bearid score`: batch-identify a folder of photos through the service.
+
+Results go to a JSON Lines journal, one line per photo as it is answered, so a run that is
+stopped can be started again and skips the photos already answered (errors are retried).
+From the journal come an imglab XML of the predictions (open it in `bearid label` or imglab
+to check them) and a CSV with one row per bear.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bearid.client import BearIDClient
+from bearid.data.layout import IMAGE_SUFFIXES
+from bearid.errors import BearIDError
+from bearid.fsio import atomic_write_text
+from bearid.metadata import Box, Dataset, ImageEntry, write_faces
+
+UNKNOWN = "unknown"
+
+
+def photos_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise BearIDError(f"{folder}: not a folder of photos")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+
+
+def read_journal(path: Path) -> dict[str, dict]:
+    """Latest line per photo; a torn last line (a killed run) is ignored."""
+    rows: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rows[row["photo"]] = row
+    return rows
+
+
+@dataclass
+class ScoreReport:
+    photos: int
+    scored: int  # this run
+    skipped: int  # answered by an earlier run
+    errors: int
+    faces: int
+    xml: Path
+    csv: Path
+
+
+def score(folder: Path, client: BearIDClient, out: Path, concurrency: int = 4,
+          progress: Callable[[int], None] | None = None) -> ScoreReport:
+    folder, out = Path(folder), Path(out)
+    photos = photos_in(folder)
+    done = {k for k, v in read_journal(out).items() if "answer" in v}
+    todo = [p for p in photos if str(p.relative_to(folder)) not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and out.stat().st_size and not out.read_bytes().endswith(b"\n"):
+        with open(out, "a") as fh:
+            fh.write("\n")  # end a torn line so the next one starts clean
+    errors = 0
+    with open(out, "a", encoding="utf-8") as journal:
+        for photo, result in client.identify_many(todo, concurrency):
+            row: dict = {"photo": str(Path(photo).relative_to(folder))}
+            if isinstance(result, Exception):
+                errors += 1
+                row["error"] = str(result)
+            else:
+                row["answer"] = result
+            journal.write(json.dumps(row) + "\n")
+            journal.flush()
+            if progress:
+                progress(1)
+    rows = read_journal(out)
+    xml, table = out.with_suffix(".xml"), out.with_suffix(".csv")
+    write_faces(predictions_dataset(rows, folder), xml)
+    atomic_write_text(table, per_bear_csv(rows))
+    faces = sum(len(r["answer"]["faces"]) for r in rows.values() if "answer" in r)
+    return ScoreReport(len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table)
+
+
+def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:
+    images = []
+    for photo, row in sorted(rows.items()):
+        if "answer" not in row:
+            continue
+        a = row["answer"]
+        boxes = [Box(round(f["box"]["left"]), round(f["box"]["top"]), round(f["box"]["width"]), round(f["box"]["height"]),
+                     f["bear_id"], {n: (round(x), round(y)) for n, (x, y) in f["landmarks"].items()},
+                     attrs={"detection_score": f"{f['score']:.4f}", "confidence": f"{f['confidence']:.4f}",
+                            "known": str(f["known"]).lower()})
+                 for f in a["faces"]]
+        images.append(ImageEntry(str((folder / photo).resolve()), boxes, a["image"]["width"], a["image"]["height"]))
+    return Dataset(images, name="bearid score predictions", comment="unlabelled boxes: bears the model does not know")
+
+
+def per_bear_csv(rows: dict[str, dict]) -> str:
+    stats: dict[str, dict] = defaultdict(lambda: {"photos": set(), "faces": 0, "confidence": 0.0})
+    for photo, row in rows.items():
+        for f in row.get("answer", {}).get("faces", []):
+            s = stats[f["bear_id"] or UNKNOWN]
+            s["photos"].add(photo)
+            s["faces"] += 1
+            s["confidence"] += f["confidence"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["bear_id", "photos", "faces", "mean_confidence"])
+    for bear, s in sorted(stats.items(), key=lambda kv: (kv[0] == UNKNOWN, kv[0])):
+        w.writerow([bear, len(s["photos"]), s["faces"], f"{s['confidence'] / s['faces']:.4f}"])
+    return buf.getvalue()
+
+
+def accuracy(rows: dict[str, dict], folder: Path, truth_xml: Path, known_ids: set[str]) -> dict:
+    """How the scored answers compare with a labelled faces XML of the same photos."""
+    from bearid.evaluate import tally
+    from bearid.metadata import read_faces
+
+    truth = read_faces(truth_xml)
+    by_path = {truth.path_of(img).resolve(): img for img in truth.images}
+    pairs = []
+    for photo, row in rows.items():
+        img = by_path.get((folder / photo).resolve())
+        boxes = [b for b in img.boxes if b.label and not b.ignore] if img else []
+        if "answer" in row and boxes:
+            pairs.append((row["answer"], boxes))
+    return tally(pairs, known_ids)

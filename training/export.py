@@ -1,0 +1,176 @@
+"""`bearid export`: turn a path of the results tree into a bundle (ARCHITECTURE.md §6).
+
+The face detector, the landmark refiner and the embedding network go to ONNX (dynamic batch
+axis; the detector also takes any photo size), the classifier is copied as it was pickled.
+Before the bundle is published, a parity check answers photos of the run's test split twice
+through the one `bearid.pipeline` — PyTorch networks, then ONNX Runtime — and compares every
+network output (max abs diff) and every decision (faces found, bear named).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from bearid import bundle as bundles
+from bearid.chips import DEFAULT_TEMPLATE
+from bearid.errors import BearIDError
+from bearid.facefinder import Network
+from bearid.metadata import read_faces
+from bearid.pipeline import Pipeline, ort_sessions
+from training.chip import spec_of
+from training.config import make
+from training.results import STAGE_ORDER, read_metrics
+from training.stages import detector_spec
+
+OPSET = 17
+DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only
+
+
+def stage_dirs(path: Path) -> list[Path]:
+    """face, chip, embed and class config dirs of a results path ending in a class config."""
+    path = Path(path).resolve()
+    dirs = [path, path.parent, path.parent.parent, path.parent.parent.parent][::-1]
+    for d, stage in zip(dirs, STAGE_ORDER):
+        if not d.name.startswith(stage + "_") or not (d / "config.yaml").is_file():
+            raise BearIDError(f"{path}: not a results path ending in a class config "
+                              f"(expected RESULTS/face_config_XX/chip_config_XX/embed_config_XX/class_config_XX)")
+        if not read_metrics(d):
+            raise BearIDError(f"{d}: this stage has not finished (no metrics.json); run bearid train first")
+    return dirs
+
+
+def _config(d: Path):
+    raw = yaml.safe_load((d / "config.yaml").read_text()) or {}
+    stage = raw.pop("stage")
+    return make({"class": "classify"}.get(stage, stage), raw)
+
+
+def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axes: bool) -> None:
+    axes = {0: "batch", 2: "height", 3: "width"} if image_axes else {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model.eval(), example, str(out), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": axes, "output": {0: "batch"} if not image_axes else {0: "batch", 2: "h", 3: "w"}},
+                          opset_version=OPSET, dynamo=False)
+
+
+def _torch(model: torch.nn.Module) -> Network:
+    def call(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    return call
+
+
+def _library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("bearid", "torch", "onnx", "onnxruntime", "scikit-learn", "numpy", "pillow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path]) -> dict:
+    """Answer `photos` with the PyTorch networks and with ONNX Runtime; compare."""
+    ort_nets = ort_sessions(bundle, threads=None)
+    diffs = {name: 0.0 for name in ("face", "landmarks", "embed")}
+
+    def paired(name: str) -> Network:
+        def call(x: np.ndarray) -> np.ndarray:
+            a, b = torch_nets[name](x), ort_nets[name](x)
+            diffs[name] = max(diffs[name], float(np.abs(a - b).max()) if a.size else 0.0)
+            return b
+
+        return call
+
+    reference = Pipeline(bundle, torch_nets)
+    checked = Pipeline(bundle, {name: paired(name) for name in diffs})
+    same, faces, named, worst_box = 0, 0, 0, 0.0
+    for photo in photos:
+        a, b = reference.identify(photo), checked.identify(photo)
+        agree = len(a.faces) == len(b.faces)
+        for fa, fb in zip(a.faces, b.faces):
+            worst_box = max(worst_box, *(abs(fa.box[k] - fb.box[k]) for k in fa.box))
+            agree &= fa.bear_id == fb.bear_id and fa.known == fb.known
+            named += fa.bear_id is not None
+        faces += len(a.faces)
+        same += agree and worst_box <= DECISION_BOX_TOLERANCE
+    return {"photos": len(photos), "faces": faces, "named": named, "identical_decisions": same == len(photos),
+            "photos_with_identical_decisions": same, "max_box_diff_px": round(worst_box, 4),
+            "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()}}
+
+
+def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
+    """Export the results path `path` (…/class_config_XX) as a bundle at `out`; the manifest."""
+    from training.embed import train as embed_train
+    from training.face import train as face_train
+
+    face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
+    face_cfg, chip_cfg, embed_cfg, class_cfg = (_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
+    if face_cfg.backend != "centernet":
+        raise BearIDError(f"{face_dir.name} uses the {face_cfg.backend} face backend, which has no ONNX form; "
+                          "export a path whose face config uses the centernet backend")
+    out = Path(out)
+    if out.exists() and not (out / bundles.MANIFEST).exists():
+        raise BearIDError(f"{out} exists and is not a bundle; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        detector, refiner = face_train.load(face_dir / "model")
+        embed_net, input_size = embed_train.load(embed_dir / "model")
+        spec = detector_spec(face_cfg)
+        _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
+        _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
+        _to_onnx(embed_net, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
+        shutil.copy2(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
+        shutil.copy2(class_dir / "classifier" / "ids.json", work / "ids.json")
+        chip_spec = spec_of(chip_cfg)
+        results_root = face_dir.parent
+        metrics = {stage: read_metrics(d) for stage, d in zip(("face", "chip", "embed", "classify"), (face_dir, chip_dir, embed_dir, class_dir))}
+        fields = {
+            "lineage": {"results": str(results_root), "path": str(class_dir.relative_to(results_root)),
+                        "configs": {stage: asdict(c) for stage, c in zip(("face", "chip", "embed", "classify"), (face_cfg, chip_cfg, embed_cfg, class_cfg))}},
+            "detector": asdict(spec),
+            "decode": {"refine_side": face_cfg.refine_side},
+            "chip": {"size": chip_spec.size, "points": list(chip_spec.points), "padding": chip_spec.padding,
+                     "template": {k: list(v) for k, v in (chip_spec.template or DEFAULT_TEMPLATE).items()}},
+            "embed": {"input_size": input_size, "dim": embed_cfg.dim},
+            "open_set": {"threshold": metrics["classify"].get("threshold"), "target_far": class_cfg.target_far,
+                         "score": "cosine similarity to the nearest known bear's mean embedding"},
+            "identities": len(json.loads((work / "ids.json").read_text())),
+            "metrics": {"face": metrics["face"].get("test"), "embed": metrics["embed"].get("test"),
+                        "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"}},
+            "libraries": _library_versions(),
+        }
+        bundles.write_manifest(work, fields)
+        photos = [read_faces(face_dir / "face_meta" / "test.xml")] if (face_dir / "face_meta" / "test.xml").exists() else []
+        sample = [ds.path_of(img) for ds in photos for img in ds.images if img.boxes][:parity_photos]
+        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(embed_net)}, sample)
+        log(f"export: parity on {check['photos']} test photos ({check['faces']} faces): max abs diff {check['max_abs_diff']}, "
+            f"identical decisions: {check['identical_decisions']}")
+        if not check["identical_decisions"]:
+            raise BearIDError(f"ONNX Runtime and PyTorch disagree on {check['photos'] - check['photos_with_identical_decisions']} "
+                              f"of {check['photos']} photos; bundle not written ({check})")
+        manifest = bundles.write_manifest(work, {**fields, "parity": check})
+        if out.exists():
+            if bundles.read_manifest(out).get("version") == manifest["version"]:
+                log(f"export: {out} already holds bundle {manifest['version']}")
+                return bundles.verify(out)
+            raise BearIDError(f"{out} holds another bundle ({bundles.read_manifest(out).get('version')}); choose another --out")
+        work.rename(out)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
