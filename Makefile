@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 EXTRAS ?= train,serve,data,dev
+PORT   ?= 3000
 
-.PHONY: all venv test test-all demo clean-demo bench
+.PHONY: all venv test test-all demo clean-demo bench serve
 
 all: test
 
@@ -26,9 +27,11 @@ test: venv
 test-all: venv
 	$(BIN)/python -m pytest
 
-# The story so far: make a messy world, file a contributor's drop into it, clean, split
-# and count it, train the four stages on the split and show the results tree with the best
-# path. Everything is written under build/demo; nothing else is touched.
+# The whole story: make a messy world, file a contributor's drop into it, clean, split and
+# count it, train the four stages and show the results tree with the best path; export the
+# best path as a bundle, promote it, serve it and batch-score the held-out photos through the
+# HTTP service (per-photo table and accuracy), then stop the service. Everything is written
+# under build/demo (the model store too); nothing else is touched.
 demo: venv
 	$(BIN)/bearid synth $(DEMO)/world --bears 12 --photos 240 --seed 7 --messy \
 		--contact-sheet $(DEMO)/contact_sheet.png
@@ -41,6 +44,15 @@ demo: venv
 	$(BIN)/bearid data stats $(DEMO)/world --faces $(DEMO)/world/_truth/faces.xml --html $(DEMO)/stats.html
 	$(BIN)/bearid data split $(DEMO)/world --out $(DEMO)/splits_image --by image --faces $(DEMO)/world/_truth/faces.xml
 	$(BIN)/bearid train configs/demo.yaml --data $(DEMO)/splits_image --results $(DEMO)/results
+	$(BIN)/bearid export --results $(DEMO)/results --out $(DEMO)/bundle
+	BEARID_STORE=$(DEMO)/store $(BIN)/bearid promote $(DEMO)/bundle \
+		--gate $(DEMO)/splits_image/val.xml --gate $(DEMO)/splits_image/holdout.xml
+	BEARID_STORE=$(DEMO)/store scripts/serve-and-score.sh $(BIN) $(PORT) $(DEMO)/splits_image/test.xml \
+		$(DEMO)/score/results.jsonl $(DEMO)/splits_image/test.xml
+
+# Keep serving the demo's champion (Ctrl-C stops it).
+serve: venv
+	BEARID_STORE=$(DEMO)/store $(BIN)/bearid serve --port $(PORT) --workers 2
 
 # Speed and accuracy figures, each against a baseline measured in the same run.
 bench: venv

@@ -130,8 +130,11 @@ class Pipeline:
         return now
 
     def identify(self, source: bytes | Path | str) -> Answer:
-        """Identify every bear face in one photo."""
-        return self.identify_many([source])[0]  # type: ignore[return-value]
+        """Identify every bear face in one photo (BearIDError if it cannot be read)."""
+        [answer] = self.identify_many([source])
+        if isinstance(answer, BearIDError):
+            raise answer
+        return answer
 
     def identify_many(self, sources: Iterable[bytes | Path | str]) -> list[Answer | BearIDError]:
         """Several photos, with one embedding call for all their faces. A photo that cannot

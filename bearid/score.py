@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,15 +21,24 @@ from bearid.client import BearIDClient
 from bearid.data.layout import IMAGE_SUFFIXES
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
-from bearid.metadata import Box, Dataset, ImageEntry, write_faces
+from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
 
 UNKNOWN = "unknown"
 
 
-def photos_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise BearIDError(f"{folder}: not a folder of photos")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+def photos_in(source: Path) -> tuple[Path, list[Path]]:
+    """(base folder, photos): every photo under a folder, or every photo a faces XML lists."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".xml":
+        ds = read_faces(source)
+        photos = sorted({ds.path_of(img).resolve() for img in ds.images})
+        if not photos:
+            raise BearIDError(f"{source}: lists no photos")
+        base = Path(os.path.commonpath([p.parent for p in photos]))
+        return base, photos
+    if not source.is_dir():
+        raise BearIDError(f"{source}: not a folder of photos or a faces XML")
+    return source, sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
 def read_journal(path: Path) -> dict[str, dict]:
@@ -55,10 +65,11 @@ class ScoreReport:
     csv: Path
 
 
-def score(folder: Path, client: BearIDClient, out: Path, concurrency: int = 4,
+def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
           progress: Callable[[int], None] | None = None) -> ScoreReport:
-    folder, out = Path(folder), Path(out)
-    photos = photos_in(folder)
+    """Score a folder of photos (or the photos a faces XML lists) into the journal `out`."""
+    out = Path(out)
+    folder, photos = photos_in(Path(source))
     done = {k for k, v in read_journal(out).items() if "answer" in v}
     todo = [p for p in photos if str(p.relative_to(folder)) not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +131,6 @@ def per_bear_csv(rows: dict[str, dict]) -> str:
 def accuracy(rows: dict[str, dict], folder: Path, truth_xml: Path, known_ids: set[str]) -> dict:
     """How the scored answers compare with a labelled faces XML of the same photos."""
     from bearid.evaluate import tally
-    from bearid.metadata import read_faces
 
     truth = read_faces(truth_xml)
     by_path = {truth.path_of(img).resolve(): img for img in truth.images}

@@ -1,5 +1,5 @@
 """Promoted bundles: kept in the BentoML model store as `bearid:<version>`, with a champion
-pointer and its history beside the store (`$BENTOML_HOME/bearid/champion.json`).
+pointer and its history beside the store (`$BEARID_STORE/bearid/champion.json`; BEARID_STORE defaults to $BENTOML_HOME).
 
 The pointer file is what a running service watches: promote or roll back, and every
 worker loads the new champion and swaps it in between requests.
@@ -22,7 +22,8 @@ MODEL_NAME = "bearid"
 
 
 def bentoml_home() -> Path:
-    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
+    """Where promoted bundles live: BEARID_STORE (e.g. a shared volume), else BentoML's home."""
+    return Path(os.environ.get("BEARID_STORE") or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
 class ModelStore:
@@ -32,7 +33,6 @@ class ModelStore:
 
     # -- the BentoML model store ----------------------------------------------------------
     def _models(self):
-        from bentoml._internal.store import Store  # noqa: F401  (import check: serve extra)
         from bentoml._internal.models.model import ModelStore as BentoStore
 
         return BentoStore(self.home / "models")

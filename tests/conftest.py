@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bearid.data.split import SplitConfig, split
+from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
+from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bearid"
 
@@ -30,3 +33,49 @@ def messy_world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("world") / "messy"
     synthesize(WorldConfig(bears=10, photos=120, seed=11, **SMALL), root, messy=True, workers=2)
     return root
+
+
+# A tiny trained pipeline, shared by the training and the serving tests.
+TINY_FACE = FaceConfig(steps=250, refiner_steps=150, batch=8, score_threshold=0.15)  # finds most faces
+TINY_CHIP = ChipConfig(source="truth")  # chips independent of the small detector
+TINY_EMBED = EmbedConfig(steps=60, p=6, k=3)
+
+
+@pytest.fixture(scope="session")
+def splits(tmp_path_factory) -> Path:
+    """A 6-bear world of 70 small photos, split by image."""
+    root = tmp_path_factory.mktemp("tiny") / "world"
+    synthesize(WorldConfig(bears=6, photos=70, seed=4, min_side=640, max_side=800), root, workers=2)
+    out = root.parent / "splits"
+    split(root, out, SplitConfig(by="image", min_images=3), read_faces(root / "_truth/faces.xml"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(splits, tmp_path_factory) -> tuple[Path, object]:
+    from training.config import Pipeline
+    from training.pipeline import train
+
+    results = tmp_path_factory.mktemp("results")
+    report = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
+    return results, report
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained, tmp_path_factory) -> Path:
+    """The tiny pipeline exported as a bundle."""
+    from exporters.export import export
+
+    results, report = trained
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export(report.branches[0][-1], out, parity_photos=4, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pipeline(bundle_dir):
+    """The bundle's ONNX Runtime pipeline, in process."""
+    from bearid import bundle as bundles
+    from bearid.pipeline import Pipeline
+
+    return Pipeline.from_bundle(bundles.load(bundle_dir), threads=1)

@@ -8,38 +8,15 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bearid.data.split import SplitConfig, split
-from bearid.metadata import read_chips, read_faces
-from bearid.synth import WorldConfig, synthesize
-from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig, Pipeline, read_pipeline
+from bearid.metadata import read_chips
+from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
+from training.config import ClassConfig, EmbedConfig, FaceConfig, Pipeline, read_pipeline
 from training.pipeline import train
 from training.runs import runs
-
-TINY_FACE = FaceConfig(steps=60, refiner_steps=60, batch=8)
-TINY_CHIP = ChipConfig(source="truth")  # a 60-step detector finds too few faces to chip
-TINY_EMBED = EmbedConfig(steps=60, p=6, k=3)
-
-
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny") / "world"
-    synthesize(WorldConfig(bears=6, photos=70, seed=4, min_side=640, max_side=800), root, workers=2)
-    out = root.parent / "splits"
-    split(root, out, SplitConfig(by="image", min_images=3), read_faces(root / "_truth/faces.xml"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(splits, tmp_path_factory) -> tuple[Path, object]:
-    results = tmp_path_factory.mktemp("results")
-    report = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
-    return results, report
-
 
 def test_the_four_stages_write_the_results_tree(trained):
     results, report = trained

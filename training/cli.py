@@ -290,33 +290,6 @@ def classify_eval(
     print(json.dumps(evaluate(clf, known, unknown), indent=1))
 
 
-def export(
-    path: Annotated[Optional[Path], typer.Argument(help="A results path ending in a class config. Default: the best path of --results.")] = None,
-    out: Annotated[Path, typer.Option(help="The bundle directory to write.")] = Path("bundle"),
-    results_dir: Annotated[Optional[Path], typer.Option("--results", help="Export the best path of this results tree.")] = None,
-    by: Annotated[str, typer.Option(help="With --results: best by open_set, top1, baks, baus or auroc.")] = "open_set",
-    parity_photos: Annotated[int, typer.Option(help="Test photos answered by both runtimes in the parity check.")] = 12,
-) -> None:
-    """Export a results path as a bundle: ONNX networks, classifier, manifest with checksums.
-
-    Example: bearid export results/face_config_01/chip_config_01/embed_config_01/class_config_01 --out bundle
-    """
-    from bearid.errors import BearIDError
-    from training.export import export as run
-    from training.runs import runs as find
-
-    if path is None:
-        if results_dir is None:
-            raise BearIDError("give a results path, or --results RESULTS to export its best path")
-        best = find(results_dir, by).best
-        if not best:
-            raise BearIDError(f"{results_dir}: no complete face -> chip -> embed -> class path to export")
-        path = best[-1]
-    manifest = run(path, out, parity_photos, _log)
-    m = manifest.get("metrics", {}).get("classify", {})
-    console.print(f"bundle {manifest['version']} written to {out} (test top-1 {m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})")
-
-
 def register(app: typer.Typer) -> None:
     """Add the training verbs to the `bearid` command."""
     app.command("train")(train)
@@ -325,4 +298,3 @@ def register(app: typer.Typer) -> None:
     app.command("chip")(chip)
     app.add_typer(embed_app, name="embed")
     app.add_typer(classify_app, name="classify")
-    app.command("export")(export)

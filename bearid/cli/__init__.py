@@ -20,7 +20,7 @@ app = typer.Typer(
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
-for verb in (serving.promote, serving.rollback, serving.models, serving.serve, serving.score):
+for verb in (serving.serve, serving.score):
     app.command(verb.__name__)(verb)
 
 

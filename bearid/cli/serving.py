@@ -1,9 +1,8 @@
-"""Serving verbs: promote, rollback, serve, score. Thin: the logic is in bearid.promotion,
-bearid.store, bearid.score and service/service.py."""
+"""Serving verbs: serve and score. Thin: the logic is in bearid.score, bearid.client and
+service/service.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,54 +18,6 @@ from bearid.errors import BearIDError
 
 console = Console()
 SERVICE_DIR = Path(__file__).resolve().parents[2]  # the checkout: service/service.py lives there
-
-
-def promote(
-    bundle: Annotated[Path, typer.Argument(help="The bundle folder (from bearid export).")],
-    gate: Annotated[Optional[list[Path]], typer.Option(help="Faces XML with bear labels to compare on (repeat for several).")] = None,
-    metric: Annotated[str, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")] = "open_set",
-    force: Annotated[bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")] = False,
-    limit: Annotated[int, typer.Option(help="Use at most this many gate photos (0: all).")] = 0,
-) -> None:
-    """Verify a bundle, compare it with the champion on a gate set, store it as bearid:<version>
-    and make it champion. A running service switches to it without a restart.
-
-    Example: bearid promote bundle --gate splits/test.xml --gate splits/holdout.xml
-    """
-    from bearid.promotion import promote as run
-    from bearid.store import ModelStore
-
-    r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
-    if r.candidate:
-        table = Table("gate", "candidate " + r.version, "champion " + (r.champion_version or "(none)"))
-        for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set"):
-            table.add_row(key, str(r.candidate.get(key)), str((r.champion or {}).get(key, "")))
-        console.print(table)
-    console.print(("[green]promoted[/] " if r.promoted else "[yellow]not promoted[/] ") + f"{r.version}: {r.reason}", highlight=False)
-    if not r.promoted and r.reason != "already the champion":
-        raise typer.Exit(1)
-
-
-def rollback() -> None:
-    """Make the previous champion champion again (a running service follows).
-
-    Example: bearid rollback
-    """
-    from bearid.store import ModelStore
-
-    version = ModelStore().rollback()
-    console.print(f"champion is now {version}")
-
-
-def models() -> None:
-    """The champion, the promoted bundles and the history of promotions and rollbacks.
-
-    Example: bearid models
-    """
-    from bearid.store import ModelStore
-
-    store = ModelStore()
-    print(json.dumps({"store": str(store.home), "versions": store.versions(), **store.state()}, indent=1))
 
 
 def serve(
@@ -91,7 +42,7 @@ def serve(
 
 
 def score(
-    photos: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    photos: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively), or a faces XML listing them.")],
     url: Annotated[str, typer.Option(help="The BearID service.")] = "http://127.0.0.1:3000",
     out: Annotated[Path, typer.Option(help="Results journal (JSON Lines); .xml and .csv are written beside it.")] = Path("results.jsonl"),
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
@@ -106,7 +57,8 @@ def score(
     from bearid.client import BearIDClient
     from bearid.score import accuracy, photos_in, read_journal, score as run
 
-    total = len(photos_in(photos))
+    base, listed = photos_in(photos)
+    total = len(listed)
     with BearIDClient(url) as client, Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                                console=console, transient=True) as bar:
         task = bar.add_task("score", total=total)
@@ -123,7 +75,7 @@ def score(
                       ", ".join(f["bear_id"] or "unknown" for f in faces) if "answer" in row else row.get("error", ""))
         console.print(t)
     if truth:
-        m = accuracy(rows, photos, truth, set(model.get("ids", [])))
+        m = accuracy(rows, base, truth, set(model.get("ids", [])))
         console.print("accuracy: " + ", ".join(f"{k} {v}" for k, v in m.items()), highlight=False)
     if report.errors:
         raise typer.Exit(1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path

@@ -26,7 +26,7 @@ from bearid import bundle as bundles
 from bearid.chips import DEFAULT_TEMPLATE
 from bearid.errors import BearIDError
 from bearid.facefinder import Network
-from bearid.metadata import read_faces
+from bearid.metadata import read_chips, read_faces
 from bearid.pipeline import Pipeline, ort_sessions
 from training.chip import spec_of
 from training.config import make
@@ -83,21 +83,30 @@ def _library_versions() -> dict:
     return out
 
 
-def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path]) -> dict:
-    """Answer `photos` with the PyTorch networks and with ONNX Runtime; compare."""
+def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path], chips: list[Path]) -> dict:
+    """Answer `photos` with the PyTorch networks and with ONNX Runtime and compare the
+    decisions; compare every network's raw outputs on the photos and on the run's `chips`
+    (so the landmark and embedding networks are checked even where few faces are found)."""
+    from PIL import Image
+
+    from bearid.chips import embed_input
+    from bearid.detection import normalise
+
     ort_nets = ort_sessions(bundle, threads=None)
     diffs = {name: 0.0 for name in ("face", "landmarks", "embed")}
 
-    def paired(name: str) -> Network:
-        def call(x: np.ndarray) -> np.ndarray:
-            a, b = torch_nets[name](x), ort_nets[name](x)
-            diffs[name] = max(diffs[name], float(np.abs(a - b).max()) if a.size else 0.0)
-            return b
-
-        return call
+    def compare(name: str, x: np.ndarray) -> np.ndarray:
+        a, b = torch_nets[name](x), ort_nets[name](x)
+        diffs[name] = max(diffs[name], float(np.abs(a - b).max()) if a.size else 0.0)
+        return b
 
     reference = Pipeline(bundle, torch_nets)
-    checked = Pipeline(bundle, {name: paired(name) for name in diffs})
+    if chips:
+        crop, size = reference.spec.crop_size, reference.embed_size
+        images = [Image.open(c).convert("RGB") for c in chips]
+        compare("embed", np.stack([embed_input(im, size) for im in images]))
+        compare("landmarks", np.stack([normalise(np.asarray(im.resize((crop, crop)))) for im in images]))
+    checked = Pipeline(bundle, {name: (lambda x, name=name: compare(name, x)) for name in diffs})
     same, faces, named, worst_box = 0, 0, 0, 0.0
     for photo in photos:
         a, b = reference.identify(photo), checked.identify(photo)
@@ -108,9 +117,27 @@ def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[
             named += fa.bear_id is not None
         faces += len(a.faces)
         same += agree and worst_box <= DECISION_BOX_TOLERANCE
-    return {"photos": len(photos), "faces": faces, "named": named, "identical_decisions": same == len(photos),
-            "photos_with_identical_decisions": same, "max_box_diff_px": round(worst_box, 4),
-            "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()}}
+    return {"photos": len(photos), "chips": len(chips), "faces": faces, "named": named,
+            "identical_decisions": same == len(photos), "photos_with_identical_decisions": same,
+            "max_box_diff_px": round(worst_box, 4), "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()}}
+
+
+def _test_photos(face_dir: Path, n: int) -> list[Path]:
+    """Photos of the run's test split, those with detected faces first."""
+    xml = face_dir / "face_meta" / "test.xml"
+    if not xml.exists():
+        return []
+    ds = read_faces(xml)
+    ordered = sorted(ds.images, key=lambda img: not img.boxes)
+    return [ds.path_of(img) for img in ordered][:n]
+
+
+def _test_chips(chip_dir: Path, n: int) -> list[Path]:
+    xml = chip_dir / "chip_meta" / "test.xml"
+    if not xml.exists():
+        return []
+    cs = read_chips(xml)
+    return [cs.path_of(c) for c in cs.chips][:n]
 
 
 def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
@@ -156,10 +183,9 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
             "libraries": _library_versions(),
         }
         bundles.write_manifest(work, fields)
-        photos = [read_faces(face_dir / "face_meta" / "test.xml")] if (face_dir / "face_meta" / "test.xml").exists() else []
-        sample = [ds.path_of(img) for ds in photos for img in ds.images if img.boxes][:parity_photos]
-        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(embed_net)}, sample)
-        log(f"export: parity on {check['photos']} test photos ({check['faces']} faces): max abs diff {check['max_abs_diff']}, "
+        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(embed_net)},
+                       _test_photos(face_dir, parity_photos), _test_chips(chip_dir, 2 * parity_photos))
+        log(f"export: parity on {check['photos']} test photos ({check['faces']} faces) and {check['chips']} chips: max abs diff {check['max_abs_diff']}, "
             f"identical decisions: {check['identical_decisions']}")
         if not check["identical_decisions"]:
             raise BearIDError(f"ONNX Runtime and PyTorch disagree on {check['photos'] - check['photos_with_identical_decisions']} "

@@ -1,0 +1,1 @@
+"""From a results path to a served model: ONNX export with parity checks, bundles, promotion."""

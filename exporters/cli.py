@@ -1,0 +1,99 @@
+"""The model-handling verbs of the `bearid` command: export, promote, rollback, models
+(registered through the `bearid.commands` entry point)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _log(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def export(
+    path: Annotated[Optional[Path], typer.Argument(help="A results path ending in a class config. Default: the best path of --results.")] = None,
+    out: Annotated[Path, typer.Option(help="The bundle directory to write.")] = Path("bundle"),
+    results_dir: Annotated[Optional[Path], typer.Option("--results", help="Export the best path of this results tree.")] = None,
+    by: Annotated[str, typer.Option(help="With --results: best by open_set, top1, baks, baus or auroc.")] = "open_set",
+    parity_photos: Annotated[int, typer.Option(help="Test photos answered by both runtimes in the parity check.")] = 12,
+) -> None:
+    """Export a results path as a bundle: ONNX networks, classifier, manifest with checksums.
+
+    Example: bearid export results/face_config_01/chip_config_01/embed_config_01/class_config_01 --out bundle
+    """
+    from bearid.errors import BearIDError
+    from exporters.export import export as run
+    from training.runs import runs as find
+
+    if path is None:
+        if results_dir is None:
+            raise BearIDError("give a results path, or --results RESULTS to export its best path")
+        best = find(results_dir, by).best
+        if not best:
+            raise BearIDError(f"{results_dir}: no complete face -> chip -> embed -> class path to export")
+        path = best[-1]
+    manifest = run(path, out, parity_photos, _log)
+    m = manifest.get("metrics", {}).get("classify", {})
+    console.print(f"bundle {manifest['version']} written to {out} (test top-1 {m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})")
+
+
+def promote(
+    bundle: Annotated[Path, typer.Argument(help="The bundle folder (from bearid export).")],
+    gate: Annotated[Optional[list[Path]], typer.Option(help="Faces XML with bear labels to compare on (repeat for several).")] = None,
+    metric: Annotated[str, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")] = "open_set",
+    force: Annotated[bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")] = False,
+    limit: Annotated[int, typer.Option(help="Use at most this many gate photos (0: all).")] = 0,
+) -> None:
+    """Verify a bundle, compare it with the champion on a gate set, store it as bearid:<version>
+    and make it champion. A running service switches to it without a restart.
+
+    Example: bearid promote bundle --gate splits/test.xml --gate splits/holdout.xml
+    """
+    from exporters.promotion import promote as run
+    from bearid.store import ModelStore
+
+    r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
+    if r.candidate:
+        table = Table("gate", "candidate " + r.version, "champion " + (r.champion_version or "(none)"))
+        for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set"):
+            table.add_row(key, str(r.candidate.get(key)), str((r.champion or {}).get(key, "")))
+        console.print(table)
+    console.print(("[green]promoted[/] " if r.promoted else "[yellow]not promoted[/] ") + f"{r.version}: {r.reason}", highlight=False)
+    if not r.promoted and r.reason != "already the champion":
+        raise typer.Exit(1)
+
+
+def rollback() -> None:
+    """Make the previous champion champion again (a running service follows).
+
+    Example: bearid rollback
+    """
+    from bearid.store import ModelStore
+
+    version = ModelStore().rollback()
+    console.print(f"champion is now {version}")
+
+
+def models() -> None:
+    """The champion, the promoted bundles and the history of promotions and rollbacks.
+
+    Example: bearid models
+    """
+    from bearid.store import ModelStore
+
+    store = ModelStore()
+    print(json.dumps({"store": str(store.home), "versions": store.versions(), **store.state()}, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    for verb in (promote, rollback, models):
+        app.command(verb.__name__)(verb)

@@ -1,0 +1,172 @@
+"""The real service: `bentoml serve` as a subprocess with 2 workers on a random loopback
+port, answering synthetic photos over HTTP, refusing hostile ones with 4xx, exporting its
+metrics, and switching champions under load without failing a request."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bearid import bundle as bundles
+from bearid.client import BearIDClient, RequestRefused
+from bearid.metadata import read_faces
+from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "test-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(bundle_dir, tmp_path_factory):
+    from bearid.store import ModelStore
+    from exporters.promotion import promote
+
+    home = tmp_path_factory.mktemp("bentoml")
+    store = ModelStore(home)
+    promote(bundle_dir, [], store, force=True)
+    port = free_port()
+    env = dict(os.environ, BENTOML_HOME=str(home), BEARID_WORKERS="2", BEARID_WATCH_SECONDS="0.5", BEARID_ADMIN_TOKEN=TOKEN,
+               BEARID_MAX_UPLOAD_MB="2", BENTOML_DO_NOT_TRACK="True", BEARID_ORT_THREADS="1")
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port),
+                             "--host", "127.0.0.1", "--working-dir", str(REPO)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        pytest.fail(f"the service did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+    yield url, store
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_identify_over_http_matches_the_pipeline_and_the_truth(server, pipeline, splits):
+    from bearid.evaluate import tally
+
+    url, _ = server
+    truth = read_faces(splits / "test.xml")
+    images = truth.images[:10]
+    answers = []
+    with BearIDClient(url) as client:
+        for image in images:
+            answer = client.identify(truth.path_of(image))
+            assert answer == pipeline.identify(truth.path_of(image)).as_json()
+            assert answer["image"] == {"width": image.width, "height": image.height}
+            answers.append((answer, [b for b in image.boxes if b.label]))
+    # Against the ground truth: the small test model finds most faces (boxes at IoU >= 0.5).
+    scores = tally([a for a in answers if a[1]], set(pipeline.classifier.ids))
+    assert scores["faces"] >= 5 and scores["face_recall"] >= 0.6, scores
+    batch = httpx.post(f"{url}/identify_batch", files=[("photos", truth.path_of(i).read_bytes()) for i in images[:3]], timeout=60)
+    assert batch.status_code == 200
+    assert batch.json()["results"] == [a for a, _ in answers[:3]]
+    with BearIDClient(url) as client:
+        model = client.model()
+    assert model["version"] == pipeline.version and model["ids"] == pipeline.classifier.ids
+    assert httpx.get(f"{url}/livez").status_code == 200
+
+
+def test_bad_input_gets_4xx_json_and_the_service_keeps_answering(server, splits, tmp_path):
+    url, _ = server
+    truth = read_faces(splits / "test.xml")
+    good = truth.path_of(truth.images[0]).read_bytes()
+    cases = {name: {"files": {"photo": ("x.jpg", data)}} for name, data in hostile_photos(tmp_path).items()}
+    cases["wrong field"] = {"files": {"picture": ("x.jpg", good)}}
+    cases["no multipart"] = {"json": {"photo": "x"}}
+    cases["huge body"] = {"files": {"photo": ("x.jpg", b"\xff" * (3 * 1024 * 1024))}}
+    for name, request in cases.items():
+        r = httpx.post(f"{url}/identify", timeout=60, **request)
+        expect_error = name in HOSTILE_ERRORS or name in ("wrong field", "no multipart", "huge body")
+        if expect_error:
+            assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+            assert r.json()["error"], name
+        else:
+            assert r.status_code == 200, (name, r.text)
+        assert httpx.post(f"{url}/identify", files={"photo": ("ok.jpg", good)}, timeout=60).status_code == 200, f"after {name}"
+    with BearIDClient(url) as client, pytest.raises(RequestRefused, match="HTTP 413"):
+        client.identify(b"\xff" * (3 * 1024 * 1024))
+
+
+def test_metrics_carry_bearid_series_from_both_workers(server, splits):
+    url, _ = server
+    truth = read_faces(splits / "test.xml")
+    with BearIDClient(url) as client:
+        list(client.identify_many([truth.path_of(i) for i in truth.images[:8]], concurrency=4))
+    text = httpx.get(f"{url}/metrics").text
+    for series in ("bearid_faces_per_photo_count", "bearid_stage_seconds_bucket", "bearid_refused_requests_total"):
+        assert series in text, series
+    assert 'stage="embed"' in text and "model_version=" in text
+
+
+def test_promote_and_rollback_under_load_fail_no_request(server, bundle_dir, splits, tmp_path):
+    from exporters.promotion import promote
+
+    url, store = server
+    old = store.champion()
+    new = bundles.verify(worse_copy(bundle_dir, tmp_path / "worse"))["version"]
+    truth = read_faces(splits / "test.xml")
+    photo = truth.path_of(truth.images[0]).read_bytes()
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                r = http.post(f"{url}/identify", files={"photo": ("p.jpg", photo)})
+                seen.append((r.status_code, r.json().get("model", {}).get("version") if r.status_code == 200 else None))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        promote(tmp_path / "worse", [], store, force=True)
+        assert _wait_for_version(seen, new), "the service did not switch to the new champion"
+        assert httpx.post(f"{url}/admin/reload").status_code == 401
+        reload = httpx.post(f"{url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"})
+        assert reload.status_code == 200 and reload.json()["version"] == new
+        store.rollback()
+        assert _wait_for_version(seen, old), "the service did not roll back"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert seen and all(status == 200 for status, _ in seen), {s for s, _ in seen}
+    assert {v for _, v in seen} == {old, new}
+
+
+def _wait_for_version(seen: list, version: str, timeout: float = 30) -> bool:
+    """True once a few answers in a row (both workers) came from `version`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(seen) >= 6 and all(v == version for _, v in seen[-6:]):
+            return True
+        time.sleep(0.2)
+    return False

@@ -1,0 +1,261 @@
+"""Serving without a server: export and bundles, the ONNX Runtime pipeline, hostile photos,
+the promotion store, the client's retries and resumable batch scoring."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from bearid import bundle as bundles
+from bearid.client import BearIDClient, RequestRefused, ServiceUnavailable
+from bearid.errors import BearIDError
+from bearid.metadata import read_faces
+from bearid.pipeline import Pipeline
+
+
+def worse_copy(bundle_dir: Path, dest: Path) -> Path:
+    """The same models with a threshold no bear passes: every bear is "unknown"."""
+    shutil.copytree(bundle_dir, dest)
+    clf = pickle.loads((dest / "classifier.pkl").read_bytes())
+    clf.threshold = 1.01
+    (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
+    fields = {k: v for k, v in bundles.read_manifest(dest).items() if k not in ("format", "version", "files")}
+    bundles.write_manifest(dest, fields)
+    return dest
+
+
+def test_export_writes_a_verified_bundle_with_parity(bundle_dir, trained):
+    from exporters.export import export
+
+    manifest = bundles.verify(bundle_dir)
+    assert set(manifest["files"]) == set(bundles.FILES)
+    assert manifest["lineage"]["path"] == "face_config_01/chip_config_01/embed_config_01/class_config_01"
+    assert manifest["chip"]["size"] == 150 and manifest["open_set"]["threshold"] is not None
+    assert manifest["parity"]["identical_decisions"] and manifest["parity"]["photos"] == 4 and manifest["parity"]["chips"] > 0
+    assert max(manifest["parity"]["max_abs_diff"].values()) < 1e-3
+    assert {"torch", "onnxruntime", "numpy"} <= set(manifest["libraries"])
+    # Exporting the same path again is safe: same models, same version, nothing rewritten.
+    again = export(trained[1].branches[0][-1], bundle_dir, parity_photos=1, log=lambda m: None)
+    assert again["version"] == manifest["version"]
+
+
+def test_a_tampered_or_truncated_bundle_is_refused_before_unpickling(bundle_dir, tmp_path):
+    evil = tmp_path / "evil"
+    shutil.copytree(bundle_dir, evil)
+
+    class Boom:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "unpickled",))
+
+    (evil / "classifier.pkl").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(BearIDError, match="classifier.pkl"):
+        bundles.load(evil)
+    assert not (tmp_path / "unpickled").exists()
+
+    cut = tmp_path / "cut"
+    shutil.copytree(bundle_dir, cut)
+    data = (cut / "embed.onnx").read_bytes()
+    (cut / "embed.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BearIDError, match="truncated"):
+        bundles.load(cut)
+    (cut / "embed.onnx").unlink()
+    with pytest.raises(BearIDError, match="missing"):
+        bundles.load(cut)
+    with pytest.raises(BearIDError, match="not a bundle"):
+        bundles.load(tmp_path)
+
+
+def test_pipeline_answers_in_displayed_pixels_and_matches_the_truth_sizes(pipeline, splits):
+    truth = read_faces(splits / "test.xml")
+    for image in truth.images[:8]:
+        answer = pipeline.identify(truth.path_of(image))
+        assert (answer.width, answer.height) == (image.width, image.height)
+        body = answer.as_json()
+        assert body["model"]["version"] == pipeline.version
+        for face in body["faces"]:
+            b = face["box"]
+            assert -b["width"] < b["left"] < image.width and -b["height"] < b["top"] < image.height
+            assert set(face["landmarks"]) == {"leye", "reye", "nose", "lear", "rear"}
+            assert face["bear_id"] is None or face["bear_id"] in pipeline.classifier.ids
+            assert face["known"] == (face["bear_id"] is not None)
+
+
+def test_chips_come_from_a_reduced_decode_only_when_it_holds_the_detail(splits):
+    from bearid.chips import ChipSpec, chip_faces, chip_scale
+    from bearid.imageio import load_photo
+
+    truth = read_faces(splits / "test.xml")
+    image = next(i for i in truth.images if i.boxes)
+    path = truth.path_of(image)
+    marks = [{k: (float(x), float(y)) for k, (x, y) in b.parts.items()} for b in image.boxes]
+    spec = ChipSpec()
+    full = [np.asarray(c.image, dtype=float) for c in chip_faces(path, marks, spec, load_photo(path))]
+    fresh = [np.asarray(c.image, dtype=float) for c in chip_faces(path, marks, spec)]
+    need = max(chip_scale(m, spec) for m in marks)
+    for a, b in zip(full, fresh):
+        # The same pixels when the chip needs the full photo; close (resampling only) otherwise.
+        assert np.abs(a - b).mean() < (0.5 if need >= 1 else 12.0)
+
+
+def hostile_photos(tmp_path: Path) -> dict[str, bytes]:
+    """Photos that must get a clear error or a correct answer, never a crash."""
+    rgb = Image.new("RGB", (320, 240), (90, 60, 40))
+
+    def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    jpeg = encoded(rgb, "JPEG")
+    bomb = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(bomb, "PNG")  # ~100 KB on disk, 900 MP decoded
+    sixteen = Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))
+    gif = [Image.new("P", (64, 64), i) for i in range(3)]
+    buf = io.BytesIO()
+    gif[0].save(buf, "GIF", save_all=True, append_images=gif[1:])
+    out = {
+        "zero bytes": b"",
+        "truncated jpeg": jpeg[: len(jpeg) // 2],
+        "truncated png": encoded(rgb, "PNG")[:60],
+        "html named jpg": b"<!doctype html><html><body>not a bear</body></html>",
+        "decompression bomb": bomb.getvalue(),
+        "1x1": encoded(Image.new("RGB", (1, 1)), "PNG"),
+        "cmyk jpeg": encoded(rgb.convert("CMYK"), "JPEG"),
+        "16-bit png": encoded(sixteen, "PNG"),
+        "LA png": encoded(rgb.convert("LA"), "PNG"),
+        "P png": encoded(rgb.convert("P"), "PNG"),
+        "RGBA png": encoded(rgb.convert("RGBA"), "PNG"),
+        "animated gif": buf.getvalue(),
+    }
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        out[f"exif orientation {orientation}"] = encoded(rgb, "JPEG", exif=exif.tobytes())
+    return out
+
+
+HOSTILE_ERRORS = {"zero bytes", "truncated jpeg", "truncated png", "html named jpg", "decompression bomb"}
+
+
+def test_hostile_photos_get_a_clear_error_or_an_answer(pipeline, tmp_path):
+    for name, data in hostile_photos(tmp_path).items():
+        if name in HOSTILE_ERRORS:
+            with pytest.raises(BearIDError):
+                pipeline.identify(data)
+            continue
+        answer = pipeline.identify(data)
+        if name == "16-bit png":
+            from bearid.imageio import load_photo
+
+            assert 150 <= load_photo(data).image.getpixel((0, 0))[0] <= 160  # scaled to 8 bits, not clipped
+        upright = (240, 320) if name.startswith("exif orientation") and int(name[-1]) >= 5 else None
+        if upright:
+            assert (answer.width, answer.height) == upright, name
+
+
+def test_promotion_gates_on_the_champion_and_rolls_back(bundle_dir, splits, tmp_path):
+    from bearid.store import ModelStore
+    from exporters.promotion import promote
+
+    store = ModelStore(tmp_path / "bentoml")
+    gate = [splits / "test.xml", splits / "holdout.xml"]
+    first = promote(bundle_dir, gate, store, limit=10)
+    assert first.promoted and store.champion() == first.version
+    assert bundles.verify(store.path_of(first.version))["version"] == first.version
+    worse = worse_copy(bundle_dir, tmp_path / "worse")
+    refused = promote(worse, gate, store, limit=10)
+    if refused.candidate["open_set"] < refused.champion["open_set"]:
+        assert not refused.promoted and "refused" in refused.reason and store.champion() == first.version
+    forced = promote(worse, gate, store, force=True, limit=10)
+    assert forced.promoted and store.champion() == forced.version != first.version
+    assert store.rollback() == first.version and store.champion() == first.version
+    with pytest.raises(BearIDError, match="no earlier champion"):
+        store.rollback()
+    history = [h["action"] for h in store.state()["history"]]
+    assert history == ["promote", "promote", "rollback"]
+
+
+# -- the client ----------------------------------------------------------------------------
+def test_client_retries_busy_servers_but_not_bad_requests():
+    calls = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ConnectError("refused")
+        if calls["n"] in (2, 3):
+            return httpx.Response(503 if calls["n"] == 2 else 429, headers={"retry-after": "0"})
+        return httpx.Response(200, json={"faces": [], "image": {"width": 1, "height": 1}, "model": {"version": "v"}})
+
+    with BearIDClient("http://bearid.test", backoff=0.001, transport=httpx.MockTransport(flaky)) as client:
+        assert client.identify(b"photo")["model"]["version"] == "v"
+    assert calls["n"] == 4
+
+    bad = {"n": 0}
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        bad["n"] += 1
+        return httpx.Response(400, json={"error": "not a readable image", "code": "bad_image"})
+
+    with BearIDClient("http://bearid.test", backoff=0.001, transport=httpx.MockTransport(refuse)) as client:
+        with pytest.raises(RequestRefused, match="not a readable image") as info:
+            client.identify(b"x")
+    assert bad["n"] == 1 and info.value.code == "bad_image"
+
+    with BearIDClient("http://bearid.test", retries=2, backoff=0.001,
+                      transport=httpx.MockTransport(lambda r: httpx.Response(503))) as client:
+        with pytest.raises(ServiceUnavailable, match="3 attempts"):
+            client.identify(Image.new("RGB", (4, 4)))
+
+
+def in_process_transport(pipeline: Pipeline, fail_after: int | None = None) -> httpx.MockTransport:
+    """The service's answers without the server: multipart in, the pipeline's JSON out."""
+    count = {"n": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        count["n"] += 1
+        if fail_after is not None and count["n"] > fail_after:
+            return httpx.Response(400, json={"error": "refused for the test"})
+        body = request.read()
+        boundary = request.headers["content-type"].split("boundary=")[1].encode()
+        part = body.split(b"--" + boundary)[1]
+        data = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+        return httpx.Response(200, json=pipeline.identify(data).as_json())
+
+    return httpx.MockTransport(handle)
+
+
+def test_score_is_resumable_and_writes_xml_and_csv(pipeline, splits, tmp_path):
+    from bearid.score import read_journal, score
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    truth = read_faces(splits / "test.xml")
+    for image in truth.images[:6]:
+        shutil.copy(truth.path_of(image), photos)
+    out = tmp_path / "scores" / "results.jsonl"
+    with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline, fail_after=4)) as client:
+        first = score(photos, client, out, concurrency=2)
+    assert first.scored == 6 and first.errors == 2
+    with open(out, "a") as fh:
+        fh.write('{"photo": "torn')  # a run killed mid-line
+    with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline)) as client:
+        second = score(photos, client, out, concurrency=2)
+    assert second.skipped == 4 and second.scored == 2 and second.errors == 0
+    rows = read_journal(out)
+    assert len(rows) == 6 and all("answer" in r for r in rows.values())
+    predictions = read_faces(out.with_suffix(".xml"))
+    assert len(predictions.images) == 6
+    assert sum(len(i.boxes) for i in predictions.images) == sum(len(r["answer"]["faces"]) for r in rows.values())
+    import dlib
+
+    dlib.image_dataset_metadata.load_image_dataset_metadata(str(out.with_suffix(".xml")))
+    header = out.with_suffix(".csv").read_text().splitlines()[0]
+    assert header == "bear_id,photos,faces,mean_confidence"
