@@ -4,13 +4,9 @@ metrics, and switching champions under load without failing a request."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
+import time
 
 import httpx
 import pytest
@@ -20,52 +16,22 @@ from bearid.client import BearIDClient, RequestRefused
 from bearid.metadata import read_faces
 from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(bundle_dir, tmp_path_factory):
+    from bearid.localserver import LocalServer
     from bearid.store import ModelStore
     from exporters.promotion import promote
 
     home = tmp_path_factory.mktemp("bentoml")
     store = ModelStore(home)
     promote(bundle_dir, [], store, force=True)
-    port = free_port()
-    env = dict(os.environ, BENTOML_HOME=str(home), BEARID_WORKERS="2", BEARID_WATCH_SECONDS="0.5", BEARID_ADMIN_TOKEN=TOKEN,
-               BEARID_MAX_UPLOAD_MB="2", BENTOML_DO_NOT_TRACK="True", BEARID_ORT_THREADS="1")
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port),
-                             "--host", "127.0.0.1", "--working-dir", str(REPO)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        pytest.fail(f"the service did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-    yield url, store
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = dict(BENTOML_HOME=str(home), BEARID_WATCH_SECONDS="0.5", BEARID_ADMIN_TOKEN=TOKEN, BEARID_MAX_UPLOAD_MB="2",
+               BEARID_ORT_THREADS="1")
+    with LocalServer(workers=2, env=env, log=home / "server.log") as url:
+        yield url, store
 
 
 def test_identify_over_http_matches_the_pipeline_and_the_truth(server, pipeline, splits):
@@ -170,3 +136,17 @@ def _wait_for_version(seen: list, version: str, timeout: float = 30) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_short_load_run_has_no_server_errors(server, splits):
+    """The load script's smoke run (bench/load.py runs it for minutes by hand)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from load import load_run
+
+    url, _ = server
+    truth = read_faces(splits / "test.xml")
+    report = load_run(url, [truth.path_of(i).read_bytes() for i in truth.images[:4]], seconds=4, concurrency=4)
+    assert report.requests >= 4 and report.server_errors == 0 and report.transport_errors == 0
+    assert report.statuses[200] == report.requests and report.p99_ms >= report.p50_ms > 0

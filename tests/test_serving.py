@@ -57,6 +57,15 @@ def test_a_tampered_or_truncated_bundle_is_refused_before_unpickling(bundle_dir,
     (evil / "classifier.pkl").write_bytes(pickle.dumps(Boom()))
     with pytest.raises(BearIDError, match="classifier.pkl"):
         bundles.load(evil)
+    # Promotion and the service refuse it too, and still nothing was unpickled.
+    from bearid.serving import Champion
+    from bearid.store import ModelStore
+    from exporters.promotion import promote
+
+    with pytest.raises(BearIDError, match="checksum"):
+        promote(evil, [], ModelStore(tmp_path / "store"), force=True)
+    champion = Champion(bundle_dir=evil)
+    assert champion.pipeline is None and "checksum" in champion.error
     assert not (tmp_path / "unpickled").exists()
 
     cut = tmp_path / "cut"

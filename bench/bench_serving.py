@@ -1,0 +1,165 @@
+"""Serving benchmarks, each against a baseline measured in the same run:
+
+- serving efficiency: photos/s and p50/p95 latency through the HTTP service (BentoML,
+  concurrency 1, 4, 16) vs the same `Pipeline` called in-process on the same photos;
+- decode: full decode + shrink vs draft-mode decode of 12 MP JPEGs for the detector input;
+- stage costs: per-photo ms for decode, detect, chip, embed, classify;
+- batch scoring: `bearid score` photos/s against the local service vs in-process.
+
+The bundle comes from the training suite's results when they exist (`make bench` runs that
+suite first), else from a small training run of `configs/demo.yaml`.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from bearid import bundle as bundles
+from bearid.client import BearIDClient
+from bearid.data.split import SplitConfig, split
+from bearid.imageio import load_photo
+from bearid.localserver import LocalServer
+from bearid.metadata import read_faces
+from bearid.pipeline import Pipeline, cpu_share
+from bearid.score import score
+from bearid.synth import WorldConfig, synthesize
+
+from common import Figure, Suite
+
+PHOTOS = 48
+WORKERS = 2
+
+
+def _bundle(work: Path) -> tuple[Path, list[Path]]:
+    """A bundle and the test photos of the world it was trained on."""
+    from exporters.export import export
+    from training.config import read_pipeline
+    from training.pipeline import train
+    from training.runs import runs
+
+    results, splits = work.parent / "training" / "results", work.parent / "training" / "splits"
+    if not (results.exists() and runs(results, "open_set").best):
+        world, splits, results = work / "world", work / "splits", work / "results"
+        synthesize(WorldConfig(bears=12, photos=300, seed=5), world, workers=0)
+        split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
+        train(read_pipeline(Path(__file__).parents[1] / "configs" / "demo.yaml"), splits, results, log=print)
+    best = [p for p in runs(results, "open_set").paths if "face_config_01" in str(p[0])][0]
+    out = work / "bundle"
+    shutil.rmtree(out, ignore_errors=True)
+    export(best[-1], out, parity_photos=4, log=print)
+    test = read_faces(splits / "test.xml")
+    return out, [test.path_of(i) for i in test.images][:PHOTOS]
+
+
+def _latencies(call, items, concurrency: int) -> tuple[float, list[float]]:
+    """(photos/s, per-request seconds) running `call` over `items` with `concurrency` threads."""
+    times: list[float] = []
+
+    def timed(item):
+        t0 = time.perf_counter()
+        call(item)
+        times.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(timed, items))
+    return len(items) / (time.perf_counter() - t0), times
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def _twelve_mp(photo: Path) -> bytes:
+    img = load_photo(photo).image.resize((4000, 3000), Image.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def run(work: Path) -> Suite:
+    suite = Suite("serving")
+    work.mkdir(parents=True, exist_ok=True)
+    bundle_dir, photos = _bundle(work)
+    data = [p.read_bytes() for p in photos]
+    b = bundles.load(bundle_dir)
+
+    # Stage costs and the in-process baseline (ORT threads: the whole CPU share).
+    stages: dict[str, list[float]] = defaultdict(list)
+    inproc = Pipeline.from_bundle(b, threads=cpu_share(), on_stage=lambda s, t: stages[s].append(t))
+    for d in data[:4]:
+        inproc.identify(d)  # warm up
+    stages.clear()
+    in_rate, in_times = _latencies(inproc.identify, data, 1)
+    in_p50 = _pct(in_times, 50)
+    suite.tables["stage costs (in-process, ms per photo)"] = [
+        {"stage": s, "ms per photo": round(1000 * sum(v) / len(data), 1)} for s, v in stages.items()]
+
+    # The HTTP service on the same photos: BentoML workers sharing the same cores.
+    rows = []
+    home = Path(tempfile.mkdtemp(prefix="bearid-bench-"))
+    try:
+        with LocalServer(workers=WORKERS, env={"BEARID_BUNDLE": str(bundle_dir), "BENTOML_HOME": str(home)}, log=home / "server.log") as url:
+            with BearIDClient(url) as client:
+                for d in data[:4]:
+                    client.identify(d)
+                http = {}
+                for c in (1, 4, 16):
+                    rate, times = _latencies(client.identify, data, c)
+                    http[c] = (rate, times)
+                    rows.append({"concurrency": c, "photos/s": round(rate, 2), "p50 ms": round(1000 * _pct(times, 50), 1),
+                                 "p95 ms": round(1000 * _pct(times, 95), 1)})
+                t0 = time.perf_counter()
+                scored = score(_folder(work, photos), client, work / "score" / "results.jsonl", concurrency=8)
+                score_rate = scored.scored / (time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    rows.insert(0, {"concurrency": "in-process", "photos/s": round(in_rate, 2), "p50 ms": round(1000 * in_p50, 1),
+                    "p95 ms": round(1000 * _pct(in_times, 95), 1)})
+    suite.tables[f"HTTP service ({WORKERS} workers) vs in-process, {len(data)} photos"] = rows
+    rate16 = http[16][0]
+    suite.add(Figure("serving throughput at concurrency 16", rate16, "photos/s", baseline=in_rate, baseline_name="in-process",
+                     ratio=rate16 / in_rate, goal=">= 0.9", met=rate16 / in_rate >= 0.9))
+    added = 1000 * (_pct(http[1][1], 50) - in_p50)
+    suite.add(Figure("added p50 latency at concurrency 1", added, "ms", baseline=1000 * in_p50, baseline_name="in-process p50",
+                     goal="< 10 ms", met=added < 10))
+    suite.add(Figure("bearid score throughput", score_rate, "photos/s", baseline=in_rate, baseline_name="in-process",
+                     ratio=score_rate / in_rate, note=f"{scored.scored} photos, concurrency 8, {WORKERS} workers"))
+
+    # Decode: a 12 MP JPEG for the detector's finest input (768 px).
+    big = _twelve_mp(photos[0])
+    side = max(inproc.spec.input_sides)
+    full = min(_time(lambda: load_photo(big).image.resize((side, side * 3 // 4), Image.BILINEAR)) for _ in range(3))
+    draft = min(_time(lambda: load_photo(big, max_side=side)) for _ in range(3))
+    suite.add(Figure("draft decode of a 12 MP JPEG for detection", 1000 * draft, "ms", baseline=1000 * full,
+                     baseline_name="full decode + shrink", ratio=full / draft, goal=">= 4x", met=full / draft >= 4))
+    whole = min(_time(lambda: inproc.identify(big)) for _ in range(2))
+    suite.add(Figure("identify one 12 MP photo", 1000 * whole, "ms",
+                     note=f"decoded at {inproc.refine_side} px for detection and landmarks, chips at the resolution they need"))
+    return suite
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _folder(work: Path, photos: list[Path]) -> Path:
+    """The bench photos gathered in one folder (what a researcher points `bearid score` at)."""
+    folder = work / "photos"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for i, p in enumerate(photos):
+        shutil.copy(p, folder / f"{i:03d}_{p.name}")
+    shutil.rmtree(work / "score", ignore_errors=True)
+    return folder
