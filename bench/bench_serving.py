@@ -93,16 +93,25 @@ def run(work: Path) -> Suite:
     data = [p.read_bytes() for p in photos]
     b = bundles.load(bundle_dir)
 
-    # Stage costs and the in-process baseline (ORT threads: the whole CPU share).
+    # Stage costs and the in-process baselines: one pipeline with the worker's ORT threads
+    # (1) for latency; for throughput the better of one call at a time with all the CPU
+    # share's threads and one call per core at once.
     stages: dict[str, list[float]] = defaultdict(list)
-    inproc = Pipeline.from_bundle(b, threads=cpu_share(), on_stage=lambda s, t: stages[s].append(t))
+    inproc = Pipeline.from_bundle(b, threads=1, on_stage=lambda s, t: stages[s].append(t))
+    wide = Pipeline.from_bundle(b, threads=cpu_share())
     for d in data[:4]:
         inproc.identify(d)  # warm up
+        wide.identify(d)
     stages.clear()
-    in_rate, in_times = _latencies(inproc.identify, data, 1)
+    one_rate, in_times = _latencies(inproc.identify, data, 1)
     in_p50 = _pct(in_times, 50)
-    suite.tables["stage costs (in-process, ms per photo)"] = [
-        {"stage": s, "ms per photo": round(1000 * sum(v) / len(data), 1)} for s, v in stages.items()]
+    stage_ms = {s: 1000 * sum(v) / len(data) for s, v in stages.items()}
+    variants = {"1 call at a time, 1 thread": one_rate,
+                f"1 call at a time, {cpu_share()} threads": _latencies(wide.identify, data, 1)[0],
+                f"{cpu_share()} calls at once, 1 thread each": _latencies(inproc.identify, data, cpu_share())[0]}
+    best_name, in_rate = max(variants.items(), key=lambda kv: kv[1])
+    suite.tables["stage costs (in-process, 1 ORT thread, ms per photo)"] = [
+        {"stage": s, "ms per photo": round(ms, 1)} for s, ms in stage_ms.items()]
 
     # The HTTP service on the same photos: BentoML workers sharing the same cores.
     rows = []
@@ -123,16 +132,16 @@ def run(work: Path) -> Suite:
                 score_rate = scored.scored / (time.perf_counter() - t0)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    rows.insert(0, {"concurrency": "in-process", "photos/s": round(in_rate, 2), "p50 ms": round(1000 * in_p50, 1),
-                    "p95 ms": round(1000 * _pct(in_times, 95), 1)})
+    rows[:0] = [{"concurrency": f"in-process: {name}", "photos/s": round(rate, 2), "p50 ms": round(1000 * in_p50, 1) if rate == one_rate else "",
+                 "p95 ms": ""} for name, rate in variants.items()]
     suite.tables[f"HTTP service ({WORKERS} workers) vs in-process, {len(data)} photos"] = rows
     rate16 = http[16][0]
-    suite.add(Figure("serving throughput at concurrency 16", rate16, "photos/s", baseline=in_rate, baseline_name="in-process",
+    suite.add(Figure("serving throughput at concurrency 16", rate16, "photos/s", baseline=in_rate, baseline_name=f"in-process, {best_name}",
                      ratio=rate16 / in_rate, goal=">= 0.9", met=rate16 / in_rate >= 0.9))
     added = 1000 * (_pct(http[1][1], 50) - in_p50)
-    suite.add(Figure("added p50 latency at concurrency 1", added, "ms", baseline=1000 * in_p50, baseline_name="in-process p50",
+    suite.add(Figure("added p50 latency at concurrency 1", added, "ms", baseline=1000 * in_p50, baseline_name="in-process p50, 1 thread (as a worker)",
                      goal="< 10 ms", met=added < 10))
-    suite.add(Figure("bearid score throughput", score_rate, "photos/s", baseline=in_rate, baseline_name="in-process",
+    suite.add(Figure("bearid score throughput", score_rate, "photos/s", baseline=in_rate, baseline_name=f"in-process, {best_name}",
                      ratio=score_rate / in_rate, note=f"{scored.scored} photos, concurrency 8, {WORKERS} workers"))
 
     # Decode: a 12 MP JPEG for the detector's finest input (768 px).
