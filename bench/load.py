@@ -33,6 +33,7 @@ class LoadReport:
     p99_ms: float = 0.0
     rss_start_mib: dict = field(default_factory=dict)
     rss_end_mib: dict = field(default_factory=dict)
+    rss_timeline_mib: list = field(default_factory=list)  # [seconds, total worker RSS]
 
     @property
     def server_errors(self) -> int:
@@ -102,10 +103,25 @@ def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="bearid-load-"))
         server = LocalServer(workers=2, env={"BEARID_BUNDLE": str(args.bundle.resolve()), "BENTOML_HOME": str(home)}, log=home / "server.log")
         with server as url:
-            load_run(url, photos[:4], 3, 2)  # warm up
+            with httpx.Client(timeout=60) as http:  # warm up: every photo once (ORT sizes its buffers per shape)
+                for photo in photos:
+                    http.post(f"{url}/identify", files={"photo": ("p.jpg", photo)})
             start = server.pid_rss()
+            timeline: list = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                t0 = time.time()
+                while not stop.wait(10):
+                    timeline.append([round(time.time() - t0), round(sum(server.pid_rss().values()) / 2**20, 1)])
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
             report = load_run(url, photos, args.duration, args.concurrency)
+            stop.set()
+            sampler.join()
             end = server.pid_rss()
+        report.rss_timeline_mib = timeline
         report.rss_start_mib = {str(k): round(v / 2**20, 1) for k, v in start.items()}
         report.rss_end_mib = {str(k): round(v / 2**20, 1) for k, v in end.items()}
     else:
