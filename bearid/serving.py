@@ -179,17 +179,19 @@ def check_token(header: str | None) -> bool:
 FIELDS = {"/identify": "photo", "/identify_batch": "photos"}  # the multipart field each API takes
 
 
-def multipart_fields(body: bytes, content_type: str) -> list[str]:
-    """Field names of a multipart/form-data body (from each part's headers)."""
+def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
+    """(name, is a file upload) of each part of a multipart/form-data body."""
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if not match:
         return []
-    names = []
+    fields = []
     for part in body.split(b"--" + match.group(1).encode())[1:]:
         headers = part.split(b"\r\n\r\n", 1)[0]
-        if m := re.search(rb'content-disposition:[^\r\n]*\bname="([^"]*)"', headers, re.IGNORECASE):
-            names.append(m.group(1).decode("utf-8", "replace"))
-    return names
+        if m := re.search(rb'content-disposition:([^\r\n]*)', headers, re.IGNORECASE):
+            disposition = m.group(1)
+            if name := re.search(rb'\bname="([^"]*)"', disposition):
+                fields.append((name.group(1).decode("utf-8", "replace"), b"filename=" in disposition.lower()))
+    return fields
 
 
 class GuardUploads:
@@ -230,11 +232,15 @@ class GuardUploads:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        names = multipart_fields(body, content_type)
-        if field not in names or set(names) - {field}:
-            extra = sorted(set(names) - {field})
+        fields = multipart_fields(body, content_type)
+        names = {name for name, _ in fields}
+        if field not in names or names - {field}:
+            extra = sorted(names - {field})
             why = f"unexpected field(s) {', '.join(extra)}" if extra else "no photo in it"
             return await self._refuse(send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'"))
+        if not all(is_file for _, is_file in fields):
+            # A plain text value would be taken by the framework as a URL to download.
+            return await self._refuse(send, Refusal(400, "not_a_file", f"'{field}' must be a file upload (BearID does not fetch URLs)"))
         sent = False
 
         async def replay():

@@ -66,10 +66,11 @@ def test_bad_input_gets_4xx_json_and_the_service_keeps_answering(server, splits,
     cases = {name: {"files": {"photo": ("x.jpg", data)}} for name, data in hostile_photos(tmp_path).items()}
     cases["wrong field"] = {"files": {"picture": ("x.jpg", good)}}
     cases["no multipart"] = {"json": {"photo": "x"}}
+    cases["a URL, not a file"] = {"data": {"photo": "http://127.0.0.1:9/bear.jpg"}, "files": {}}
     cases["huge body"] = {"files": {"photo": ("x.jpg", b"\xff" * (3 * 1024 * 1024))}}
     for name, request in cases.items():
         r = httpx.post(f"{url}/identify", timeout=60, **request)
-        expect_error = name in HOSTILE_ERRORS or name in ("wrong field", "no multipart", "huge body")
+        expect_error = name in HOSTILE_ERRORS or name in ("wrong field", "no multipart", "huge body", "a URL, not a file")
         if expect_error:
             assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
             assert r.json()["error"], name
@@ -150,3 +151,15 @@ def test_a_short_load_run_has_no_server_errors(server, splits):
     report = load_run(url, [truth.path_of(i).read_bytes() for i in truth.images[:4]], seconds=4, concurrency=4)
     assert report.requests >= 4 and report.server_errors == 0 and report.transport_errors == 0
     assert report.statuses[200] == report.requests and report.p99_ms >= report.p50_ms > 0
+
+
+def test_schema_fuzzing_from_the_openapi_document_finds_no_server_error(server):
+    """schemathesis generates requests from the service's own OpenAPI document."""
+    import subprocess
+    import sys
+
+    url, _ = server
+    cli = Path(sys.executable).parent / "schemathesis"
+    result = subprocess.run([str(cli), "run", f"{url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "25",
+                             "--seed", "1", "--no-color"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
