@@ -31,7 +31,7 @@ from bearid.pipeline import Pipeline, ort_sessions
 from training.chip import spec_of
 from training.config import make
 from training.results import STAGE_ORDER, read_metrics
-from training.stages import detector_spec
+from training.face.detect import detector_spec
 
 OPSET = 17
 DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only

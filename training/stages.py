@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.detection import DetectorSpec
 from bearid.fsio import atomic_path, atomic_write_text
 from bearid.imageio import load_photo
 from bearid.metadata import ChipSet, read_chips, read_faces, write_chips, write_faces
@@ -24,11 +23,6 @@ from training.metrics import roc_auc, roc_curve, topk
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test", "holdout")
-
-
-def detector_spec(cfg: FaceConfig) -> DetectorSpec:
-    return DetectorSpec(input_sides=tuple(cfg.input_sides), max_face_input=cfg.max_face_input,
-                        score_threshold=cfg.score_threshold, crop_size=cfg.crop_size)
 
 
 # -- bearface ---------------------------------------------------------------------------
@@ -51,7 +45,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
         detector, det_losses = face_train.train_detector(train, cfg, log)
         refiner, ref_losses = face_train.train_refiner(train, cfg, log)
         face_train.save(out / "model", detector, refiner, cfg)
-        finder = face_detect.torch_finder(detector, refiner, detector_spec(cfg))
+        finder = face_detect.torch_finder(detector, refiner, face_detect.detector_spec(cfg))
         curves = {"detector": det_losses, "refiner": ref_losses}
     train_seconds = time.perf_counter() - t0
     metrics: dict = {"backend": cfg.backend, "train_seconds": round(train_seconds, 1), "train_photos": len(train)}

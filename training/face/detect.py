@@ -13,9 +13,16 @@ from bearid.detection import Detection, DetectorSpec
 from bearid.facefinder import FaceFinder
 from bearid.imageio import load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry
+from training.config import FaceConfig
 from training.data import Sample
 from training.face.model import Detector, Refiner
 from training.metrics import detection_report, match_detections, nme
+
+
+def detector_spec(cfg: FaceConfig) -> DetectorSpec:
+    """The inference settings of a face config (what the bundle's manifest records)."""
+    return DetectorSpec(input_sides=tuple(cfg.input_sides), max_face_input=cfg.max_face_input,
+                        score_threshold=cfg.score_threshold, crop_size=cfg.crop_size)
 
 
 def torch_finder(detector: Detector, refiner: Refiner, spec: DetectorSpec) -> FaceFinder:
@@ -80,7 +87,6 @@ def finder_from_dir(face_dir: Path):
     import yaml
 
     from training.config import make
-    from training.stages import detector_spec
 
     raw = yaml.safe_load((face_dir / "config.yaml").read_text()) or {}
     raw.pop("stage", None)
