@@ -42,7 +42,7 @@ def export(
         path = best[-1]
     manifest = run(path, out, parity_photos, _log)
     m = manifest.get("metrics", {}).get("classify", {})
-    console.print(f"bundle {manifest['version']} written to {out} (test top-1 {m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})")
+    console.print(f"bundle {manifest['version']} at {out} (test top-1 {m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})")
 
 
 def promote(
