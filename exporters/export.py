@@ -47,6 +47,8 @@ def stage_dirs(path: Path) -> list[Path]:
                               f"(expected RESULTS/face_config_XX/chip_config_XX/embed_config_XX/class_config_XX)")
         if not read_metrics(d):
             raise BearIDError(f"{d}: this stage has not finished (no metrics.json); run bearid train first")
+        if (d / "PRUNED.json").exists():
+            raise BearIDError(f"{d}: its weights were pruned (bearid runs prune); run bearid train again to recompute it")
     return dirs
 
 

@@ -128,3 +128,39 @@ def test_dlib_backend_trains_from_xml_and_is_measured_the_same_way(splits, tmp_p
     metrics = run_face(tmp_path, cfg, {"train": splits / "train.xml", "val": splits / "val.xml", "test": splits / "test.xml"}, log=lambda m: None)
     assert metrics["backend"] == "dlib" and (tmp_path / "model/detector.svm").exists()
     assert 0.2 < metrics["test"]["ap50"] <= 1 and metrics["test"]["nme"] is not None
+
+
+def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(trained, splits, tmp_path):
+    import shutil
+
+    from training import housekeeping
+
+    results = tmp_path / "results"
+    shutil.copytree(trained[0], results)
+    config_of = {}
+    for extra in (EmbedConfig(steps=62, p=6, k=3), EmbedConfig(steps=63, p=6, k=3)):
+        report = train(Pipeline([TINY_FACE], [TINY_CHIP], [extra], [ClassConfig()]), splits, results, log=lambda m: None)
+        config_of[report.branches[0][2]] = extra
+    paths = runs(results, "top1").paths
+    best = runs(results, "top1").best
+    promoted = next(p for p in paths if p != best)
+    abandoned = [p for p in paths if p not in (best, promoted)]
+    target = next(p[2] for p in abandoned if p[2] in config_of)
+    before = {d: housekeeping.usage(d).total for d in housekeeping.stage_dirs(results)}
+    assert housekeeping.usage(target).bytes["weights"] > 0
+    keep = housekeeping.protected(results, "top1", promoted=[str(promoted[-1].relative_to(results))])
+    plan = housekeeping.plan(results, keep)
+    # What goes: the weights and embeddings of abandoned branches' own embed stages (the class
+    # stages hold nothing bulky; face and chip are shared with the best path).
+    assert sorted(d for d, _ in plan.dirs) == sorted({p[2] for p in abandoned if p[2].resolve() not in keep})
+    assert target.resolve() not in keep
+    assert before == {d: housekeeping.usage(d).total for d in before}  # planning deletes nothing
+    housekeeping.apply(plan)
+    assert not (target / "model").exists() and not (target / "embeddings").exists()
+    assert (target / "metrics.json").exists() and (target / "config.yaml").exists() and (target / "plots").is_dir()
+    for d in (*best, *promoted):
+        assert housekeeping.usage(d).total == before[d]
+    assert len(runs(results, "top1").paths) == len(paths)  # the history is still readable
+    # Training the pruned branch again recomputes it instead of reusing a stage without weights.
+    again = train(Pipeline([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassConfig()]), splits, results, log=lambda m: None)
+    assert target in again.computed and (target / "model").exists() and not (target / "PRUNED.json").exists()

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 from rich.tree import Tree
 
 console = Console()
@@ -35,6 +36,19 @@ def train(
     show_runs(results_dir, "open_set", False)
 
 
+class _RunsGroup(TyperGroup):
+    """`bearid runs RESULTS` shows the tree (the `show` verb); `du` and `prune` keep house."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+runs_app = typer.Typer(cls=_RunsGroup, no_args_is_help=True, help="The results tree: metrics and best path (show), disk use (du), pruning (prune).")
+
+
+@runs_app.command("show")
 def runs(
     results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
     by: Annotated[str, typer.Option(help="Best path by: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc.")] = "open_set",
@@ -45,6 +59,59 @@ def runs(
     Example: bearid runs results --by top1
     """
     show_runs(results_dir, by, as_json)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+@runs_app.command("du")
+def runs_du(results_dir: Annotated[Path, typer.Argument(help="The results tree.")]) -> None:
+    """Disk use of every stage directory: weights, chips, embeddings, other.
+
+    Example: bearid runs du results
+    """
+    from rich.table import Table
+
+    from training.housekeeping import CATEGORIES, du
+
+    rows = du(results_dir)
+    table = Table("stage directory", *CATEGORIES, "total", "")
+    for u in rows:
+        table.add_row(str(u.dir.relative_to(results_dir)), *(_mib(u.bytes[c]) for c in CATEGORIES), _mib(u.total), "pruned" if u.pruned else "")
+    table.add_row("all", *(_mib(sum(u.bytes[c] for u in rows)) for c in CATEGORIES), _mib(sum(u.total for u in rows)), "")
+    console.print(table)
+
+
+@runs_app.command("prune")
+def runs_prune(
+    results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
+    apply: Annotated[bool, typer.Option("--apply", help="Delete (without it: only say what would go).")] = False,
+    by: Annotated[str, typer.Option(help="The best path (kept) by this metric.")] = "open_set",
+    keep: Annotated[Optional[list[Path]], typer.Option(help="Also keep this results path (repeat).")] = None,
+) -> None:
+    """Remove weights, chip images and embeddings of abandoned branches; keep configs,
+    metrics, plots and XML. Never touches the best path or a promoted bundle's lineage.
+    Dry run unless --apply.
+
+    Example: bearid runs prune results --apply
+    """
+    from training.housekeeping import apply as run_apply, plan, promoted_lineage, protected
+
+    promoted: list[str] = []
+    try:
+        from bearid.store import ModelStore
+
+        promoted = promoted_lineage(results_dir, ModelStore())
+    except ImportError:
+        pass  # no [serve] extra: no model store to protect
+    p = plan(results_dir, protected(results_dir, by, keep, promoted))
+    for d, freed in p.dirs:
+        console.print(f"{'prune' if apply else 'would prune'} {d.relative_to(results_dir)}: {_mib(freed)}", highlight=False)
+    console.print(f"{len(p.dirs)} stage dir(s), {_mib(p.bytes)} {'freed' if apply else 'to free (dry run: add --apply)'}; "
+                  f"kept untouched: {len(p.kept)} on the best or promoted paths", highlight=False)
+    if apply:
+        run_apply(p)
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
@@ -293,7 +360,7 @@ def classify_eval(
 def register(app: typer.Typer) -> None:
     """Add the training verbs to the `bearid` command."""
     app.command("train")(train)
-    app.command("runs")(runs)
+    app.add_typer(runs_app, name="runs")
     app.add_typer(face_app, name="face")
     app.command("chip")(chip)
     app.add_typer(embed_app, name="embed")

@@ -43,7 +43,8 @@ def train(pipeline: Pipeline, data: Path, results_dir: Path, log: Log = print) -
             report.reused.append(d.path)
             log(f"{d.path}: unchanged, reused")
         else:
-            log(f"{d.path}: computing")
+            log(f"{d.path}: computing" + (" again (it was pruned)" if (d.path / results.PRUNED).exists() else ""))
+            results.reset(d.path)
             results.write_metrics(d.path, run(d.path))
             report.computed.append(d.path)
         return d

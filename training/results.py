@@ -22,6 +22,7 @@ from bearid.fsio import atomic_write_text
 
 KEY_FILE = ".key"
 METRICS = "metrics.json"
+PRUNED = "PRUNED.json"  # `bearid runs prune` removed this stage's weights/chips/embeddings
 CONFIG = "config.yaml"
 STAGE_ORDER = ("face_config", "chip_config", "embed_config", "class_config")
 
@@ -39,7 +40,15 @@ class StageDir:
 
     @property
     def complete(self) -> bool:
-        return (self.path / METRICS).exists()
+        """Finished and whole: a pruned stage must be computed again to be used."""
+        return (self.path / METRICS).exists() and not (self.path / PRUNED).exists()
+
+
+def reset(d: Path) -> None:
+    """Before recomputing a stage: no metrics (so it reads as incomplete until it finishes),
+    then no pruned mark."""
+    (d / METRICS).unlink(missing_ok=True)
+    (d / PRUNED).unlink(missing_ok=True)
 
 
 def stage_dir(parent: Path, prefix: str, config: dict, inputs: str) -> StageDir:
@@ -50,7 +59,7 @@ def stage_dir(parent: Path, prefix: str, config: dict, inputs: str) -> StageDir:
     numbers = []
     for d in sorted(parent.glob(f"{prefix}_[0-9]*")):
         if (d / KEY_FILE).exists() and (d / KEY_FILE).read_text().strip() == key:
-            return StageDir(d, key, reused=(d / METRICS).exists())
+            return StageDir(d, key, reused=(d / METRICS).exists() and not (d / PRUNED).exists())
         if m := re.fullmatch(rf"{prefix}_(\d+)", d.name):
             numbers.append(int(m.group(1)))
     d = parent / f"{prefix}_{max(numbers, default=0) + 1:02d}"
