@@ -291,3 +291,40 @@ def test_stats_count_the_archive(archive, tmp_path):
     assert min(s.face_sides) >= 5 and "face size, px (faces)" in s.tables()
     page = write_stats_html(s, tmp_path / "stats.html", "test").read_text()
     assert "<table>" in page and "brooks_falls" in page
+
+
+def test_backup_is_incremental_and_verify_catches_bit_rot_and_missing_files(archive, tmp_path):
+    from bearid.data.backup import OBJECTS, backup, object_path, verify
+
+    dest = tmp_path / "nas"
+    first = backup(archive, dest)
+    assert first.files > 100 and first.copied > 0 and verify(dest).ok and verify(archive).ok
+    photo = next(p for p in sorted(archive.rglob("*.jpg")) if "_" not in p.parent.name[:1])
+    photo.rename(photo.with_name("renamed_" + photo.name))  # a rename is not copied again
+    second = backup(archive, dest)
+    assert second.copied == 0 and second.files == first.files
+    assert len(list((dest / "manifests").glob("*.json"))) == 2
+    # Plant bit rot and a lost object in the backup: verify names both and fails.
+    manifest = json.loads(sorted((dest / "manifests").glob("*.json"))[-1].read_text())["files"]
+    rel_a, rel_b = sorted(p for p in manifest if p.endswith(".jpg"))[:2]
+    rotten = object_path(dest, manifest[rel_a]["sha256"])
+    data = bytearray(rotten.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rotten.write_bytes(bytes(data))
+    object_path(dest, manifest[rel_b]["sha256"]).unlink()
+    r = verify(dest)
+    assert not r.ok and rel_a in r.bitrot and rel_b in r.missing
+    sampled = verify(dest, sample=0.01)
+    assert sampled.checked < r.checked and rel_b in sampled.missing
+    # And in the archive itself: a file whose bytes changed behind the catalog's back.
+    from bearid.data.catalog import Catalog
+
+    with Catalog(archive) as catalog:
+        target = archive / catalog.entries()[0].path
+    st = target.stat()
+    flipped = bytearray(target.read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    target.write_bytes(bytes(flipped))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert target.relative_to(archive).as_posix() in verify(archive).bitrot
+    assert not any(p.name.endswith(".tmp") for p in (dest / OBJECTS).rglob("*"))
