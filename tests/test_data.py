@@ -328,3 +328,37 @@ def test_backup_is_incremental_and_verify_catches_bit_rot_and_missing_files(arch
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert target.relative_to(archive).as_posix() in verify(archive).bitrot
     assert not any(p.name.endswith(".tmp") for p in (dest / OBJECTS).rglob("*"))
+
+
+def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts(archive, tmp_path):
+    from bearid.data.workset import MANIFEST, workset
+    from bearid.data.probe import sha256_file
+    from bearid.errors import BearIDError
+
+    r = _split(archive, tmp_path, by="image")
+    train, val = r.files["train"], r.files["val"]
+    fast = tmp_path / "ssd"
+    with pytest.raises(BearIDError, match="does not fit"):
+        workset(archive, [train, val], fast, max_size=1000)
+    assert not list(fast.rglob("*.jpg"))  # refused before copying anything
+    first = workset(archive, [train, val], fast)
+    assert first.copied == first.photos > 10 and first.kept == 0
+    copy_xml = read_faces(fast / "train.xml")
+    original = read_faces(train)
+    assert len(copy_xml.images) == len(original.images)
+    for a, b in zip(copy_xml.images, original.images):
+        assert copy_xml.path_of(a).resolve().is_relative_to(fast.resolve()) and a.boxes == b.boxes
+        assert sha256_file(copy_xml.path_of(a)) == sha256_file(original.path_of(b))
+    again = workset(archive, [train, val], fast)
+    assert again.copied == 0 and again.kept == first.photos
+    # A photo changed in the archive (and rescanned) is copied again; nothing else is.
+    changed = original.path_of(original.images[0])
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    third = workset(archive, [train, val], fast)
+    assert third.copied == 1
+    # Dropping a set and evicting removes exactly the copies no remaining set needs.
+    only_train = workset(archive, [train], fast, evict=True)
+    val_only = {read_faces(val).path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in read_faces(val).images}
+    val_only -= {original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images}
+    assert set(only_train.evicted) == val_only and all(not (fast / rel).exists() for rel in val_only)
+    assert set(json.loads((fast / MANIFEST).read_text())["files"]) == {original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images}

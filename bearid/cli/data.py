@@ -231,3 +231,24 @@ def verify(
                   + ("all well" if r.ok else "PROBLEMS"), highlight=False)
     if not r.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def workset(
+    splits: Annotated[list[Path], typer.Argument(help="Split (faces) XML files whose photos the working set holds.")],
+    to: Annotated[Path, typer.Option("--to", help="The working-set folder on the fast disk.")],
+    root: Annotated[Path, typer.Option(help="The archive root (on the big disk).")] = Path("."),
+    max_size: Annotated[Optional[str], typer.Option(help="Refuse to use more than this, e.g. 400G.")] = None,
+    evict: Annotated[bool, typer.Option(help="Remove copies that none of these sets needs.")] = False,
+) -> None:
+    """Copy the photos some splits need to a fast disk (only missing or changed ones, each
+    verified against the catalog) and write the splits' XML pointing at the copies.
+
+    Example: bearid data workset splits/train.xml splits/val.xml --root bears --to /ssd/bears --max-size 400G
+    """
+    from bearid.data.workset import parse_size, workset as run
+
+    r = run(root, splits, to, parse_size(max_size) if max_size else None, evict)
+    console.print(_table(f"working set in {to}", [("photos", r.photos), ("size MB", round(r.bytes / 1e6, 1)), ("copied", r.copied),
+                                                  ("already there", r.kept), ("evicted", len(r.evicted)),
+                                                  ("XML", ", ".join(str(x) for x in r.xml))]))
