@@ -21,23 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_write_text
+from bearid.fsio import atomic_write_text, sha256_file
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 FILES = ("face.onnx", "landmarks.onnx", "embed.onnx", "classifier.pkl", "ids.json")
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_record(path: Path) -> dict:
-    return {"sha256": sha256_of(path), "size": path.stat().st_size}
+    return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
 def content_version(files: dict[str, dict]) -> str:
@@ -86,7 +78,7 @@ def verify(folder: Path) -> dict:
             raise BearIDError(f"{folder}: bundle file {name} is missing")
         if path.stat().st_size != record["size"]:
             raise BearIDError(f"{folder}: bundle file {name} is {path.stat().st_size} bytes, the manifest says {record['size']} (truncated or replaced)")
-        if sha256_of(path) != record["sha256"]:
+        if sha256_file(path) != record["sha256"]:
             raise BearIDError(f"{folder}: bundle file {name} does not match its checksum (tampered or corrupted); refusing to load it")
     if content_version(files) != manifest.get("version"):
         raise BearIDError(f"{folder}: the manifest's version does not match its files")

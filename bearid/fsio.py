@@ -7,6 +7,7 @@ file in the same directory, fsync it, and `os.replace` it over the target (atomi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,6 +60,27 @@ def publish(tmp: Path, target: Path) -> None:
     """
     os.link(tmp, target)
     os.unlink(tmp)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def copy_hashed(src: Path, tmp: Path, chunk: int = 1 << 20) -> str:
+    """Copy `src` to `tmp` (fsynced), hashing the bytes as they are written: the sha256 of
+    what landed, so a copy is verified without reading it back."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while block := fin.read(chunk):
+            h.update(block)
+            fout.write(block)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest()
 
 
 TEMP_MARKERS = (".tmp",)

@@ -332,7 +332,7 @@ def test_backup_is_incremental_and_verify_catches_bit_rot_and_missing_files(arch
 
 def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts(archive, tmp_path):
     from bearid.data.workset import MANIFEST, workset
-    from bearid.data.probe import sha256_file
+    from bearid.fsio import sha256_file
     from bearid.errors import BearIDError
 
     r = _split(archive, tmp_path, by="image")

@@ -13,7 +13,6 @@ run removes.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import random
@@ -21,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bearid.data.catalog import CATALOG, Catalog
-from bearid.data.probe import sha256_file
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_write_text, remove_stale_temps
+from bearid.fsio import atomic_write_text, copy_hashed, remove_stale_temps, sha256_file
 
 OBJECTS, MANIFESTS = "objects", "manifests"
 
@@ -62,14 +60,7 @@ def _copy_object(src: Path, dest: Path, expected: str | None) -> tuple[str, int]
     """Copy `src` into the object store, hashing as it goes; (sha256, bytes copied)."""
     tmp = dest / OBJECTS / f".incoming.{os.getpid()}.tmp"
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        for block in iter(lambda: fin.read(1 << 20), b""):
-            h.update(block)
-            fout.write(block)
-        fout.flush()
-        os.fsync(fout.fileno())
-    sha = h.hexdigest()
+    sha = copy_hashed(src, tmp)
     if expected and sha != expected:
         tmp.unlink()
         raise BearIDError(f"{src}: its content changed since the catalog hashed it; run bearid data scan, then back up again")

@@ -47,14 +47,6 @@ class ImageFacts:
         return self.error is None
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def probe(path: Path, analyse: bool = True) -> ImageFacts:
     """Everything the catalog keeps about one file. Never raises for a bad image.
 

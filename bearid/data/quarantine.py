@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bearid.data.catalog import Catalog
 from bearid.data.clean import CleanReport
-from bearid.data.probe import sha256_file
+from bearid.fsio import sha256_file
 
 QUARANTINE_DIR = "_quarantine"
 LOG = "log.jsonl"

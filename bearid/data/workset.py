@@ -10,7 +10,6 @@ A size budget refuses to overfill the fast disk; `evict` removes copies no set n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from bearid.data.catalog import Catalog
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_write_text, remove_stale_temps
+from bearid.fsio import atomic_write_text, copy_hashed, remove_stale_temps
 from bearid.metadata import Dataset, read_faces, write_faces
 
 MANIFEST = ".bearid-workset.json"
@@ -48,14 +47,7 @@ def parse_size(text: str) -> int:
 def _copy_verified(src: Path, target: Path, sha: str) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp"
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        for block in iter(lambda: fin.read(1 << 20), b""):
-            h.update(block)
-            fout.write(block)
-        fout.flush()
-        os.fsync(fout.fileno())
-    if h.hexdigest() != sha:
+    if copy_hashed(src, tmp) != sha:
         tmp.unlink()
         raise BearIDError(f"{src}: its content does not match the catalog (changed, or bit rot); run bearid data scan or verify")
     os.replace(tmp, target)
