@@ -17,6 +17,7 @@ class Prediction:
     known: bool
     confidence: float  # calibrated probability of the best bear
     candidates: list[tuple[str, float]] = field(default_factory=list)  # best first
+    familiarity: float = 0.0  # cosine similarity to the nearest known bear (the open-set score)
 
 
 @dataclass
@@ -53,5 +54,5 @@ class OpenSetClassifier:
             best = np.argsort(-row)[:top]
             known = bool(score >= self.threshold)
             out.append(Prediction(self.ids[best[0]] if known else None, known, float(row[best[0]]),
-                                  [(self.ids[i], float(row[i])) for i in best]))
+                                  [(self.ids[i], float(row[i])) for i in best], float(score)))
         return out

@@ -18,6 +18,10 @@ from bearid.errors import BearIDError
 MAX_PIXELS = 120_000_000  # refuse larger images: decompression bombs
 
 
+class TooManyPixels(BearIDError):
+    """An image larger than BearID decodes (a decompression bomb, or simply too big)."""
+
+
 @dataclass
 class Photo:
     """A decoded photo: `image` is upright RGB; `scale` = image size / displayed size."""
@@ -42,13 +46,13 @@ def _open(source: Path | str | bytes) -> Image.Image:
     except FileNotFoundError:
         raise BearIDError(f"{source}: no such photo") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BearIDError(f"{_name(source)} has too many pixels (a decompression bomb?)") from None
+        raise TooManyPixels(f"{_name(source)} has too many pixels (a decompression bomb?)") from None
     except Image.UnidentifiedImageError:
         raise BearIDError(f"{_name(source)} is not an image format BearID reads (JPEG, PNG, TIFF, WebP, GIF, BMP)") from None
     except Exception as exc:
         raise BearIDError(f"{_name(source)} is not a readable image: {exc}") from None
     if img.width * img.height > MAX_PIXELS:
-        raise BearIDError(f"{_name(source)} has too many pixels ({img.width}x{img.height}; the limit is {MAX_PIXELS})")
+        raise TooManyPixels(f"{_name(source)} has too many pixels ({img.width}x{img.height}; the limit is {MAX_PIXELS})")
     return img
 
 

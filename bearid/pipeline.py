@@ -158,7 +158,6 @@ class Pipeline:
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
         predictions = iter(self.classifier.predict(vectors) if rows else [])  # type: ignore[attr-defined]
-        familiarity = iter(self.classifier.familiarity(vectors) if rows else [])  # type: ignore[attr-defined]
         answers: list[Answer | BearIDError] = []
         for item in found:
             if isinstance(item, BearIDError):
@@ -172,8 +171,8 @@ class Pipeline:
                 if chip.image is None:
                     out.append(Face(box, round(det.score, 4), marks, None, False, 0.0, 0.0, [], chip.problem))
                     continue
-                p, fam = next(predictions), float(next(familiarity))
-                out.append(Face(box, round(det.score, 4), marks, p.bear_id, p.known, round(p.confidence, 4), round(fam, 4),
+                p = next(predictions)
+                out.append(Face(box, round(det.score, 4), marks, p.bear_id, p.known, round(p.confidence, 4), round(p.familiarity, 4),
                                 [{"bear_id": b, "score": round(s, 4)} for b, s in p.candidates]))
             answers.append(Answer(width, height, out, self.version))
         self._timed("classify", t)

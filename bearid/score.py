@@ -56,6 +56,7 @@ def read_journal(path: Path) -> dict[str, dict]:
 
 @dataclass
 class ScoreReport:
+    base: Path  # the folder photo names in the journal are relative to
     photos: int
     scored: int  # this run
     skipped: int  # answered by an earlier run
@@ -66,8 +67,9 @@ class ScoreReport:
 
 
 def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
-          progress: Callable[[int], None] | None = None) -> ScoreReport:
-    """Score a folder of photos (or the photos a faces XML lists) into the journal `out`."""
+          progress: Callable[[int, int], None] | None = None) -> ScoreReport:
+    """Score a folder of photos (or the photos a faces XML lists) into the journal `out`;
+    `progress(done, total)` after each answer."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
     done = {k for k, v in read_journal(out).items() if "answer" in v}
@@ -78,7 +80,7 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
             fh.write("\n")  # end a torn line so the next one starts clean
     errors = 0
     with open(out, "a", encoding="utf-8") as journal:
-        for photo, result in client.identify_many(todo, concurrency):
+        for done, (photo, result) in enumerate(client.identify_many(todo, concurrency), 1):
             row: dict = {"photo": str(Path(photo).relative_to(folder))}
             if isinstance(result, Exception):
                 errors += 1
@@ -88,13 +90,13 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
             journal.write(json.dumps(row) + "\n")
             journal.flush()
             if progress:
-                progress(1)
+                progress(done, len(todo))
     rows = read_journal(out)
     xml, table = out.with_suffix(".xml"), out.with_suffix(".csv")
     write_faces(predictions_dataset(rows, folder), xml)
     atomic_write_text(table, per_bear_csv(rows))
     faces = sum(len(r["answer"]["faces"]) for r in rows.values() if "answer" in r)
-    return ScoreReport(len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table)
+    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table)
 
 
 def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bearid import bundle as bundles
 from bearid.errors import BearIDError
+from bearid.imageio import TooManyPixels
 from bearid.pipeline import Answer, Pipeline, ort_threads
 from bearid.store import ModelStore
 
@@ -37,10 +38,9 @@ class Refusal:
 
 
 def refusal_for(exc: BearIDError) -> Refusal:
-    text = str(exc)
-    if "too many pixels" in text:
-        return Refusal(413, "too_many_pixels", text)
-    return Refusal(400, "bad_image", text)
+    if isinstance(exc, TooManyPixels):
+        return Refusal(413, "too_many_pixels", str(exc))
+    return Refusal(400, "bad_image", str(exc))
 
 
 class Metrics:

@@ -55,14 +55,12 @@ def score(
     Example: bearid score photos/ --url http://127.0.0.1:3000 --out results.jsonl
     """
     from bearid.client import BearIDClient
-    from bearid.score import accuracy, photos_in, read_journal, score as run
+    from bearid.score import accuracy, read_journal, score as run
 
-    base, listed = photos_in(photos)
-    total = len(listed)
     with BearIDClient(url) as client, Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                                console=console, transient=True) as bar:
-        task = bar.add_task("score", total=total)
-        report = run(photos, client, out, concurrency, lambda n: bar.advance(task, n))
+        task = bar.add_task("score", total=None)
+        report = run(photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total))
         model = client.model()
     console.print(f"{report.photos} photos: {report.scored} scored now, {report.skipped} already scored, {report.errors} errors; "
                   f"{report.faces} faces. Wrote {out}, {report.xml}, {report.csv} (model {model.get('version')})", highlight=False)
@@ -75,7 +73,7 @@ def score(
                       ", ".join(f["bear_id"] or "unknown" for f in faces) if "answer" in row else row.get("error", ""))
         console.print(t)
     if truth:
-        m = accuracy(rows, base, truth, set(model.get("ids", [])))
+        m = accuracy(rows, report.base, truth, set(model.get("ids", [])))
         console.print("accuracy: " + ", ".join(f"{k} {v}" for k, v in m.items()), highlight=False)
     if report.errors:
         raise typer.Exit(1)
