@@ -10,10 +10,11 @@ mkdir -p "$(dirname "$out")"
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
+    # Our server must be alive (another one answering on the port is not ours).
+    kill -0 $server 2>/dev/null || { echo "the service failed to start:"; tail -20 "$log"; exit 1; }
     if "$bin/python" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$port/readyz').status_code != 200)" 2>/dev/null; then
         break
     fi
-    kill -0 $server 2>/dev/null || { echo "the service failed to start:"; tail -20 "$log"; exit 1; }
     sleep 1
 done
 "$bin/bearid" score "$photos" --url "http://127.0.0.1:$port" --out "$out" --table ${truth:+--truth "$truth"}

@@ -4,7 +4,6 @@ service/service.py."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -38,7 +37,8 @@ def serve(
         env["BEARID_BUNDLE"] = str(bundle.resolve())
     cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port), "--host", host,
            "--working-dir", str(SERVICE_DIR)]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # Become the server (no child left behind when a supervisor stops us with a signal).
+    os.execve(sys.executable, cmd, env)
 
 
 def score(
