@@ -113,7 +113,17 @@ def chip_faces(source: Path | str | bytes, faces: list[dict[str, tuple[float, fl
 EMBED_MEAN, EMBED_STD = 0.5, 0.25
 
 
+def embed_pixels(chip: Image.Image, size: int) -> np.ndarray:
+    """A chip resized to the embedding network's input (size x size x 3 uint8)."""
+    img = chip if chip.size == (size, size) else chip.resize((size, size), Image.BILINEAR)
+    return np.asarray(img.convert("RGB"))
+
+
+def embed_normalise(pixels: np.ndarray) -> np.ndarray:
+    """Pixels (... x H x W x 3 uint8) as network inputs (... x 3 x H x W float32)."""
+    return np.moveaxis((pixels.astype(np.float32) / 255.0 - EMBED_MEAN) / EMBED_STD, -1, -3)
+
+
 def embed_input(chip: Image.Image, size: int) -> np.ndarray:
     """The embedding network's input for a chip (3 x size x size float32)."""
-    img = chip if chip.size == (size, size) else chip.resize((size, size), Image.BILINEAR)
-    return ((np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0 - EMBED_MEAN) / EMBED_STD).transpose(2, 0, 1)
+    return embed_normalise(embed_pixels(chip, size))

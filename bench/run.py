@@ -12,11 +12,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_data  # noqa: E402
+import bench_loading  # noqa: E402
 import bench_serving  # noqa: E402
 import bench_training  # noqa: E402
 from common import write  # noqa: E402
 
-SUITES = {"data": bench_data.run, "training": bench_training.run, "serving": bench_serving.run}
+SUITES = {"data": bench_data.run, "training": bench_training.run, "loading": bench_loading.run, "serving": bench_serving.run}
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from bearid.data import layout, quarantine
 from bearid.data.catalog import Catalog
-from bearid.data.clean import Thresholds, clean
+from bearid.data.clean import clean
 from bearid.data.ingest import ingest
 from bearid.data.neardup import clusters, hamming, near_pairs
 from bearid.data.report import write_clean_report

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from bearid.metadata import read_chips
+from bearid.metadata import read_chips, write_chips
 from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
 from training.config import ClassConfig, EmbedConfig, FaceConfig, Pipeline, read_pipeline
 from training.pipeline import train
@@ -94,19 +94,54 @@ def test_pipeline_file_and_its_errors(tmp_path):
 
 
 def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_path):
-    from training.embed.train import checksum, load_chips, train_embedder
+    from training.embed.loader import ChipsInMemory, open_chips
+    from training.embed.train import checksum, train_embedder
 
     _, report = trained
-    chips = read_chips(report.branches[0][1] / "chip_meta/train.xml")
-    x, labels, _ = load_chips(chips, 64)
+    data = open_chips(report.branches[0][1] / "chip_meta/train.xml", 64)
     cfg = EmbedConfig(steps=12, p=4, k=2, checkpoint_every=5)
-    a, _, _ = train_embedder(x, labels, cfg, tmp_path / "a", log=lambda m: None)
-    b, _, _ = train_embedder(x, labels, cfg, tmp_path / "b", log=lambda m: None)
-    assert checksum(a) == checksum(b)
+    a, _, _ = train_embedder(data, cfg, tmp_path / "a", log=lambda m: None, workers=2)
+    b, _, _ = train_embedder(ChipsInMemory.of(data), cfg, tmp_path / "b", log=lambda m: None)
+    assert checksum(a) == checksum(b)  # loader workers or data in memory: the same batches, the same weights
     assert (tmp_path / "a/checkpoint.pt").exists()
-    resumed, _, losses = train_embedder(x, labels, cfg, tmp_path / "a", resume=True, log=lambda m: None)
+    resumed, _, losses = train_embedder(data, cfg, tmp_path / "a", resume=True, log=lambda m: None, workers=1)
     assert len(losses) == 12  # 10 from the checkpoint, 2 more
     assert checksum(resumed) == checksum(a)  # resuming reproduces the uninterrupted run
+    c, _, _ = train_embedder(data, EmbedConfig(steps=12, p=4, k=2, seed=1), tmp_path / "c", log=lambda m: None, workers=0)
+    assert checksum(c) != checksum(a)  # the seed matters: the check above can fail
+
+
+def test_chip_cache_holds_the_chip_pixels_and_is_rebuilt_when_the_chips_change(trained, tmp_path):
+    from PIL import Image
+
+    from training.embed.chipcache import cache_dir_for, fresh, open_cache
+
+    _, report = trained
+    xml = report.branches[0][1] / "chip_meta/train.xml"
+    cache = open_cache(xml)
+    assert cache.root == report.branches[0][1] / f"chip_cache/train/{cache.size}" and fresh(cache.root, xml)  # built by the chip stage
+    chips = read_chips(xml).chips
+    assert len(cache) == len(chips) and cache.labels == [c.label or "" for c in chips]
+    small = open_cache(xml, 32)  # at a network's input size: the serving preprocessing's resize, done once
+    for i in (0, len(cache) // 2, len(cache) - 1):
+        with Image.open(cache.paths[i]) as img:
+            assert np.array_equal(cache.pixels(i), np.asarray(img.convert("RGB")))
+            assert np.array_equal(small.pixels(i), np.asarray(img.convert("RGB").resize((32, 32), Image.BILINEAR)))
+    # A copy of the chips elsewhere: no cache yet, built on first open; a changed XML is stale.
+    copy = tmp_path / "chips" / "train.xml"
+    copy.parent.mkdir()
+    chipset = read_chips(xml)
+    write_chips(chipset, copy)
+    assert not fresh(cache_dir_for(copy, cache.size), copy)
+    built = open_cache(copy, log=lambda m: None)
+    assert built.root == tmp_path / f"chips/chip_cache/train/{cache.size}" and np.array_equal(built.pixels(3), cache.pixels(3))
+    chipset.chips[0].label = "renamed_bear"
+    write_chips(chipset, copy)
+    assert not fresh(built.root, copy)
+    assert open_cache(copy).labels[0] == "renamed_bear" and fresh(built.root, copy)
+    assert not list(built.root.parent.glob(".*"))  # no temp or old dirs left behind
+    (built.root / "shard_00000.npy").write_bytes(b"torn")
+    assert not fresh(built.root, copy)  # a damaged shard makes the cache stale, not wrong
 
 
 def test_torchrun_ddp_processes_agree(trained, tmp_path):

@@ -230,12 +230,14 @@ def chip(
     """
     from bearid.metadata import write_chips
     from training.chip import chip_dataset, spec_of
+    from training.embed.chipcache import build_cache
 
     spec = spec_of(_config("chip", config, setting))
     for path in faces:
         chipset, report = chip_dataset(read_faces_xml(path), out / "chip_images", out / "chip_meta", spec)
         write_chips(chipset, out / "chip_meta" / path.name)
-        console.print(f"{path.name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else ""))
+        note = f"; packed into {build_cache(out / 'chip_meta' / path.name).root}" if chipset.chips else ""
+        console.print(f"{path.name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else "") + note)
 
 
 def read_faces_xml(path: Path):
@@ -272,17 +274,17 @@ def embed_run(
     Example: bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --out test.npz
     """
     from bearid.metadata import read_chips
-    from training.embed.train import embed, load, load_chips
+    from training.embed.loader import open_chips
+    from training.embed.train import embed, load
     from training.stages import write_embeddings
 
     net, size = load(model / "model")
-    chipset = read_chips(chips)
-    x, labels, paths = load_chips(chipset, size, labelled_only=False)
-    vectors = embed(net, x)
+    data = open_chips(chips, size, labelled_only=False, log=console.print)
+    vectors = embed(net, data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_embeddings(out.parent, out.stem, chipset, vectors, labels, paths)
+    write_embeddings(out.parent, out.stem, read_chips(chips), vectors, data.labels, data.paths)
     (out.parent / "embeddings" / f"{out.stem}.npz").replace(out)
-    console.print(f"{len(paths)} chips -> {out}")
+    console.print(f"{len(data)} chips -> {out}")
 
 
 @embed_app.command("eval")

@@ -23,7 +23,7 @@ from training.runs import runs as find_runs
 # Bulky parts per stage kind, by category.
 BULKY = {
     "face_config": {"weights": ["model"]},
-    "chip_config": {"chips": ["chip_images"]},
+    "chip_config": {"chips": ["chip_images", "chip_cache"]},
     "embed_config": {"weights": ["model"], "embeddings": ["embeddings", "embed_meta"]},
     "class_config": {},
 }

@@ -16,6 +16,7 @@ from bearid.imageio import load_photo
 from bearid.metadata import ChipSet, read_chips, read_faces, write_chips, write_faces
 from training import plots
 from training.chip import chip_dataset, spec_of
+from training.embed.chipcache import build_cache
 from training.classify import Embedded, choose_threshold, evaluate as evaluate_classifier, fit
 from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig
 from training.data import read_samples
@@ -89,6 +90,8 @@ def run_chip(out: Path, cfg: ChipConfig, face_meta: Path, truth: dict[str, Path]
             continue
         chipset, report = chip_dataset(read_faces(source), out / "chip_images", out / "chip_meta", spec)
         write_chips(chipset, out / "chip_meta" / f"{name}.xml")
+        if chipset.chips:
+            build_cache(out / "chip_meta" / f"{name}.xml")
         metrics[name] = report.as_dict()
         log(f"chip {name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else ""))
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
@@ -100,10 +103,11 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     """Train the embedding network on the train chips, embed every split, and measure
     verification AUC and 1-NN top-1/top-5 (test queries against the train gallery)."""
     from training.embed import train as embed_train
+    from training.embed.loader import open_chips
 
     t0 = time.perf_counter()
-    x, labels, _ = embed_train.load_chips(read_chips(chip_meta / "train.xml"), cfg.input_size)
-    net, classes, losses = embed_train.train_embedder(x, labels, cfg, out / "model", resume=resume, log=log)
+    train_chips = open_chips(chip_meta / "train.xml", cfg.input_size, log=log)
+    net, classes, losses = embed_train.train_embedder(train_chips, cfg, out / "model", resume=resume, log=log)
     embed_train.save(out / "model", net, classes, cfg)
     train_seconds = time.perf_counter() - t0
     vectors: dict[str, Embedded] = {}
@@ -111,12 +115,11 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         path = chip_meta / f"{name}.xml"
         if not path.exists():
             continue
-        chipset = read_chips(path)
-        xs, ls, ps = embed_train.load_chips(chipset, cfg.input_size, labelled_only=False)
-        v = embed_train.embed(net, xs)
-        vectors[name] = Embedded(v, ls, ps)
-        write_embeddings(out, name, chipset, v, ls, ps)
-    metrics = {"train_seconds": round(train_seconds, 1), "train_chips": len(labels), "identities": len(classes),
+        data = open_chips(path, cfg.input_size, labelled_only=False, log=log)
+        v = embed_train.embed(net, data)
+        vectors[name] = Embedded(v, data.labels, data.paths)
+        write_embeddings(out, name, read_chips(path), v, data.labels, data.paths)
+    metrics = {"train_seconds": round(train_seconds, 1), "train_chips": len(train_chips), "identities": len(classes),
                "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1)}
     for name in ("val", "test"):
         if name in vectors:

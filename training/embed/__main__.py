@@ -12,12 +12,13 @@ import argparse
 import os
 from pathlib import Path
 
+import torch
 import yaml
 
-from bearid.metadata import read_chips
 from bearid.settings import with_settings
 from training.config import EmbedConfig, make
-from training.embed.train import load_chips, save, train_embedder
+from training.embed.loader import open_chips
+from training.embed.train import save, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,9 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
     cfg = with_settings(cfg, args.settings, what="embed setting")
     assert isinstance(cfg, EmbedConfig)
-    x, labels, _ = load_chips(read_chips(args.chips), cfg.input_size)
     rank = int(os.environ.get("RANK", "0"))
-    net, classes, _ = train_embedder(x, labels, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None))
+    if rank == 0:  # one process packs the cache; the others wait for it
+        data = open_chips(args.chips, cfg.input_size, log=print)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        torch.distributed.init_process_group("gloo")
+        torch.distributed.barrier()
+    if rank != 0:
+        data = open_chips(args.chips, cfg.input_size)
+    net, classes, _ = train_embedder(data, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None))
     if rank == 0:
         save(args.out, net, classes, cfg)
 

@@ -11,35 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from bearid.chips import embed_input
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path
-from bearid.metadata import ChipSet
 from training.config import EmbedConfig
+from training.embed.loader import ChipData, PKBatches, Sequential, batches
 from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.model import EmbedNet
 from training.optim import Optimiser
 
 Log = Callable[[str], None]
-
-
-def load_chips(chipset: ChipSet, size: int, labelled_only: bool = True) -> tuple[torch.Tensor, list[str], list[str]]:
-    """All chips of a chips XML as one tensor (N x 3 x size x size), with labels and paths."""
-    rows, labels, paths = [], [], []
-    for chip in chipset.chips:
-        if labelled_only and not chip.label:
-            continue
-        path = chipset.path_of(chip)
-        with Image.open(path) as img:
-            rows.append(embed_input(img, size))
-        labels.append(chip.label or "")
-        paths.append(str(path))
-    x = torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, 3, size, size))
-    return x, labels, paths
 
 
 class Trainee(nn.Module):
@@ -75,16 +58,6 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
     return x * gain * colour + offset
 
 
-def pk_batch(labels: np.ndarray, classes: int, p: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a batch: p identities, k chips each (drawn again where a bear has fewer)."""
-    ids = rng.choice(classes, size=p, replace=classes < p)
-    out = []
-    for c in ids:
-        members = np.flatnonzero(labels == c)
-        out.extend(rng.choice(members, size=k, replace=len(members) < k))
-    return np.array(out)
-
-
 def _distributed() -> tuple[int, int]:
     """(rank, world size): torchrun sets the environment; gloo works on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -101,10 +74,12 @@ def checksum(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_dir: Path,
-                   resume: bool = False, log: Log = print) -> tuple[EmbedNet, list[str], list[float]]:
-    """Train on chips `x` with `labels`; checkpoints in `model_dir`. Returns the network (eval
-    mode), the identity list and the loss curve."""
+def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bool = False, log: Log = print,
+                   workers: int | None = None) -> tuple[EmbedNet, list[str], list[float]]:
+    """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
+    through the loader (`workers` processes; None: the default), augmentation runs here.
+    Returns the network (eval mode), the identity list and the loss curve."""
+    labels = data.labels
     if len(set(labels)) < 2:
         raise BearIDError(f"embedding training needs labelled chips of at least 2 bears; got {len(labels)} chip(s) of {len(set(labels))}"
                           " (did the face stage find the faces? see its metrics.json)")
@@ -114,7 +89,6 @@ def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_d
     torch.manual_seed(cfg.seed)
     trainee = Trainee(cfg, len(classes))
     opt = Optimiser(trainee.parameters(), cfg.lr, cfg.steps, weight_decay=5e-4)
-    rng = np.random.default_rng([cfg.seed, rank])
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     start = 0
     ckpt = model_dir / "checkpoint.pt"
@@ -122,23 +96,19 @@ def train_embedder(x: torch.Tensor, labels: list[str], cfg: EmbedConfig, model_d
         state = torch.load(ckpt, weights_only=False)
         trainee.load_state_dict(state["model"])
         opt.load_state_dict(state["optimiser"])
-        if world == 1:
-            rng.bit_generator.state = state["rng"]
-        else:  # only rank 0's sampler state is saved: give each rank a fresh, distinct stream
-            rng = np.random.default_rng([cfg.seed, rank, state["step"]])
         gen.set_state(state["gen"])
         start = state["step"]
         log(f"embed: resumed at step {start}")
     model: nn.Module = torch.nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
     model.train()
-    for step in range(start, cfg.steps):
-        idx = pk_batch(y_all, len(classes), cfg.p, cfg.k, rng)
-        opt.step(model(augment(x[idx], gen, cfg.flip), torch.from_numpy(y_all[idx])))
+    sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
+    for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
+        opt.step(model(augment(x, gen, cfg.flip), torch.from_numpy(y_all[idx.numpy()])))
         opt.report("embed", step, cfg.steps, log)
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
-                torch.save({"model": trainee.state_dict(), "optimiser": opt.state_dict(), "rng": rng.bit_generator.state,
+                torch.save({"model": trainee.state_dict(), "optimiser": opt.state_dict(),
                             "gen": gen.get_state(), "step": step + 1}, tmp)
     if world > 1:
         # Gradients are averaged, so weights agree; batch-norm statistics come from each
@@ -164,6 +134,9 @@ def load(model_dir: Path) -> tuple[EmbedNet, int]:
     return net.eval(), state["input_size"]
 
 
-def embed(net: EmbedNet, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None = None) -> np.ndarray:
+    """Embeddings of every chip of `data`, in order."""
+    if not len(data):
+        return np.zeros((0, net.fc.out_features), np.float32)
     with torch.inference_mode():
-        return np.concatenate([net(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, net.fc.out_features), np.float32)
+        return np.concatenate([net(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)])
