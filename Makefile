@@ -6,10 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
-EXTRAS ?= train,serve,data,dev
+EXTRAS ?= train,serve,data,label,dev
 PORT   ?= 3000
 
-.PHONY: all venv test test-all demo clean-demo bench serve
+.PHONY: all venv browser test test-all demo clean-demo bench serve label
 
 all: test
 
@@ -21,11 +21,17 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
-test: venv
-	$(BIN)/python -m pytest -m "not slow"
+# The labelling tool's browser test needs Debian's Chromium; in CI it must run, not skip.
+browser:
+	@scripts/install-browser.sh
 
-test-all: venv
-	$(BIN)/python -m pytest
+BROWSER_TESTS := $(if $(CI),required,auto)
+
+test: venv browser
+	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest -m "not slow"
+
+test-all: venv browser
+	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest
 
 # The whole story: make a messy world, file a contributor's drop into it, clean, split and
 # count it, train the four stages and show the results tree with the best path; export the
@@ -53,6 +59,11 @@ demo: venv
 # Keep serving the demo's champion (Ctrl-C stops it).
 serve: venv
 	BEARID_STORE=$(DEMO)/store $(BIN)/bearid serve --port $(PORT) --workers 2
+
+# Review the demo's batch scores in the browser (queues: unknown bears, unsure faces, ...).
+LABEL_PORT ?= 8080
+label: venv
+	$(BIN)/bearid label $(DEMO)/score/results.xml --port $(LABEL_PORT)
 
 # Speed and accuracy figures, each against a baseline measured in the same run.
 bench: venv

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from bearid.cli import data, meta, serving, synth
+from bearid.cli import data, label, meta, serving, synth
 from bearid.errors import BearIDError
 
 app = typer.Typer(
@@ -20,7 +20,7 @@ app = typer.Typer(
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
-for verb in (serving.serve, serving.score):
+for verb in (serving.serve, serving.score, label.label):
     app.command(verb.__name__)(verb)
 
 

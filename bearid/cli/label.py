@@ -1,0 +1,56 @@
+"""`bearid label`: the browser labelling tool. Thin: the logic is in bearid.label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from bearid.errors import BearIDError
+
+console = Console()
+
+
+def label(
+    source: Annotated[Path, typer.Argument(help="An imglab XML (a split, a `bearid face detect` or `bearid score` output), or a folder of photos.")],
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0 for volunteers on the network).")] = "127.0.0.1",
+    xml: Annotated[Optional[Path], typer.Option(help="For a folder: the XML to create and label (default FOLDER/.bearid/label/faces.xml).")] = None,
+    flags: Annotated[Optional[Path], typer.Option(help="A `bearid data clean` report.json for the 'flagged' queue (default: FOLDER/.bearid/clean/report.json if there).")] = None,
+    unsure_below: Annotated[float, typer.Option(help="Detections scored below this go to the 'unsure' queue.")] = 0.5,
+) -> None:
+    """Review and fix faces, landmarks and bear IDs in the browser; every change is saved at
+    once to the XML (atomic write plus a journal of who changed what).
+
+    Example: bearid label results/face_config_01/face_meta/test.xml --port 8080
+    Then open http://127.0.0.1:8080/?volunteer=YOUR_NAME
+    """
+    try:
+        import uvicorn
+
+        from bearid.label.app import Labeler, create_app
+    except ImportError as exc:
+        raise BearIDError(f"bearid label needs the label extra: pip install 'bearid[label]' ({exc})") from exc
+    from bearid.label.queues import QueueContext, read_flags
+    from bearid.label.store import LabelStore, photo_list
+
+    if not source.exists():
+        raise BearIDError(f"{source}: no such XML file or folder")
+    if source.is_dir():
+        flags = flags or next((p for p in [source / ".bearid/clean/report.json"] if p.exists()), None)
+        source = photo_list(source, xml or source / ".bearid/label/faces.xml")
+    store = LabelStore(source)
+    try:
+        labeler = Labeler(store, QueueContext(unsure_below, read_flags(flags) if flags else {}))
+        opened = store.opened
+        console.print(f"Labelling {store.xml}: {len(store)} photos. Journal: {store.journal}")
+        if opened.recovered:
+            console.print(f"Restored {opened.recovered} change(s) from the journal that a crash kept out of the XML.")
+        if opened.outside:
+            console.print(f"{opened.outside} photo(s) were changed by another tool since they were labelled here; the XML's version is kept.")
+        console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
+        uvicorn.run(create_app(labeler), host=host, port=port, log_level="warning")
+    finally:
+        store.close()

@@ -1,0 +1,147 @@
+"""The labelling page in a real headless browser (Debian's Chromium, driven by Playwright): a
+volunteer moves a landmark, relabels a face, draws a face, deletes it and undoes that; then
+the XML on disk must have changed exactly so and still load in dlib. A second volunteer gets
+another photo; a second tab's stale edit is refused and the volunteer told. The page's
+screenshot is kept in build/test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bearid.label.app import Labeler, create_app
+from bearid.label.store import LabelStore
+from bearid.metadata import read_faces
+from test_label import dlib_loads, labelling_copy
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    found = os.environ.get("BEARID_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("BEARID_BROWSER_TESTS") == "required":
+            pytest.fail("no Chromium found (scripts/install-browser.sh installs Debian's); the browser tests are required here")
+        pytest.skip("no Chromium on this machine: run scripts/install-browser.sh (make test does)")
+    return found
+
+
+@pytest.fixture
+def server(splits, tmp_path):
+    import uvicorn
+
+    xml = labelling_copy(splits, tmp_path, photos=3)
+    store = LabelStore(xml)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(Labeler(store)), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", xml, store
+    srv.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def test_a_volunteer_fixes_a_photo_in_the_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    url, xml, store = server
+    before = read_faces(xml).images[0]
+    face = before.boxes[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{url}/?volunteer=alice&image=0")
+        page.wait_for_selector("body[data-ready='0']")
+
+        def screen(x: float, y: float) -> tuple[float, float]:
+            return tuple(page.evaluate("([x, y]) => { const m = document.getElementById('canvas').getScreenCTM();"
+                                       " return [m.a * x + m.e, m.d * y + m.f]; }", [x, y]))
+
+        def drag(start, end, shift: bool = False) -> None:
+            page.mouse.move(*screen(*start))
+            if shift:
+                page.keyboard.down("Shift")
+            page.mouse.down()
+            page.mouse.move(*screen(*end), steps=6)
+            page.mouse.up()
+            if shift:
+                page.keyboard.up("Shift")
+
+        def saved(version: int) -> None:
+            page.wait_for_selector(f"body[data-saved='0:{version}']", timeout=10_000)
+
+        # 1. Zoom in on the (small) face, move its nose 15 px right and 10 px up, zoom out.
+        scale = page.evaluate("document.getElementById('canvas').getScreenCTM().a")
+        page.keyboard.press("z")
+        assert page.evaluate("document.getElementById('canvas').getScreenCTM().a") > 2 * scale
+        nx, ny = face.parts["nose"]
+        drag((nx, ny), (nx + 15, ny - 10))
+        saved(1)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "label-face.png"))
+        page.keyboard.press("0")
+        # 2. Relabel the face (autocomplete lists the known IDs).
+        assert page.locator("#ids option").count() >= 1
+        page.fill("#label", "bf_777")
+        page.press("#label", "Enter")
+        saved(2)
+        # 3. Draw a new face with Shift+drag, away from the first.
+        width, height = before.width, before.height
+        x0 = 10 if face.left > 120 else width - 90
+        y0 = 10 if face.top > 100 else height - 80
+        drag((x0, y0), (x0 + 70, y0 + 60), shift=True)
+        saved(3)
+        assert len(read_faces(xml).images[0].boxes) == len(before.boxes) + 1
+        # 4. Delete it (it is selected), 5. undo the delete.
+        page.keyboard.press("Delete")
+        saved(4)
+        assert len(read_faces(xml).images[0].boxes) == len(before.boxes)
+        page.keyboard.press("Control+z")
+        saved(5)
+        page.screenshot(path=str(ARTIFACTS / "label-page.png"))
+
+        # A second volunteer is given another photo.
+        bob = browser.new_page()
+        bob.goto(f"{url}/?volunteer=bob")
+        bob.wait_for_selector("body[data-ready]")
+        assert bob.evaluate("document.body.dataset.ready") != "0"
+
+        # A second tab of alice's on the same photo: its stale edit is refused, and it says so.
+        tab = browser.new_page()
+        tab.goto(f"{url}/?volunteer=alice&image=0")
+        tab.wait_for_selector("body[data-ready='0']")
+        page.keyboard.press("i")  # the first tab marks the first face ignore ...
+        saved(6)
+        tab.keyboard.press("Tab")
+        tab.keyboard.press("Tab")  # ... the second, not knowing, selects the new face and deletes it
+        tab.keyboard.press("Delete")
+        tab.wait_for_selector("#status.error")
+        assert "changed in another tab" in tab.inner_text("#status")
+        browser.close()
+
+    after = read_faces(xml).images[0]
+    moved, drawn = after.boxes[0], after.boxes[-1]
+    assert (moved.left, moved.top, moved.width, moved.height) == (face.left, face.top, face.width, face.height)
+    assert moved.label == "bf_777" and moved.ignore
+    assert abs(moved.parts["nose"][0] - (nx + 15)) <= 1 and abs(moved.parts["nose"][1] - (ny - 10)) <= 1
+    assert {k: v for k, v in moved.parts.items() if k != "nose"} == {k: v for k, v in face.parts.items() if k != "nose"}
+    assert len(after.boxes) == len(before.boxes) + 1 and before.boxes[1:] == after.boxes[1:-1]
+    assert abs(drawn.left - x0) <= 1 and abs(drawn.top - y0) <= 1 and abs(drawn.width - 70) <= 2 and abs(drawn.height - 60) <= 2
+    edits = [e for e in store.history(0) if e["kind"] == "edit"]
+    assert [e["version"] for e in edits] == [1, 2, 3, 4, 5, 6] and {e["volunteer"] for e in edits} == {"alice"}
+    assert read_faces(xml).images[1:] == read_faces(store.original).images[1:]  # the other photos untouched
+    assert dlib_loads(xml) == 3
