@@ -18,7 +18,7 @@ import pytest
 from bearid.label.app import Labeler, create_app
 from bearid.label.store import LabelStore
 from bearid.metadata import read_faces
-from test_label import dlib_loads, labelling_copy
+from test_label import contents, dlib_loads, labelling_copy
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -143,5 +143,16 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
     assert abs(drawn.left - x0) <= 1 and abs(drawn.top - y0) <= 1 and abs(drawn.width - 70) <= 2 and abs(drawn.height - 60) <= 2
     edits = [e for e in store.history(0) if e["kind"] == "edit"]
     assert [e["version"] for e in edits] == [1, 2, 3, 4, 5, 6] and {e["volunteer"] for e in edits} == {"alice"}
-    assert read_faces(xml).images[1:] == read_faces(store.original).images[1:]  # the other photos untouched
+    assert contents(xml)[1:] == contents(store.original)[1:]  # the other photos untouched
     assert dlib_loads(xml) == 3
+    # What the training stages read: the fixed face with its five landmarks, the drawn one
+    # with none yet (validate says so, for that face only).
+    from bearid.metadata import validate
+    from training.data import read_samples
+
+    faces = read_samples(xml)[0].faces
+    assert faces[0].landmarks is not None and faces[0].label == "bf_777" and faces[-1].landmarks is None
+    def findings(path):
+        return {(f.code, f.box) for f in validate(read_faces(path), path) if f.image == read_faces(path).images[0].file}
+
+    assert findings(xml) - findings(store.original) == {("missing_landmarks", len(after.boxes) - 1)}

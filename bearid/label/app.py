@@ -73,8 +73,10 @@ class Labeler:
                 width, height = displayed_size(path)
             except (OSError, BearIDError):
                 width = height = None
+        edits = [e for e in store.history(i) if e.get("kind") == "edit"]
+        last = {"volunteer": edits[-1]["volunteer"], "time": edits[-1]["time"]} if edits else None
         return {"index": i, "file": entry.file, "name": path.name, "width": width, "height": height,
-                "version": store.versions[i], "boxes": store.boxes(i), "holder": holder,
+                "version": store.versions[i], "boxes": store.boxes(i), "holder": holder, "last_change": last,
                 "suggested_label": path.parent.name if is_bear_id(path.parent.name) else None,
                 "reasons": {q: r for q in QUEUES if q != "all" and (r := self.reason(q, i))}}
 

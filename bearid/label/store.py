@@ -5,7 +5,7 @@ change made on an older version (another tab, another volunteer) is refused as a
 so no one overwrites work they have not seen. The journal (`.bearid-label/<name>.journal.jsonl`
 beside the XML) is appended and synced *before* the XML is rewritten: after a crash between
 the two, opening the store again finishes the change. It also records who changed what and
-which photos were reviewed. The XML as it was before the first change is kept beside it.
+which photos were reviewed. The XML as it was before the first change is kept there too.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_path
 from bearid.label.boxes import box_from_json, box_to_json
 from bearid.metadata import Dataset, read_faces, write_faces
 
@@ -125,9 +123,8 @@ class LabelStore:
             os.fsync(fh.fileno())
 
     def _save(self) -> None:
-        if not self.original.exists():  # the XML as it was before the first change
-            with atomic_path(self.original) as tmp:
-                shutil.copyfile(self.xml, tmp)
+        if not self.original.exists():  # the XML as it was before the first change (paths rebased)
+            write_faces(read_faces(self.xml), self.original)
         write_faces(self.dataset, self.xml)
 
     def _entries(self) -> list[dict]:

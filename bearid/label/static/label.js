@@ -384,6 +384,7 @@ async function load(index) {
   if (state.selected !== null && state.selected >= state.boxes.length) state.selected = null;
   $("photo-name").textContent = `#${index + 1} of ${state.info.photos}: ${body.file}`;
   const reasons = Object.entries(body.reasons).map(([q, r]) => `${q}: ${r}`);
+  if (body.last_change) reasons.push(`last changed by ${body.last_change.volunteer} at ${body.last_change.time}`);
   if (body.holder && body.holder !== state.volunteer) reasons.push(`${body.holder} has this photo open too: saves are checked against theirs.`);
   $("reasons").textContent = reasons.join("\n");
   const url = new URL(location);
