@@ -330,6 +330,33 @@ def test_backup_is_incremental_and_verify_catches_bit_rot_and_missing_files(arch
     assert not any(p.name.endswith(".tmp") for p in (dest / OBJECTS).rglob("*"))
 
 
+def test_recover_rebuilds_a_backup_verified_and_never_overwrites(archive, tmp_path):
+    from bearid.data.backup import backup, object_path, recover
+    from bearid.fsio import sha256_file
+
+    dest = tmp_path / "nas"
+    backup(archive, dest)
+    files = json.loads(sorted((dest / "manifests").glob("*.json"))[-1].read_text())["files"]
+    out = tmp_path / "restored"
+    r = recover(dest, out)
+    assert r.ok and r.restored == len(files)
+    for rel, rec in files.items():
+        assert sha256_file(out / rel) == rec["sha256"] and (out / rel).stat().st_mtime_ns == rec["mtime_ns"]
+    again = recover(dest, out)
+    assert again.ok and again.restored == 0 and again.already == len(files)  # re-running is safe
+    # A different file in the way is reported and left alone; damaged content is not restored.
+    a, b = sorted(rel for rel in files if rel.endswith(".jpg"))[:2]
+    (out / a).write_bytes(b"mine")
+    (out / b).unlink()
+    rotten = object_path(dest, files[b]["sha256"])
+    rotten.write_bytes(rotten.read_bytes()[:-10])
+    r = recover(dest, out)
+    assert not r.ok and r.conflicts == [a] and r.damaged == [b] and (out / a).read_bytes() == b"mine" and not (out / b).exists()
+    only = recover(dest, tmp_path / "part", only=a.split("/")[0] + "/")
+    assert 0 < only.restored < len(files)
+    assert not [p for p in out.rglob("*.tmp")]
+
+
 def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts(archive, tmp_path):
     from bearid.data.workset import MANIFEST, workset
     from bearid.fsio import sha256_file

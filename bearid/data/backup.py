@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bearid.data.catalog import CATALOG, Catalog
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_write_text, copy_hashed, remove_stale_temps, sha256_file
+from bearid.fsio import atomic_write_text, copy_hashed, publish, remove_stale_temps, sha256_file
 
 OBJECTS, MANIFESTS = "objects", "manifests"
 
@@ -179,4 +179,68 @@ def _verify_backup(dest: Path, sample: float | None, seed: int) -> VerifyReport:
         if sha256_file(object_path(dest, sha)) != sha:
             report.bitrot += wanted[sha]
     report.bitrot.sort()
+    return report
+
+
+@dataclass
+class RecoverReport:
+    manifest: Path
+    restored: int = 0
+    already: int = 0  # the file is there with the right content
+    conflicts: list[str] = field(default_factory=list)  # a different file is in the way: left alone
+    damaged: list[str] = field(default_factory=list)  # the backup's copy fails its hash: not restored
+    missing: list[str] = field(default_factory=list)  # the backup lacks the content
+
+    @property
+    def ok(self) -> bool:
+        return not (self.conflicts or self.damaged or self.missing)
+
+
+def _manifest(dest: Path, name: str | None) -> Path:
+    manifests = sorted((dest / MANIFESTS).glob("*.json"))
+    if not manifests:
+        raise BearIDError(f"{dest}: not a BearID backup (no manifests/)")
+    if name is None:
+        return manifests[-1]
+    found = [m for m in manifests if m.name == name or m.stem == name or str(m) == name]
+    if not found:
+        raise BearIDError(f"{dest}: no manifest {name!r}; there are {', '.join(m.stem for m in manifests)}")
+    return found[0]
+
+
+def recover(dest: Path, to: Path, manifest: str | None = None, only: str = "") -> RecoverReport:
+    """Rebuild the files of one backup run (the latest, or `manifest`) under `to`, or only
+    those whose path starts with `only`. Each copy is hashed while written and must match the
+    manifest; files already there with the right content are skipped, and a different file in
+    the way is reported and never overwritten. Modification times are restored."""
+    dest, to = Path(dest), Path(to)
+    if to.resolve() == dest.resolve() or dest.resolve() in to.resolve().parents:
+        raise BearIDError(f"{to}: recover into a folder outside the backup {dest}")
+    path = _manifest(dest, manifest)
+    report = RecoverReport(path)
+    for rel, rec in sorted(json.loads(path.read_text())["files"].items()):
+        if not rel.startswith(only):
+            continue
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts:
+            raise BearIDError(f"{path}: unsafe path {rel!r} in the manifest")
+        target, source = to / rel, object_path(dest, rec["sha256"])
+        if target.exists():
+            if sha256_file(target) == rec["sha256"]:
+                report.already += 1
+            else:
+                report.conflicts.append(rel)
+            continue
+        if not source.exists():
+            report.missing.append(rel)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        if copy_hashed(source, tmp) != rec["sha256"]:
+            tmp.unlink()
+            report.damaged.append(rel)
+            continue
+        os.utime(tmp, ns=(rec["mtime_ns"], rec["mtime_ns"]))
+        publish(tmp, target)
+        report.restored += 1
     return report

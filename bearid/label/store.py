@@ -62,11 +62,15 @@ class LabelStore:
             self._lockfile.close()
             raise BearIDError(f"{self.xml} is already open in another `bearid label`; stop that one first") from None
         self.lock = threading.Lock()
-        self.dataset: Dataset = read_faces(self.xml)
-        self.index = {image.file: i for i, image in enumerate(self.dataset.images)}
-        self.versions = [0] * len(self.dataset.images)
-        self.reviewed: dict[str, set[int]] = {}
-        self.opened = self._replay()
+        try:
+            self.dataset: Dataset = read_faces(self.xml)
+            self.index = {image.file: i for i, image in enumerate(self.dataset.images)}
+            self.versions = [0] * len(self.dataset.images)
+            self.reviewed: dict[str, set[int]] = {}
+            self.opened = self._replay()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._lockfile.close()
