@@ -3,6 +3,7 @@ small JSON API over the store and the queues. Starlette, served by uvicorn."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import threading
 from collections import OrderedDict
@@ -37,14 +38,18 @@ class Labeler:
     def reason(self, queue: str, i: int) -> str | None:
         return QUEUES[queue][1](self.store.dataset.images[i], self.store.path_of(i), self.ctx)
 
-    def todo(self, queue: str) -> list[int]:
+    def members(self, queue: str) -> list[int]:
+        return [i for i in range(len(self.store)) if self.reason(queue, i) is not None]
+
+    def todo(self, queue: str, members: list[int] | None = None) -> list[int]:
         done = self.store.reviewed.get(queue, set())
-        return [i for i in range(len(self.store)) if i not in done and self.reason(queue, i) is not None]
+        return [i for i in (self.members(queue) if members is None else members) if i not in done]
 
     def info(self) -> dict:
-        queues = [{"name": name, "description": desc, "todo": len(self.todo(name)),
-                   "total": sum(1 for i in range(len(self.store)) if self.reason(name, i) is not None)}
-                  for name, (desc, _) in QUEUES.items()]
+        queues = []
+        for name, (desc, _) in QUEUES.items():
+            members = self.members(name)
+            queues.append({"name": name, "description": desc, "todo": len(self.todo(name, members)), "total": len(members)})
         return {"xml": str(self.store.xml), "photos": len(self.store), "queues": queues,
                 "ids": self.store.dataset.labels(), "landmarks": list(LANDMARKS),
                 "recovered": self.store.opened.recovered}
@@ -63,18 +68,19 @@ class Labeler:
     def image(self, i: int, volunteer: str | None) -> dict:
         store = self.store
         entry, path = store.dataset.images[i], store.path_of(i)
-        holder = self.leases.holder(i)
-        if volunteer and holder in (None, volunteer):
-            self.leases.take(i, volunteer)
-            holder = volunteer
+        with store.lock:
+            holder = self.leases.holder(i)
+            if volunteer and holder in (None, volunteer):
+                self.leases.take(i, volunteer)
+                holder = volunteer
         width, height = entry.width, entry.height
         if not (width and height):
             try:
                 width, height = displayed_size(path)
             except (OSError, BearIDError):
                 width = height = None
-        edits = [e for e in store.history(i) if e.get("kind") == "edit"]
-        last = {"volunteer": edits[-1]["volunteer"], "time": edits[-1]["time"]} if edits else None
+        edit = store.last_edit.get(i)
+        last = {"volunteer": edit["volunteer"], "time": edit["time"]} if edit else None
         return {"index": i, "file": entry.file, "name": path.name, "width": width, "height": height,
                 "version": store.versions[i], "boxes": store.boxes(i), "holder": holder, "last_change": last,
                 "suggested_label": path.parent.name if is_bear_id(path.parent.name) else None,
@@ -107,9 +113,14 @@ def create_app(labeler: Labeler) -> Starlette:
         return i
 
     def guarded(handler):
-        def run(request: Request):
+        """Every route's errors as JSON: 409 conflict, 404 no such photo, 400 bad input.
+        Plain handlers run in the thread pool (they read and write files)."""
+
+        async def run(request: Request):
             try:
-                return handler(request)
+                if inspect.iscoroutinefunction(handler):
+                    return await handler(request)
+                return await run_in_threadpool(handler, request)
             except Conflict as exc:
                 return _error(str(exc), 409, version=exc.version)
             except IndexError:
@@ -151,15 +162,8 @@ def create_app(labeler: Labeler) -> Starlette:
                 raise TypeError("boxes must be a list")
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{boxes: [...], version: N, volunteer: NAME}} ({exc})", 400)
-        i = request.path_params["i"]
-        if not 0 <= i < len(labeler.store):
-            return _error(f"no photo {i} (there are {len(labeler.store)})", 404)
-        try:  # saving is file work: keep it off the event loop
-            new = await run_in_threadpool(labeler.store.update, i, boxes, version, volunteer)
-        except Conflict as exc:
-            return _error(str(exc), 409, version=exc.version)
-        except BearIDError as exc:
-            return _error(str(exc), 400)
+        i = index_of(request)
+        new = await run_in_threadpool(labeler.store.update, i, boxes, version, volunteer)  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
     def history(request: Request) -> Response:
@@ -172,7 +176,7 @@ def create_app(labeler: Labeler) -> Starlette:
         Route("/api/info", guarded(info)),
         Route("/api/next", guarded(next_photo)),
         Route("/api/images/{i:int}", guarded(image), methods=["GET"]),
-        Route("/api/images/{i:int}", save, methods=["PUT"]),
+        Route("/api/images/{i:int}", guarded(save), methods=["PUT"]),
         Route("/api/images/{i:int}/photo", guarded(photo)),
         Route("/api/history", guarded(history)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bearid.data.layout import is_image_name
 from bearid.errors import BearIDError
 from bearid.label.boxes import box_from_json, box_to_json
-from bearid.metadata import Dataset, read_faces, write_faces
+from bearid.metadata import Dataset, ImageEntry, read_faces, write_faces
 
 VOLUNTEER = re.compile(r"^[\w .@-]{1,40}$")
 
@@ -67,6 +68,7 @@ class LabelStore:
             self.index = {image.file: i for i, image in enumerate(self.dataset.images)}
             self.versions = [0] * len(self.dataset.images)
             self.reviewed: dict[str, set[int]] = {}
+            self.last_edit: dict[int, dict] = {}  # photo -> its latest journal edit (who, when)
             self.opened = self._replay()
         except BaseException:
             self.close()
@@ -102,8 +104,8 @@ class LabelStore:
             before, after = self.boxes(i), [box_to_json(b) for b in new]
             if before == after:
                 return version
-            self._append({"kind": "edit", "volunteer": volunteer, "file": image.file, "version": version + 1,
-                          "before": before, "after": after})
+            self.last_edit[i] = self._append({"kind": "edit", "volunteer": volunteer, "file": image.file,
+                                              "version": version + 1, "before": before, "after": after})
             image.boxes = new
             self.versions[i] = version + 1
             self._save()
@@ -119,12 +121,13 @@ class LabelStore:
             self.reviewed.setdefault(queue, set()).add(i)
 
     # -- inside ---------------------------------------------------------------------------
-    def _append(self, entry: dict) -> None:
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}, sort_keys=True) + "\n"
+    def _append(self, entry: dict) -> dict:
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
         with open(self.journal, "a", encoding="utf-8") as fh:
-            fh.write(line)
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        return entry
 
     def _save(self) -> None:
         if not self.original.exists():  # the XML as it was before the first change (paths rebased)
@@ -152,6 +155,7 @@ class LabelStore:
                 last[i] = e
             elif e.get("kind") == "review":
                 self.reviewed.setdefault(e["queue"], set()).add(i)
+        self.last_edit = dict(last)
         recovered = outside = 0
         for i, e in last.items():
             now = self.boxes(i)
@@ -173,9 +177,6 @@ def photo_list(folder: Path, xml: Path) -> Path:
     """An imglab XML listing every photo under `folder` with no faces yet, for labelling
     from scratch. Hidden and `_`-prefixed folders (BearID's own) are left out. An XML that
     already exists is kept as it is, so running again carries on where the work stopped."""
-    from bearid.data.layout import is_image_name
-    from bearid.metadata import ImageEntry
-
     folder, xml = Path(folder).resolve(), Path(xml).resolve()
     if xml.exists():
         return xml

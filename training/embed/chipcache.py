@@ -84,10 +84,6 @@ class ChipCache:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_shards": {}}
 
-    @property
-    def nbytes(self) -> int:
-        return len(self) * self.size * self.size * 3
-
 
 def chip_size(chipset: ChipSet) -> int:
     """The size most chips of a set have."""
