@@ -4,6 +4,7 @@ the promotion store, the client's retries and resumable batch scoring."""
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -21,11 +22,14 @@ from bearid.pipeline import Pipeline
 
 
 def worse_copy(bundle_dir: Path, dest: Path) -> Path:
-    """The same models with a threshold no bear passes: every bear is "unknown"."""
+    """The same models, worse than any model by construction: every known bear is given its
+    neighbour's name (the names are rotated) and no stranger is turned away (BAKS = BAUS = 0)."""
     shutil.copytree(bundle_dir, dest)
     clf = pickle.loads((dest / "classifier.pkl").read_bytes())
-    clf.threshold = 1.01
+    clf.ids = clf.ids[1:] + clf.ids[:1]
+    clf.threshold = -1.01
     (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
+    (dest / "ids.json").write_text(json.dumps(clf.ids, indent=1))
     fields = {k: v for k, v in bundles.read_manifest(dest).items() if k not in ("format", "version", "files")}
     bundles.write_manifest(dest, fields)
     return dest
@@ -180,8 +184,8 @@ def test_promotion_gates_on_the_champion_and_rolls_back(bundle_dir, splits, tmp_
     assert bundles.verify(store.path_of(first.version))["version"] == first.version
     worse = worse_copy(bundle_dir, tmp_path / "worse")
     refused = promote(worse, gate, store, limit=10)
-    if refused.candidate["open_set"] < refused.champion["open_set"]:
-        assert not refused.promoted and "refused" in refused.reason and store.champion() == first.version
+    assert refused.candidate["open_set"] == 0 < refused.champion["open_set"]
+    assert not refused.promoted and "refused" in refused.reason and store.champion() == first.version
     forced = promote(worse, gate, store, force=True, limit=10)
     assert forced.promoted and store.champion() == forced.version != first.version
     assert store.rollback() == first.version and store.champion() == first.version

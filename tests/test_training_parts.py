@@ -108,3 +108,38 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
     assert report["top1"] == 1.0 and report["baks"] >= 0.9 and report["baus"] >= 0.9 and report["auroc"] > 0.95
     [p] = clf.predict(bears([2], 1).vectors)
     assert p.bear_id == "b2" and p.known and p.candidates[0][0] == "b2"
+
+    # A stranger the embedding cannot tell from b3: meeting the false-accept target would
+    # turn b3 (and others) away, so the threshold is capped and says why.
+    twin = bears([3], 10)
+    twin = Embedded(twin.vectors, ["stranger"] * 10, twin.paths)
+    clf.threshold, why = choose_threshold(clf, bears(range(6), 3), twin, 0.05, min_known_accept=0.9)
+    report = evaluate(clf, bears(range(6), 20), bears([8], 10))
+    assert report["baks"] >= 0.85 and report["baus"] == 1.0
+    assert "stranger passes for b3" in why
+
+
+def test_augmentation_blurs_and_erases_only_when_asked_and_is_seeded():
+    import torch
+
+    from training.config import EmbedConfig
+    from training.embed.train import augment
+
+    x = torch.rand(8, 3, 32, 32)  # white noise: all detail, no two pixels alike
+
+    def run(**knobs):
+        # No geometry or light change, so what remains is what blur and erase did.
+        cfg = EmbedConfig(**{"rotate": 0, "zoom": 0, "shift": 0, "blur": 0, "erase": 0, **knobs})
+        return augment(x, torch.Generator().manual_seed(5), cfg)
+
+    plain = run()
+    assert torch.equal(plain, run())  # the same seed, the same batch
+    detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    assert torch.all(detail(run(blur=1.0)) < 0.5 * detail(plain))
+    erased = run(erase=1.0)
+    for chip, before in zip(erased, plain):
+        changed = (chip != before).any(dim=0)
+        rows, cols = changed.any(dim=1).sum(), changed.any(dim=0).sum()
+        assert 3 <= rows <= 11 and 3 <= cols <= 11  # a tenth to a third of each side
+        assert changed.sum() == rows * cols  # one rectangle, filled with one colour per channel
+        assert all(chip[c][changed].unique().numel() == 1 for c in range(3))

@@ -49,14 +49,19 @@ def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
     return OpenSetClassifier(model, ids, centroids, threshold=0.5)
 
 
-def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded, target_far: float) -> tuple[float, str]:
+def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded, target_far: float,
+                     min_known_accept: float = 0.9) -> tuple[float, str]:
     """The lowest familiarity at which unknown bears are falsely accepted at about
     `target_far`, averaged over the unknown *identities* (as BAUS is): a stranger photographed
-    often must not outweigh one photographed twice."""
+    often must not outweigh one photographed twice. It is capped where it would accept
+    fewer than `min_known_accept` of the known bears' chips (averaged over bears, as BAKS
+    is): one stranger that the embedding cannot tell from a known bear must not make the
+    classifier turn away the bears it knows."""
     if len(unknown.labels) == 0:
         return clf.threshold, "no unknown bears in validation: kept the default threshold"
     scores = clf.familiarity(unknown.vectors)
-    groups = [scores[np.array(unknown.labels) == name] for name in sorted(set(unknown.labels))]
+    names = sorted(set(unknown.labels))
+    groups = [scores[np.array(unknown.labels) == name] for name in names]
 
     def far(t: float) -> float:
         return float(np.mean([np.mean(g >= t) for g in groups]))
@@ -64,9 +69,23 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     # far() only steps down at the observed scores; take the lowest one that meets the target.
     candidates = np.unique(np.concatenate([scores, [scores.max() + 1e-6]]))
     threshold = float(next(t for t in candidates if far(t) <= target_far))
-    accepted = float(np.mean(clf.familiarity(known.vectors) >= threshold)) if len(known.labels) else float("nan")
+    if not len(known.labels):
+        return threshold, f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced)"
+    familiar = clf.familiarity(known.vectors)
+    bears = [familiar[np.array(known.labels) == name] for name in sorted(set(known.labels))]
+
+    def accepted(t: float) -> float:
+        return float(np.mean([np.mean(b >= t) for b in bears]))
+
+    capped = ""
+    if accepted(threshold) < min_known_accept:
+        threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= min_known_accept))
+        worst = max(range(len(names)), key=lambda i: np.mean(groups[i] >= threshold))
+        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[np.array(unknown.labels) == names[worst]] @ clf.centroids.T, axis=1)).argmax())]
+        capped = (f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
+                  f"{names[worst]} passes for {nearest} {np.mean(groups[worst] >= threshold):.2f} of the time")
     return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced) "
-                       f"and {accepted:.3f} of {len(known.labels)} known validation chips")
+                       f"and {accepted(threshold):.3f} of {len(known.labels)} known validation chips (balanced){capped}")
 
 
 def evaluate(clf: OpenSetClassifier, known: Embedded, unknown: Embedded) -> dict:

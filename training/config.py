@@ -61,6 +61,14 @@ class EmbedConfig:
     margin: float = 0.3  # ArcFace angular margin (radians) or triplet margin
     scale: float = 30.0  # ArcFace scale
     flip: bool = False  # mirror images: bears are not symmetric (notches, scars), so off
+    # Augmentation: each training chip is moved, lit and degraded the way photos differ.
+    # Chosen on validation (bench world): these values raised the open-set AUROC from 0.992
+    # to 0.999 and BAKS from 0.89 to 0.94 over rotate 10, zoom 0.1, shift 0.06, no blur or erase.
+    rotate: float = 10.0  # degrees, either way
+    zoom: float = 0.25  # scale change, either way (a turned head chips larger: its eyes look closer)
+    shift: float = 0.1  # of the chip side, either way
+    blur: float = 0.2  # share of chips blurred (out-of-focus and distant photos)
+    erase: float = 0.2  # share of chips with a patch blanked out (grass, branches, another bear)
     checkpoint_every: int = 200
     seed: int = 0
 
@@ -70,6 +78,7 @@ class ClassConfig:
     C: float = 100.0
     kernel: str = "linear"
     target_far: float = 0.1  # false-accept rate of unknown bears on validation, per identity
+    min_known_accept: float = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
     seed: int = 0
 
 

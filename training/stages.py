@@ -226,7 +226,7 @@ def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dic
     if "holdout" in data:
         h_val, h_test = unknown_halves(split_known(data["holdout"], classes)[1])
         val_unknown, test_unknown = _join(val_unknown, h_val), _join(test_unknown, h_test)
-    clf.threshold, why = choose_threshold(clf, val_known, val_unknown, cfg.target_far)
+    clf.threshold, why = choose_threshold(clf, val_known, val_unknown, cfg.target_far, cfg.min_known_accept)
     log(f"classify: threshold {clf.threshold:.4f} ({why})")
     (out / "classifier").mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "classifier" / "classifier.pkl") as tmp:

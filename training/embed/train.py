@@ -39,23 +39,49 @@ class Trainee(nn.Module):
         return self.head(e, y) if self.head is not None else triplet_semihard(e, y, self.cfg.margin)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:
-    """Small rotation, scale and shift; light and colour jitter; optional mirror."""
+def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Tensor:
+    """Rotation, scale and shift; light and colour jitter; optional mirror, blur and erase."""
     n = x.shape[0]
     rnd = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
-    angle = (rnd(n) - 0.5) * math.radians(20)
-    scale = 1 + (rnd(n) - 0.5) * 0.2
-    shift = (rnd(n, 2) - 0.5) * 0.12
+    angle = (rnd(n) - 0.5) * 2 * math.radians(cfg.rotate)
+    scale = 1 + (rnd(n) - 0.5) * 2 * cfg.zoom
+    shift = (rnd(n, 2) - 0.5) * 2 * cfg.shift
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    if flip:
+    if cfg.flip:
         theta[:, 0, :2] *= torch.where(rnd(n) < 0.5, -1.0, 1.0)[:, None]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     gain = 1 + (rnd(n, 1, 1, 1) - 0.5) * 0.4
     colour = 1 + (rnd(n, 3, 1, 1) - 0.5) * 0.15
     offset = (rnd(n, 1, 1, 1) - 0.5) * 0.4
+    if cfg.blur:
+        x = _blur(x, rnd(n) < cfg.blur, 1.5 + 2.5 * rnd(n))
+    if cfg.erase:
+        x = _erase(x, rnd(n) < cfg.erase, rnd(n, 4))
     return x * gain * colour + offset
+
+
+def _blur(x: torch.Tensor, chosen: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Chosen chips shrunk by `factor` and enlarged back: the detail a soft photo lacks."""
+    x = x.clone()
+    side = x.shape[-1]
+    for i in torch.nonzero(chosen).flatten().tolist():
+        small = F.interpolate(x[i:i + 1], size=max(4, round(side / float(factor[i]))), mode="area")
+        x[i] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return x
+
+
+def _erase(x: torch.Tensor, chosen: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Chosen chips get a rectangle (a tenth to a third of each side) set to its mean."""
+    h, w = x.shape[-2:]
+    size = 0.1 + box[:, 2:] * 0.23
+    corner = box[:, :2] * (1 - size)
+    ys = torch.arange(h).float()[None, :, None] / h
+    xs = torch.arange(w).float()[None, None, :] / w
+    inside = ((ys >= corner[:, 0, None, None]) & (ys < (corner[:, 0] + size[:, 0])[:, None, None])
+              & (xs >= corner[:, 1, None, None]) & (xs < (corner[:, 1] + size[:, 1])[:, None, None]) & chosen[:, None, None])
+    return torch.where(inside[:, None], x.mean(dim=(2, 3), keepdim=True), x)
 
 
 def _distributed() -> tuple[int, int]:
@@ -103,7 +129,7 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
     model.train()
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
     for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
-        opt.step(model(augment(x, gen, cfg.flip), torch.from_numpy(y_all[idx.numpy()])))
+        opt.step(model(augment(x, gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
         opt.report("embed", step, cfg.steps, log)
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
