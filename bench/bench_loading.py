@@ -11,16 +11,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bearid.data.split import SplitConfig, split
-from bearid.metadata import read_faces
-from bearid.synth import WorldConfig, synthesize
+from bearid.synth import WorldConfig
 from training.config import ChipConfig, EmbedConfig
 from training.embed.chipcache import open_cache
 from training.embed.loader import ChipsInMemory, default_workers, open_chips
 from training.embed.train import train_embedder
 from training.stages import SPLITS, run_chip
 
-from common import Figure, Suite
+from common import Figure, Suite, split_world
 
 WORLD = WorldConfig(bears=16, photos=700, seed=33)
 STEPS = 150  # enough that the workers' start (~0.1 s) is a small part, as in a real run (800 steps)
@@ -30,9 +28,7 @@ def _chips(work: Path) -> Path:
     """Truth-landmark chips of a synthetic world's train split (made once per work dir)."""
     xml = work / "chips/chip_meta/train.xml"
     if not xml.exists():
-        world, splits = work / "world", work / "splits"
-        synthesize(WORLD, world, workers=0)
-        split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
+        splits = split_world(WORLD, work)
         run_chip(work / "chips", ChipConfig(source="truth"), work / "none", {name: splits / f"{name}.xml" for name in SPLITS}, log=print)
     return xml
 

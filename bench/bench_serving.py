@@ -25,15 +25,14 @@ from PIL import Image
 
 from bearid import bundle as bundles
 from bearid.client import BearIDClient
-from bearid.data.split import SplitConfig, split
 from bearid.imageio import load_photo
 from bearid.localserver import LocalServer
 from bearid.metadata import read_faces
 from bearid.pipeline import Pipeline, cpu_share
 from bearid.score import score
-from bearid.synth import WorldConfig, synthesize
+from bearid.synth import WorldConfig
 
-from common import Figure, Suite
+from common import Figure, Suite, split_world
 
 PHOTOS = 48
 WORKERS = 2
@@ -48,9 +47,7 @@ def _bundle(work: Path) -> tuple[Path, list[Path]]:
 
     results, splits = work.parent / "training" / "results", work.parent / "training" / "splits"
     if not (results.exists() and runs(results, "open_set").best):
-        world, splits, results = work / "world", work / "splits", work / "results"
-        synthesize(WorldConfig(bears=12, photos=300, seed=5), world, workers=0)
-        split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
+        splits, results = split_world(WorldConfig(bears=12, photos=300, seed=5), work), work / "results"
         train(read_pipeline(Path(__file__).parents[1] / "configs" / "demo.yaml"), splits, results, log=print)
     best = [p for p in runs(results, "open_set").paths if "face_config_01" in str(p[0])][0]
     out = work / "bundle"

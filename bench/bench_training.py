@@ -9,13 +9,11 @@ import shutil
 import time
 from pathlib import Path
 
-from bearid.data.split import SplitConfig, split
-from bearid.metadata import read_faces
-from bearid.synth import WorldConfig, synthesize
+from bearid.synth import WorldConfig
 from training.config import FaceConfig, Pipeline
 from training.pipeline import train
 
-from common import Figure, Suite
+from common import Figure, Suite, split_world
 
 WORLD = WorldConfig(bears=16, photos=900, seed=21)
 # The reference system (Clapham et al. 2020, real photos) and the targets.
@@ -28,9 +26,7 @@ def _metrics(d: Path) -> dict:
 
 def run(work: Path) -> Suite:
     suite = Suite("training")
-    world, splits, results = work / "world", work / "splits", work / "results"
-    synthesize(WORLD, world, workers=0)
-    split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
+    splits, results = split_world(WORLD, work), work / "results"
     shutil.rmtree(results, ignore_errors=True)
     t0 = time.perf_counter()
     report = train(Pipeline(face=[FaceConfig(), FaceConfig(backend="dlib", max_train_photos=80)]), splits, results, log=print)

@@ -14,6 +14,19 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def split_world(config, work: Path) -> Path:
+    """A synthetic world (`config`, a bearid.synth.WorldConfig) made in `work/world` and split
+    by image with its ground truth into `work/splits`, which is returned."""
+    from bearid.data.split import SplitConfig, split
+    from bearid.metadata import read_faces
+    from bearid.synth import synthesize
+
+    world, splits = work / "world", work / "splits"
+    synthesize(config, world, workers=0)
+    split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
+    return splits
+
+
 @dataclass
 class Figure:
     name: str

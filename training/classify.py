@@ -59,9 +59,9 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     classifier turn away the bears it knows."""
     if len(unknown.labels) == 0:
         return clf.threshold, "no unknown bears in validation: kept the default threshold"
-    scores = clf.familiarity(unknown.vectors)
+    scores, labels = clf.familiarity(unknown.vectors), np.array(unknown.labels)
     names = sorted(set(unknown.labels))
-    groups = [scores[np.array(unknown.labels) == name] for name in names]
+    groups = [scores[labels == name] for name in names]
 
     def far(t: float) -> float:
         return float(np.mean([np.mean(g >= t) for g in groups]))
@@ -72,7 +72,8 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     if not len(known.labels):
         return threshold, f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced)"
     familiar = clf.familiarity(known.vectors)
-    bears = [familiar[np.array(known.labels) == name] for name in sorted(set(known.labels))]
+    known_labels = np.array(known.labels)
+    bears = [familiar[known_labels == name] for name in sorted(set(known.labels))]
 
     def accepted(t: float) -> float:
         return float(np.mean([np.mean(b >= t) for b in bears]))
@@ -81,7 +82,7 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     if accepted(threshold) < min_known_accept:
         threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= min_known_accept))
         worst = max(range(len(names)), key=lambda i: np.mean(groups[i] >= threshold))
-        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[np.array(unknown.labels) == names[worst]] @ clf.centroids.T, axis=1)).argmax())]
+        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[labels == names[worst]] @ clf.centroids.T, axis=1)).argmax())]
         capped = (f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
                   f"{names[worst]} passes for {nearest} {np.mean(groups[worst] >= threshold):.2f} of the time")
     return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced) "

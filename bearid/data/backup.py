@@ -38,6 +38,12 @@ class BackupReport:
     already: int = 0  # content already in the backup (unchanged, renamed or duplicate)
     manifest: Path | None = None
 
+    def count(self, copied_bytes: int) -> None:
+        """One file backed up: `copied_bytes` 0 means its content was already there."""
+        self.copied += copied_bytes > 0
+        self.already += copied_bytes == 0
+        self.copied_bytes += copied_bytes
+
 
 def _other_files(root: Path, extra: list[Path]) -> list[tuple[str, Path]]:
     """Files besides the catalogued photos: everything under ROOT except .bearid/ and photos
@@ -90,19 +96,14 @@ def backup(root: Path, dest: Path, extra: list[Path] | None = None) -> BackupRep
         if object_path(dest, e.sha256).exists():
             report.already += 1
             continue
-        _, n = _copy_object(root / rel, dest, e.sha256)
-        report.copied += n > 0
-        report.already += n == 0
-        report.copied_bytes += n
+        report.count(_copy_object(root / rel, dest, e.sha256)[1])
     for rel, path in _other_files(root, list(extra or [])):
         if rel in photos:
             continue
         st = path.stat()
         sha, n = _copy_object(path, dest, None)
         entries[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        report.copied += n > 0
-        report.already += n == 0
-        report.copied_bytes += n
+        report.count(n)
     report.files = len(entries)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     manifest = {"archive": str(root.resolve()), "made": stamp, "files": entries}
@@ -162,9 +163,7 @@ def _verify_archive(root: Path, sample: float | None, seed: int) -> VerifyReport
 def _verify_backup(dest: Path, sample: float | None, seed: int) -> VerifyReport:
     report = VerifyReport("backup")
     manifests = sorted((dest / MANIFESTS).glob("*.json"))
-    if not manifests:
-        raise BearIDError(f"{dest}: the backup has no manifest")
-    latest = json.loads(manifests[-1].read_text())["files"]
+    latest = json.loads(_manifest(dest, None).read_text())["files"]
     wanted = {}
     for rel, rec in latest.items():
         wanted.setdefault(rec["sha256"], []).append(rel)

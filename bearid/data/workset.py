@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bearid.fsio import atomic_write_text, copy_hashed, remove_stale_temps
 from bearid.metadata import Dataset, read_faces, write_faces
 
 MANIFEST = ".bearid-workset.json"
+SAVE_EVERY_S = 2.0  # how often a long copy records its progress
 
 
 @dataclass
@@ -61,10 +63,11 @@ def workset(root: Path, splits: list[Path], fast: Path, max_size: int | None = N
     with Catalog(root) as catalog:
         catalog.scan(quick=True)
         known = {e.path: e for e in catalog.entries()}
-    sets: list[tuple[Path, Dataset]] = []
+    sets: list[tuple[Path, Dataset, list[str]]] = []  # each XML, its photos as archive paths
     needed: dict[str, int] = {}
     for xml in splits:
         ds = read_faces(xml)
+        rels = []
         for image in ds.images:
             try:
                 rel = ds.path_of(image).resolve().relative_to(root).as_posix()
@@ -73,12 +76,14 @@ def workset(root: Path, splits: list[Path], fast: Path, max_size: int | None = N
             if rel not in known:
                 raise BearIDError(f"{xml}: {rel} is not in the catalog of {root} (run bearid data scan)")
             needed[rel] = known[rel].size
-        sets.append((Path(xml), ds))
+            rels.append(rel)
+        sets.append((Path(xml), ds, rels))
     report = WorksetReport(photos=len(needed), bytes=sum(needed.values()))
     if max_size is not None and report.bytes > max_size:
         over = report.bytes - max_size
         raise BearIDError(f"the working set needs {report.bytes / 2**30:.2f} GiB for {len(needed)} photos; the budget is "
                           f"{max_size / 2**30:.2f} GiB: {over / 2**30:.2f} GiB does not fit (drop a split or raise --max-size)")
+    saved = time.monotonic()
     for rel in sorted(needed):
         e, target = known[rel], fast / rel
         have = state["files"].get(rel)
@@ -89,15 +94,17 @@ def workset(root: Path, splits: list[Path], fast: Path, max_size: int | None = N
         report.copied_bytes += _copy_verified(root / rel, target, e.sha256)
         report.copied += 1
         state["files"][rel] = {"sha256": e.sha256, "size": e.size}
-        atomic_write_text(fast / MANIFEST, json.dumps(state, indent=0))  # progress survives a kill
+        if time.monotonic() - saved > SAVE_EVERY_S:  # progress survives a kill, without rewriting the record per photo
+            atomic_write_text(fast / MANIFEST, json.dumps(state, indent=0))
+            saved = time.monotonic()
     if evict:
         for rel in sorted(set(state["files"]) - set(needed)):
             (fast / rel).unlink(missing_ok=True)
             del state["files"][rel]
             report.evicted.append(rel)
     atomic_write_text(fast / MANIFEST, json.dumps(state, indent=0))
-    for xml, ds in sets:
-        images = [dataclasses.replace(img, file=ds.path_of(img).resolve().relative_to(root).as_posix()) for img in ds.images]
+    for xml, ds, rels in sets:
+        images = [dataclasses.replace(img, file=rel) for img, rel in zip(ds.images, rels)]
         out = fast / xml.name
         write_faces(Dataset(images, ds.name, ds.comment, base_dir=fast), out)
         report.xml.append(out)

@@ -71,13 +71,14 @@ def open_chips(chips_xml: Path, input_size: int, labelled_only: bool = True, log
     return CachedChips(open_cache(chips_xml, input_size, log), labelled_only)
 
 
-def pk_batch(labels: np.ndarray, classes: int, p: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a batch: p identities, k chips each (drawn again where a bear has fewer)."""
+def pk_batch(members: list[np.ndarray], p: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a batch: p identities, k chips each (drawn again where a bear has fewer);
+    `members[c]` holds the indices of identity c's chips."""
+    classes = len(members)
     ids = rng.choice(classes, size=p, replace=classes < p)
     out = []
     for c in ids:
-        members = np.flatnonzero(labels == c)
-        out.extend(rng.choice(members, size=k, replace=len(members) < k))
+        out.extend(rng.choice(members[c], size=k, replace=len(members[c]) < k))
     return np.array(out)
 
 
@@ -87,7 +88,7 @@ class PKBatches(Sampler):
     the batches of an uninterrupted one."""
 
     def __init__(self, y: np.ndarray, p: int, k: int, seed: int, rank: int, start: int, steps: int):
-        self.y, self.classes = y, int(y.max()) + 1
+        self.members = [np.flatnonzero(y == c) for c in range(int(y.max()) + 1)]  # found once, not per step
         self.p, self.k, self.seed, self.rank, self.start, self.steps = p, k, seed, rank, start, steps
 
     def __len__(self) -> int:
@@ -95,7 +96,7 @@ class PKBatches(Sampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         for s in range(self.start, self.steps):
-            yield pk_batch(self.y, self.classes, self.p, self.k, np.random.default_rng([self.seed, self.rank, s])).tolist()
+            yield pk_batch(self.members, self.p, self.k, np.random.default_rng([self.seed, self.rank, s])).tolist()
 
 
 def default_workers() -> int:
