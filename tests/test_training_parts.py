@@ -119,6 +119,28 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
     assert "stranger passes for b3" in why
 
 
+def test_losses_combine_by_name_and_an_unknown_one_is_refused():
+    import pytest
+    import torch
+
+    from bearid.errors import BearIDError
+    from training.config import EmbedConfig
+    from training.embed.train import Trainee
+
+    x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
+
+    def loss(name: str) -> torch.Tensor:
+        torch.manual_seed(0)  # the same weights for every loss
+        trainee = Trainee(EmbedConfig(loss=name, width=8, dim=16), classes=3)
+        return trainee(x, y)
+
+    arcface, triplet = loss("arcface"), loss("triplet")
+    assert arcface > 0 and triplet > 0
+    assert torch.isclose(loss("arcface+triplet"), arcface + triplet)
+    with pytest.raises(BearIDError, match="unknown loss contrastive"):
+        loss("arcface+contrastive")
+
+
 def test_augmentation_blurs_and_erases_only_when_asked_and_is_seeded():
     import torch
 

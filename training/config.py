@@ -50,7 +50,7 @@ class ChipConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    loss: str = "arcface"  # arcface | triplet
+    loss: str = "arcface"  # arcface | triplet | arcface+triplet (summed)
     dim: int = 128
     input_size: int = 64  # chips are resized to this for the network
     width: int = 32
