@@ -17,7 +17,8 @@ import bench_serving  # noqa: E402
 import bench_training  # noqa: E402
 from common import write  # noqa: E402
 
-SUITES = {"data": bench_data.run, "training": bench_training.run, "loading": bench_loading.run, "serving": bench_serving.run}
+SUITES = {"data": bench_data.run, "training": bench_training.run, "training_wide": bench_training.run_wide,
+          "loading": bench_loading.run, "serving": bench_serving.run}
 
 
 def main() -> None:
