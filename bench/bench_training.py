@@ -50,13 +50,19 @@ def _table_name(world: WorldConfig) -> str:
     return f"accuracy on the held-out test split ({world.bears} bears, {world.photos} photos, seed {world.seed}; targets {TARGETS})"
 
 
-def run(work: Path) -> Suite:
-    suite = Suite("training")
-    splits, results = split_world(WORLD, work), work / "results"
+def _trained(world: WorldConfig, pipeline: Pipeline, work: Path) -> tuple:
+    """`pipeline` trained from scratch on `world`, made and split in `work`: the train report
+    and the seconds the training took (the world's making not counted)."""
+    splits, results = split_world(world, work), work / "results"
     shutil.rmtree(results, ignore_errors=True)
     t0 = time.perf_counter()
-    report = train(Pipeline(face=[FaceConfig(), FaceConfig(backend="dlib", max_train_photos=80)]), splits, results, log=print)
-    total = time.perf_counter() - t0
+    report = train(pipeline, splits, results, log=print)
+    return report, time.perf_counter() - t0
+
+
+def run(work: Path) -> Suite:
+    suite = Suite("training")
+    report, total = _trained(WORLD, Pipeline(face=[FaceConfig(), FaceConfig(backend="dlib", max_train_photos=80)]), work)
     rows = _accuracy_rows(report)
     suite.tables[_table_name(WORLD)] = rows
     default = report.branches[0]
@@ -72,9 +78,7 @@ def run(work: Path) -> Suite:
 def run_wide(work: Path) -> Suite:
     """The default pipeline on WIDE_WORLD (`--only training_wide`)."""
     suite = Suite("training_wide")
-    splits, results = split_world(WIDE_WORLD, work), work / "results"
-    shutil.rmtree(results, ignore_errors=True)
-    report = train(Pipeline(), splits, results, log=print)
+    report, _ = _trained(WIDE_WORLD, Pipeline(), work)
     row = _accuracy_rows(report)[0]
     suite.tables[_table_name(WIDE_WORLD)] = [row]
     cls = _metrics(report.branches[0][3])

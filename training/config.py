@@ -72,6 +72,16 @@ class EmbedConfig:
     checkpoint_every: int = 200
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Checked here, so a mistyped loss fails when the pipeline is read, not after the face stage.
+        unknown = sorted(set(self.losses) - {"arcface", "triplet"})
+        if unknown:
+            raise BearIDError(f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet")
+
+    @property
+    def losses(self) -> list[str]:
+        return self.loss.split("+")
+
 
 @dataclass(frozen=True)
 class ClassConfig:

@@ -31,19 +31,13 @@ class Trainee(nn.Module):
     def __init__(self, cfg: EmbedConfig, classes: int):
         super().__init__()
         self.net = EmbedNet(cfg.width, cfg.dim)
-        self.losses = cfg.loss.split("+")
-        unknown = sorted(set(self.losses) - {"arcface", "triplet"})
-        if unknown:
-            raise BearIDError(f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet")
-        self.head = ArcFace(cfg.dim, classes, cfg.scale, cfg.margin) if "arcface" in self.losses else None
+        self.head = ArcFace(cfg.dim, classes, cfg.scale, cfg.margin) if "arcface" in cfg.losses else None
         self.cfg = cfg
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.identity_loss(self.net(x), y)
-
-    def identity_loss(self, e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        e = self.net(x)
         arcface = self.head(e, y) if self.head is not None else 0
-        return arcface + (triplet_semihard(e, y, self.cfg.margin) if "triplet" in self.losses else 0)
+        return arcface + (triplet_semihard(e, y, self.cfg.margin) if "triplet" in self.cfg.losses else 0)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Tensor:
