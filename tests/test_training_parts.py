@@ -141,7 +141,7 @@ def test_losses_combine_by_name_and_an_unknown_one_is_refused():
         loss("arcface+contrastive")
 
 
-def test_augmentation_blurs_and_erases_only_when_asked_and_is_seeded():
+def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
     import torch
 
     from training.config import EmbedConfig
@@ -156,6 +156,10 @@ def test_augmentation_blurs_and_erases_only_when_asked_and_is_seeded():
 
     plain = run()
     assert torch.equal(plain, run())  # the same seed, the same batch
+    untouched = run(light=0, tint=0)
+    assert torch.allclose(untouched, x, atol=1e-5)  # every knob off: the chips as they were
+    relit = (plain - untouched).abs().mean(dim=(1, 2, 3))
+    assert torch.all(relit > 0.005) and torch.all(relit < 0.25)  # light and tint on by default, within range
     detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731
     assert torch.all(detail(run(blur=1.0)) < 0.5 * detail(plain))
     erased = run(erase=1.0)

@@ -69,6 +69,8 @@ class EmbedConfig:
     shift: float = 0.1  # of the chip side, either way
     blur: float = 0.2  # share of chips blurred (out-of-focus and distant photos)
     erase: float = 0.2  # share of chips with a patch blanked out (grass, branches, another bear)
+    light: float = 0.2  # brightness change either way (gain, and offset in normalised units)
+    tint: float = 0.075  # per-channel colour change either way
     checkpoint_every: int = 200
     seed: int = 0
 

@@ -53,9 +53,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Te
         theta[:, 0, :2] *= torch.where(rnd(n) < 0.5, -1.0, 1.0)[:, None]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    gain = 1 + (rnd(n, 1, 1, 1) - 0.5) * 0.4
-    colour = 1 + (rnd(n, 3, 1, 1) - 0.5) * 0.15
-    offset = (rnd(n, 1, 1, 1) - 0.5) * 0.4
+    gain = 1 + (rnd(n, 1, 1, 1) - 0.5) * 2 * cfg.light
+    colour = 1 + (rnd(n, 3, 1, 1) - 0.5) * 2 * cfg.tint
+    offset = (rnd(n, 1, 1, 1) - 0.5) * 2 * cfg.light
     if cfg.blur:
         x = _blur(x, rnd(n) < cfg.blur, 1.5 + 2.5 * rnd(n))
     if cfg.erase:
