@@ -61,31 +61,28 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
         return clf.threshold, "no unknown bears in validation: kept the default threshold"
     scores, labels = clf.familiarity(unknown.vectors), np.array(unknown.labels)
     names = sorted(set(unknown.labels))
-    groups = [scores[labels == name] for name in names]
 
-    def far(t: float) -> float:
-        return float(np.mean([np.mean(g >= t) for g in groups]))
+    def far(t: float) -> float:  # unknown chips accepted, balanced over unknown bears as BAUS is
+        return balanced_accuracy(unknown.labels, scores >= t)
 
     # far() only steps down at the observed scores; take the lowest one that meets the target.
     candidates = np.unique(np.concatenate([scores, [scores.max() + 1e-6]]))
     threshold = float(next(t for t in candidates if far(t) <= target_far))
     if not len(known.labels):
-        return threshold, f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced)"
+        return threshold, f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced)"
     familiar = clf.familiarity(known.vectors)
-    known_labels = np.array(known.labels)
-    bears = [familiar[known_labels == name] for name in sorted(set(known.labels))]
 
-    def accepted(t: float) -> float:
-        return float(np.mean([np.mean(b >= t) for b in bears]))
+    def accepted(t: float) -> float:  # known chips accepted, balanced over known bears as BAKS is
+        return balanced_accuracy(known.labels, familiar >= t)
 
     capped = ""
     if accepted(threshold) < min_known_accept:
         threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= min_known_accept))
-        worst = max(range(len(names)), key=lambda i: np.mean(groups[i] >= threshold))
-        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[labels == names[worst]] @ clf.centroids.T, axis=1)).argmax())]
+        worst = max(names, key=lambda name: np.mean(scores[labels == name] >= threshold))
+        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[labels == worst] @ clf.centroids.T, axis=1)).argmax())]
         capped = (f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
-                  f"{names[worst]} passes for {nearest} {np.mean(groups[worst] >= threshold):.2f} of the time")
-    return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(groups)} unknown bears (balanced) "
+                  f"{worst} passes for {nearest} {np.mean(scores[labels == worst] >= threshold):.2f} of the time")
+    return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced) "
                        f"and {accepted(threshold):.3f} of {len(known.labels)} known validation chips (balanced){capped}")
 
 

@@ -113,8 +113,9 @@ def topk(scores: np.ndarray, classes: list[str], truth: list[str], k: int) -> fl
 
 
 def balanced_accuracy(truth: list[str], correct: list[bool]) -> float:
-    """Mean over classes of the per-class accuracy."""
+    """Mean over classes of the per-class accuracy (classes in sorted order, so the sum, and
+    a threshold compared with it, does not depend on the order the chips came in)."""
     per: dict[str, list[bool]] = defaultdict(list)
     for t, c in zip(truth, correct):
         per[t].append(c)
-    return float(np.mean([np.mean(v) for v in per.values()])) if per else float("nan")
+    return float(np.mean([np.mean(per[k]) for k in sorted(per)])) if per else float("nan")
