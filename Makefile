@@ -50,6 +50,7 @@ demo: venv
 	$(BIN)/bearid data stats $(DEMO)/world --faces $(DEMO)/world/_truth/faces.xml --html $(DEMO)/stats.html
 	$(BIN)/bearid data split $(DEMO)/world --out $(DEMO)/splits_image --by image --faces $(DEMO)/world/_truth/faces.xml
 	$(BIN)/bearid train configs/demo.yaml --data $(DEMO)/splits_image --results $(DEMO)/results
+	rm -rf $(DEMO)/bundle  # rebuilt each run: the best path may have changed; promoted bundles live in the store
 	$(BIN)/bearid export --results $(DEMO)/results --out $(DEMO)/bundle
 	BEARID_STORE=$(DEMO)/store $(BIN)/bearid promote $(DEMO)/bundle \
 		--gate $(DEMO)/splits_image/val.xml --gate $(DEMO)/splits_image/holdout.xml

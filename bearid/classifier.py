@@ -1,7 +1,9 @@
 """bearsvm at inference: an SVM over embeddings that names the bear, or says "unknown".
 
 The classifier is pickled in the bundle (after its checksum is verified) and used by
-evaluation and the service alike.
+evaluation and the service alike. It takes the embedding network's outputs as they are,
+before L2 normalisation: the SVM and the cosine score use their direction (the embedding),
+the Mahalanobis open-set score uses their length too.
 """
 
 from __future__ import annotations
@@ -17,34 +19,78 @@ class Prediction:
     known: bool
     confidence: float  # calibrated probability of the best bear
     candidates: list[tuple[str, float]] = field(default_factory=list)  # best first
-    familiarity: float = 0.0  # cosine similarity to the nearest known bear (the open-set score)
+    familiarity: float = 0.0  # the open-set score: higher is more like a known bear; below the threshold, unknown
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (the embedding is the direction of the network's output)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class RelativeMahalanobis:
+    """Open-set score from Gaussians fitted to the known bears' training vectors (Lee et al.
+    2018; relative form, Ren et al. 2021): minus the smallest Mahalanobis distance to a
+    bear's mean (one covariance shared by the bears), less the distance to one Gaussian
+    over all of them. Unlike cosine similarity it weighs each direction by how much a
+    bear's own photos vary along it, so a new bear that differs where known bears are
+    steady stands out; the relative form discounts what is merely unusual for any bear."""
+
+    means: np.ndarray  # bears x dim
+    precision: np.ndarray  # dim x dim, shared by the bears
+    background_mean: np.ndarray  # dim
+    background_precision: np.ndarray  # dim x dim
+
+    def distances(self, vectors: np.ndarray) -> np.ndarray:
+        """N x bears: squared Mahalanobis distance to each bear's mean, less that to all bears."""
+        x = np.asarray(vectors, dtype=np.float64)
+        xp = x @ self.precision
+        to_bears = (xp * x).sum(1)[:, None] - 2 * xp @ self.means.T + ((self.means @ self.precision) * self.means).sum(1)[None, :]
+        d = x - self.background_mean
+        return to_bears - ((d @ self.background_precision) * d).sum(1)[:, None]
+
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        return -self.distances(vectors).min(axis=1)
 
 
 @dataclass
 class OpenSetClassifier:
     """A fitted scikit-learn classifier with `predict_proba` (it names the bear), each known
-    bear's mean embedding, and the open-set threshold: a chip whose cosine similarity to
-    every known bear's mean is below it is an unknown bear. (Calibrated probabilities
-    spread thin over many bears; similarity in the metric-learnt space separates new bears
-    far better.)"""
+    bear's mean embedding, and the open-set threshold: a chip whose familiarity is below it
+    is an unknown bear. Familiarity is the `novelty` score where there is one, else the
+    cosine similarity to the nearest known bear's mean. (Calibrated probabilities spread
+    thin over many bears; distances in the metric-learnt space separate new bears far
+    better.)"""
 
     model: object
     ids: list[str]
     centroids: np.ndarray  # len(ids) x dim, unit length
     threshold: float
-    version: int = 2
+    novelty: RelativeMahalanobis | None = None  # None: cosine similarity (and bundles made before it)
+    version: int = 3
 
     def familiarity(self, embeddings: np.ndarray) -> np.ndarray:
-        """Open-set score per chip: cosine similarity to the nearest known bear."""
+        """Open-set score per chip: higher is more like a known bear."""
         if len(embeddings) == 0:
             return np.zeros(0)
-        return (np.asarray(embeddings, dtype=np.float64) @ self.centroids.T).max(axis=1)
+        if self.novelty is not None:
+            return self.novelty.score(embeddings)
+        return (unit(embeddings) @ self.centroids.T).max(axis=1)
+
+    def nearest(self, embeddings: np.ndarray) -> list[str]:
+        """The known bear each chip is most like, by the familiarity score."""
+        if len(embeddings) == 0:
+            return []
+        if self.novelty is not None:
+            return [self.ids[i] for i in np.argmin(self.novelty.distances(embeddings), axis=1)]
+        return [self.ids[i] for i in np.argmax(unit(embeddings) @ self.centroids.T, axis=1)]
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """N x len(ids) calibrated probabilities, columns in `ids` order."""
         if len(embeddings) == 0:
             return np.zeros((0, len(self.ids)))
-        proba = self.model.predict_proba(np.asarray(embeddings, dtype=np.float64))  # type: ignore[attr-defined]
+        proba = self.model.predict_proba(unit(embeddings))  # type: ignore[attr-defined]
         order = [list(self.model.classes_).index(i) for i in range(len(self.ids))]  # type: ignore[attr-defined]
         return proba[:, order]
 

@@ -30,10 +30,13 @@ from bearid.metadata import read_chips, read_faces
 from bearid.pipeline import Pipeline, ort_sessions
 from training.chip import spec_of
 from training.config import make
+from training.embed.model import Descriptor
 from training.results import STAGE_ORDER, read_metrics
 from training.face.detect import detector_spec
 
 OPSET = 17
+OPEN_SET_SCORES = {"mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
+                   "cosine": "cosine similarity to the nearest known bear's mean embedding"}
 DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only
 
 
@@ -163,7 +166,8 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
         spec = detector_spec(face_cfg)
         _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
         _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
-        _to_onnx(embed_net, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
+        descriptor = Descriptor(embed_net).eval()  # the classifier takes the vectors before normalisation
+        _to_onnx(descriptor, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
         shutil.copy2(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
         shutil.copy2(class_dir / "classifier" / "ids.json", work / "ids.json")
         chip_spec = spec_of(chip_cfg)
@@ -176,16 +180,16 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
             "decode": {"refine_side": face_cfg.refine_side},
             "chip": {"size": chip_spec.size, "points": list(chip_spec.points), "padding": chip_spec.padding,
                      "template": {k: list(v) for k, v in (chip_spec.template or DEFAULT_TEMPLATE).items()}},
-            "embed": {"input_size": input_size, "dim": embed_cfg.dim},
+            "embed": {"input_size": input_size, "dim": embed_cfg.dim, "output": "embedding before L2 normalisation"},
             "open_set": {"threshold": metrics["classify"].get("threshold"), "target_far": class_cfg.target_far,
-                         "score": "cosine similarity to the nearest known bear's mean embedding"},
+                         "score": OPEN_SET_SCORES[class_cfg.open_set]},
             "identities": len(json.loads((work / "ids.json").read_text())),
             "metrics": {"face": metrics["face"].get("test"), "embed": metrics["embed"].get("test"),
                         "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"}},
             "libraries": _library_versions(),
         }
         bundles.write_manifest(work, fields)
-        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(embed_net)},
+        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(descriptor)},
                        _test_photos(face_dir, parity_photos), _test_chips(chip_dir, 2 * parity_photos))
         log(f"export: parity on {check['photos']} test photos ({check['faces']} faces) and {check['chips']} chips: max abs diff {check['max_abs_diff']}, "
             f"identical decisions: {check['identical_decisions']}")

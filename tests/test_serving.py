@@ -27,7 +27,7 @@ def worse_copy(bundle_dir: Path, dest: Path) -> Path:
     shutil.copytree(bundle_dir, dest)
     clf = pickle.loads((dest / "classifier.pkl").read_bytes())
     clf.ids = clf.ids[1:] + clf.ids[:1]
-    clf.threshold = -1.01
+    clf.threshold = -np.inf
     (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
     (dest / "ids.json").write_text(json.dumps(clf.ids, indent=1))
     fields = {k: v for k, v in bundles.read_manifest(dest).items() if k not in ("format", "version", "files")}

@@ -169,3 +169,37 @@ def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
         assert 3 <= rows <= 11 and 3 <= cols <= 11  # a tenth to a third of each side
         assert changed.sum() == rows * cols  # one rectangle, filled with one colour per channel
         assert all(chip[c][changed].unique().numel() == 1 for c in range(3))
+
+
+def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_steady():
+    """Bears' photos vary a lot along some directions (pose, light) and little along others
+    (identity). A new bear with a known bear's pose-and-light look but its own identity
+    passes the cosine score and not the Mahalanobis one."""
+    from training.classify import Embedded, fit
+    from training.config import ClassConfig
+
+    rng = np.random.default_rng(0)
+    nuisance, identity = 0.6, 0.05  # spread of one bear's photos, per dimension
+
+    def photos(centre, n):
+        return centre + np.concatenate([rng.normal(0, nuisance, (n, 4)), rng.normal(0, identity, (n, 4))], axis=1)
+
+    centres = 4 + rng.normal(size=(6, 8))
+    train = Embedded(np.vstack([photos(c, 30) for c in centres]), [f"b{i}" for i in range(6) for _ in range(30)], [""] * 180)
+    known = np.vstack([photos(c, 20) for c in centres])
+    stranger = photos(centres[0] + np.r_[np.zeros(4), rng.choice([-0.5, 0.5], 4)], 20)
+    cosine, mahalanobis = fit(train, ClassConfig(open_set="cosine")), fit(train, ClassConfig())
+    cut = np.quantile(cosine.familiarity(known), 0.1)
+    assert np.mean(cosine.familiarity(stranger) >= cut) > 0.5  # cosine: it passes for a known bear
+    assert mahalanobis.familiarity(stranger).max() < np.quantile(mahalanobis.familiarity(known), 0.01)
+    assert set(mahalanobis.nearest(stranger)) == {"b0"} and mahalanobis.nearest(known[:20]) == ["b0"] * 20
+
+
+def test_an_unknown_open_set_score_is_refused():
+    import pytest
+
+    from bearid.errors import BearIDError
+    from training.config import make
+
+    with pytest.raises(BearIDError, match="open_set score 'euclid'"):
+        make("classify", {"open_set": "euclid"})

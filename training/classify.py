@@ -1,17 +1,19 @@
 """Training and evaluating bearsvm: a linear SVM (BearID used C=100, one-vs-one) with
-calibrated probabilities that names the bear, and an open-set threshold on the similarity
-to the known bears, chosen on validation where bears the classifier never saw stand in for
-new bears."""
+calibrated probabilities that names the bear, and an open-set threshold on how familiar a
+chip is (relative Mahalanobis distance to the known bears by default, or cosine similarity),
+chosen on validation where bears the classifier never saw stand in for new bears."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.covariance import LedoitWolf
 from sklearn.svm import SVC
 
-from bearid.classifier import OpenSetClassifier
+from bearid.classifier import OpenSetClassifier, RelativeMahalanobis, unit
 from bearid.errors import BearIDError
 from training.config import ClassConfig
 from training.metrics import balanced_accuracy, roc_auc, topk
@@ -19,7 +21,7 @@ from training.metrics import balanced_accuracy, roc_auc, topk
 
 @dataclass
 class Embedded:
-    vectors: np.ndarray
+    vectors: np.ndarray  # the embedding network's outputs, before L2 normalisation
     labels: list[str]
     paths: list[str]
 
@@ -43,10 +45,22 @@ def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
     # values per class, which the calibration needs (an "ovo" shape has one column per pair).
     svm = SVC(kernel=cfg.kernel, C=cfg.C, decision_function_shape="ovr", random_state=cfg.seed)
     model = CalibratedClassifierCV(svm, method="sigmoid", cv=folds, ensemble=False)
-    model.fit(train.vectors.astype(np.float64), y)
-    centroids = np.stack([train.vectors[y == i].mean(axis=0) for i in range(len(ids))]).astype(np.float64)
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    return OpenSetClassifier(model, ids, centroids, threshold=0.5)
+    directions = unit(train.vectors)
+    model.fit(directions, y)
+    centroids = unit(np.stack([directions[y == i].mean(axis=0) for i in range(len(ids))]))
+    novelty = relative_mahalanobis(train.vectors, y) if cfg.open_set == "mahalanobis" else None
+    return OpenSetClassifier(model, ids, centroids, threshold=0.5, novelty=novelty)
+
+
+def relative_mahalanobis(vectors: np.ndarray, y: np.ndarray) -> RelativeMahalanobis:
+    """Per-bear means with one covariance shared by the bears, and one Gaussian over all
+    of them; both covariances Ledoit-Wolf shrunk, since a bear has fewer training chips
+    than the embedding has dimensions."""
+    x = np.asarray(vectors, dtype=np.float64)
+    means = np.stack([x[y == i].mean(axis=0) for i in range(int(y.max()) + 1)])
+    shared = LedoitWolf().fit(x - means[y])
+    everything = LedoitWolf().fit(x)
+    return RelativeMahalanobis(means, shared.precision_, everything.location_, everything.precision_)
 
 
 def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded, target_far: float,
@@ -79,7 +93,7 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     if accepted(threshold) < min_known_accept:
         threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= min_known_accept))
         worst = max(names, key=lambda name: np.mean(scores[labels == name] >= threshold))
-        nearest = clf.ids[int(np.bincount(np.argmax(unknown.vectors[labels == worst] @ clf.centroids.T, axis=1)).argmax())]
+        nearest = Counter(clf.nearest(unknown.vectors[labels == worst])).most_common(1)[0][0]
         capped = (f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
                   f"{worst} passes for {nearest} {np.mean(scores[labels == worst] >= threshold):.2f} of the time")
     return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced) "

@@ -267,7 +267,7 @@ def embed_train(
 def embed_run(
     model: Annotated[Path, typer.Argument(help="an embed config directory (with model/embed.pt)")],
     chips: Annotated[Path, typer.Argument(help="chips XML")],
-    out: Annotated[Path, typer.Option(help="embedding file to write (.npz with paths, labels, vectors)")],
+    out: Annotated[Path, typer.Option(help="embedding file to write (.npz with paths, labels, unit vectors and their lengths)")],
 ) -> None:
     """Embed chips into the original tools' embedding file (and an embeddings XML beside it).
 

@@ -91,7 +91,12 @@ class ClassConfig:
     kernel: str = "linear"
     target_far: float = 0.1  # false-accept rate of unknown bears on validation, per identity
     min_known_accept: float = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
+    open_set: str = "mahalanobis"  # the familiarity score: relative Mahalanobis distance, or cosine similarity
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.open_set not in ("mahalanobis", "cosine"):
+            raise BearIDError(f"classify config: unknown open_set score {self.open_set!r}; use mahalanobis or cosine")
 
 
 STAGES = {"face": FaceConfig, "chip": ChipConfig, "embed": EmbedConfig, "classify": ClassConfig}

@@ -13,6 +13,10 @@ from training import results, stages
 from training.config import Pipeline, as_dict
 
 Log = Callable[[str], None]
+# Raised when a stage's outputs change form, so a stage directory written before is not
+# reused (a new numbered one is made beside it, the old one is kept).
+# embed 2: the embedding files keep the vectors' lengths (the Mahalanobis open-set score).
+OUTPUT_FORMATS = {"embed_config": 2}
 
 
 @dataclass
@@ -38,6 +42,8 @@ def train(pipeline: Pipeline, data: Path, results_dir: Path, log: Log = print) -
     data_key = results.fingerprint(list(splits.values()))
 
     def step(parent: Path, prefix: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
+        if prefix in OUTPUT_FORMATS:
+            inputs = f"{inputs}|format {OUTPUT_FORMATS[prefix]}"
         d = results.stage_dir(parent, prefix, as_dict(config), inputs)
         if d.complete:
             report.reused.append(d.path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bearid.classifier import unit
 from bearid.fsio import atomic_path, atomic_write_text
 from bearid.imageio import load_photo
 from bearid.metadata import ChipSet, read_chips, read_faces, write_chips, write_faces
@@ -131,17 +132,20 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         same, sims = _pairs(test)
         fpr, tpr = roc_curve(sims, same)
         plots.roc(out / "plots" / "roc.png", {"same bear vs other bear (test)": (fpr, tpr, roc_auc(sims, same))})
-        plots.embedding_map(out / "plots" / "embeddings.png", test.vectors, test.labels)
+        plots.embedding_map(out / "plots" / "embeddings.png", unit(test.vectors), test.labels)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return metrics
 
 
 def write_embeddings(out: Path, name: str, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
-    """The original tools' embedding file (.npz: paths, labels, vectors) and embeddings XML."""
+    """The original tools' embedding file (.npz: paths, labels, unit-length vectors, and
+    the network outputs' lengths) and embeddings XML (unit vectors)."""
     (out / "embeddings").mkdir(parents=True, exist_ok=True)
+    lengths, vectors = np.linalg.norm(vectors, axis=1), unit(vectors)
     with atomic_path(out / "embeddings" / f"{name}.npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=vectors.astype(np.float32))
+            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=vectors.astype(np.float32),
+                     lengths=lengths.astype(np.float32))
     by_path = {p: v for p, v in zip(paths, vectors)}
     chips = []
     for chip in chipset.chips:
@@ -152,13 +156,16 @@ def write_embeddings(out: Path, name: str, chipset: ChipSet, vectors: np.ndarray
 
 
 def load_embeddings(path: Path) -> Embedded:
+    """An embedding file as the network's outputs (unit vectors times their lengths; a file
+    without lengths, as other tools write, is taken as unit vectors)."""
     data = np.load(path)
-    return Embedded(data["vectors"], [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
+    vectors = data["vectors"] * data["lengths"][:, None] if "lengths" in data else data["vectors"]
+    return Embedded(vectors, [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
 
 
 def _pairs(e: Embedded) -> tuple[np.ndarray, np.ndarray]:
     keep = [i for i, label in enumerate(e.labels) if label]
-    v = e.vectors[keep]
+    v = unit(e.vectors[keep])
     lab = np.array([e.labels[i] for i in keep])
     i, j = np.triu_indices(len(keep), k=1)
     return lab[i] == lab[j], (v[i] * v[j]).sum(axis=1)
@@ -171,7 +178,7 @@ def embedding_report(queries: Embedded, gallery: Embedded, classes: list[str]) -
     known = [i for i, label in enumerate(queries.labels) if label in classes]
     if known:
         g_labels = np.array(gallery.labels)
-        sim = queries.vectors[known] @ gallery.vectors.T
+        sim = unit(queries.vectors[known]) @ unit(gallery.vectors).T
         scores = np.stack([sim[:, g_labels == c].max(axis=1) for c in classes], axis=1)
         truth = [queries.labels[i] for i in known]
         out["nn_top1"] = round(topk(scores, classes, truth, 1), 4)

@@ -1,4 +1,7 @@
-"""The embedding network: a small ResNet, then a 128-D (by default) L2-normalised vector."""
+"""The embedding network: a small ResNet, then a 128-D (by default) L2-normalised vector.
+
+`descriptor` is that vector before normalisation: what the network exports and what the
+embedding files keep (as direction and length), since the open-set score uses the length."""
 
 from __future__ import annotations
 
@@ -31,6 +34,19 @@ class EmbedNet(nn.Module):
         self.fc = nn.Linear(8 * w, dim)
         self.bn = nn.BatchNorm1d(dim)
 
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(self.pool(self.stages(self.stem(x))).flatten(1)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(x))).flatten(1)
-        return F.normalize(self.bn(self.fc(x)), dim=1)
+        return F.normalize(self.descriptor(x), dim=1)
+
+
+class Descriptor(nn.Module):
+    """An EmbedNet whose output is its descriptor (for export)."""
+
+    def __init__(self, net: EmbedNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.descriptor(x)

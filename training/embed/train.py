@@ -162,8 +162,9 @@ def load(model_dir: Path) -> tuple[EmbedNet, int]:
 
 
 def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None = None) -> np.ndarray:
-    """Embeddings of every chip of `data`, in order."""
+    """The network's descriptor (the embedding before L2 normalisation) of every chip of
+    `data`, in order."""
     if not len(data):
         return np.zeros((0, net.fc.out_features), np.float32)
     with torch.inference_mode():
-        return np.concatenate([net(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)])
+        return np.concatenate([net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)])
