@@ -50,9 +50,6 @@ class RelativeMahalanobis:
         d = x - self.background_mean
         return to_bears - ((d @ self.background_precision) * d).sum(1)[:, None]
 
-    def score(self, vectors: np.ndarray) -> np.ndarray:
-        return -self.distances(vectors).min(axis=1)
-
 
 @dataclass
 class OpenSetClassifier:
@@ -70,21 +67,20 @@ class OpenSetClassifier:
     novelty: RelativeMahalanobis | None = None  # None: cosine similarity (and bundles made before it)
     version: int = 3
 
-    def familiarity(self, embeddings: np.ndarray) -> np.ndarray:
-        """Open-set score per chip: higher is more like a known bear."""
-        if len(embeddings) == 0:
-            return np.zeros(0)
+    def closeness(self, embeddings: np.ndarray) -> np.ndarray:
+        """N x len(ids), higher is more alike: minus the relative Mahalanobis distance to each
+        known bear (the `novelty` score), else the cosine similarity to its mean."""
         if self.novelty is not None:
-            return self.novelty.score(embeddings)
-        return (unit(embeddings) @ self.centroids.T).max(axis=1)
+            return -self.novelty.distances(embeddings)
+        return unit(embeddings) @ self.centroids.T
+
+    def familiarity(self, embeddings: np.ndarray) -> np.ndarray:
+        """Open-set score per chip: how much it is like the known bear it is most like."""
+        return self.closeness(embeddings).max(axis=1) if len(embeddings) else np.zeros(0)
 
     def nearest(self, embeddings: np.ndarray) -> list[str]:
         """The known bear each chip is most like, by the familiarity score."""
-        if len(embeddings) == 0:
-            return []
-        if self.novelty is not None:
-            return [self.ids[i] for i in np.argmin(self.novelty.distances(embeddings), axis=1)]
-        return [self.ids[i] for i in np.argmax(unit(embeddings) @ self.centroids.T, axis=1)]
+        return [self.ids[i] for i in self.closeness(embeddings).argmax(axis=1)] if len(embeddings) else []
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """N x len(ids) calibrated probabilities, columns in `ids` order."""
