@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,10 +20,17 @@ def split_world(config, work: Path) -> Path:
     by image with its ground truth into `work/splits`, which is returned."""
     from bearid.data.split import SplitConfig, split
     from bearid.metadata import read_faces
-    from bearid.synth import synthesize
+    from bearid.errors import BearIDError
+    from bearid.synth import TRUTH_DIR, synthesize
 
     world, splits = work / "world", work / "splits"
-    synthesize(config, world, workers=0)
+    try:
+        synthesize(config, world, workers=0)
+    except BearIDError:
+        if not (world / TRUTH_DIR).is_dir():
+            raise  # not a world an earlier run made: leave it alone
+        shutil.rmtree(world)  # an earlier run's world, made with other settings
+        synthesize(config, world, workers=0)
     split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
     return splits
 

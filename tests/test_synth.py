@@ -139,6 +139,13 @@ def test_rerun_is_safe_and_foreign_directories_are_refused(tmp_path):
     before = (tmp_path / "w/_truth/faces.xml").read_bytes()
     synthesize(config, tmp_path / "w")  # same settings: rewritten identically
     assert (tmp_path / "w/_truth/faces.xml").read_bytes() == before
+    stamp = tmp_path / "w/_truth/synth.json"  # a world made before the `strangers` knob existed
+    made = json.loads(stamp.read_text())
+    del made["config"]["strangers"]
+    stamp.write_text(json.dumps(made))
+    synthesize(config, tmp_path / "w")  # still the same settings
+    with pytest.raises(BearIDError, match="other settings"):
+        synthesize(WorldConfig(bears=3, photos=6, seed=1, strangers=3, **SMALL), tmp_path / "w")
     with pytest.raises(BearIDError, match="other settings"):
         synthesize(WorldConfig(bears=3, photos=7, seed=1, **SMALL), tmp_path / "w")
     (tmp_path / "mine").mkdir()
@@ -211,3 +218,18 @@ def test_bears_stay_bear_coloured_through_seasons_and_years():
             for month in (5, 7, 9, 11):
                 r, g, b = bear.on(dt.date(year, month, 15), drift=2.0).fur_rgb
                 assert r >= g >= b, (bear.bear_id, year, month)
+
+
+def test_more_strangers_change_only_the_strangers_photos():
+    """`strangers` adds bears nobody has identified without redrawing the rest of the world,
+    so a benchmark can ask for more of them and still compare its known bears' figures."""
+    from bearid.synth.world import plan_world
+
+    usual = plan_world(WorldConfig(bears=16, photos=300, seed=5))
+    more = plan_world(WorldConfig(bears=16, photos=300, seed=5, strangers=8))
+    assert len(usual.strangers) == 4 and len(more.strangers) == 8
+    assert more.strangers[:4] == usual.strangers and more.bears == usual.bears
+    changed = [a for a, b in zip(usual.photos, more.photos) if a != b]
+    assert changed and {p.kind for p in changed} <= {"unknown", "multiple"}
+    seen = {f.label for p in more.photos if p.kind == "unknown" for f in p.faces}
+    assert len(seen) > 4  # the new strangers are photographed

@@ -41,7 +41,10 @@ def synthesize(
     if out.exists() and any(out.iterdir()):
         if not stamp.exists():
             raise BearIDError(f"{out} is not empty and holds no synthetic world; choose a new or empty directory")
-        if json.loads(stamp.read_text()) != wanted:
+        made = json.loads(stamp.read_text())
+        # A setting added since the world was made reads as its default: how it was made.
+        made["config"] = {**json.loads(json.dumps(WorldConfig().__dict__)), **made.get("config", {})}
+        if made != wanted:
             raise BearIDError(f"{out} holds a synthetic world made with other settings; choose a new or empty directory")
     world, dataset, report = write_world(config, out, workers=workers, progress=progress)
     if messy:

@@ -37,6 +37,7 @@ class WorldConfig:
     bears: int = 12
     photos: int = 200
     seed: int = 0
+    strangers: int = 0  # bears nobody has identified; 0: a quarter of the bears, at least 2
     locations: int = 0  # 0: chosen from the number of bears
     # Identity difficulty.
     lookalike_rate: float = 0.25  # share of bears that are a sibling of another
@@ -137,9 +138,13 @@ def plan_world(config: WorldConfig) -> World:
         home[bid] = loc
     bears = make_population(rng, bear_ids, config.lookalike_rate, config.sibling_closeness)
     strangers = []
-    for j in range(max(2, config.bears // 4)):
+    usual = max(2, config.bears // 4)
+    for j in range(config.strangers or usual):
         loc, prefix, *_ = locations[j % n_loc]
-        stranger = make_population(rng, [f"{prefix}_unknown_{j + 1:02d}"], 0.0, 0.0)[0]
+        # Strangers beyond the usual number draw from their own stream, so asking for more
+        # of them leaves the rest of the world (bears, contributions, photos) as it was.
+        source = rng if j < usual else np.random.default_rng([config.seed, 2, j])
+        stranger = make_population(source, [f"{prefix}_unknown_{j + 1:02d}"], 0.0, 0.0)[0]
         strangers.append(stranger)
         home[stranger.bear_id] = loc
 
