@@ -20,17 +20,12 @@ def split_world(config, work: Path) -> Path:
     by image with its ground truth into `work/splits`, which is returned."""
     from bearid.data.split import SplitConfig, split
     from bearid.metadata import read_faces
-    from bearid.errors import BearIDError
-    from bearid.synth import TRUTH_DIR, synthesize
+    from bearid.synth import TRUTH_DIR, made_with, synthesize
 
     world, splits = work / "world", work / "splits"
-    try:
-        synthesize(config, world, workers=0)
-    except BearIDError:
-        if not (world / TRUTH_DIR).is_dir():
-            raise  # not a world an earlier run made: leave it alone
+    if (world / TRUTH_DIR).is_dir() and not made_with(world, config):
         shutil.rmtree(world)  # an earlier run's world, made with other settings
-        synthesize(config, world, workers=0)
+    synthesize(config, world, workers=0)
     split(world, splits, SplitConfig(by="image"), read_faces(world / "_truth/faces.xml"))
     return splits
 

@@ -18,7 +18,7 @@ from bearid.synth.messy import add_mess
 from bearid.synth.tree import TRUTH_DIR, SynthReport, default_workers, write_world
 from bearid.synth.world import WorldConfig
 
-__all__ = ["WorldConfig", "SynthReport", "synthesize", "TRUTH_DIR", "default_workers", "config_with"]
+__all__ = ["WorldConfig", "SynthReport", "synthesize", "TRUTH_DIR", "default_workers", "config_with", "made_with"]
 
 _STAMP = "synth.json"
 
@@ -37,20 +37,32 @@ def synthesize(
     """
     out = Path(out)
     stamp = out / TRUTH_DIR / _STAMP
-    wanted = {"config": json.loads(json.dumps(config.__dict__)), "messy": messy}
     if out.exists() and any(out.iterdir()):
         if not stamp.exists():
             raise BearIDError(f"{out} is not empty and holds no synthetic world; choose a new or empty directory")
-        made = json.loads(stamp.read_text())
-        # A setting added since the world was made reads as its default: how it was made.
-        made["config"] = {**json.loads(json.dumps(WorldConfig().__dict__)), **made.get("config", {})}
-        if made != wanted:
+        if not made_with(out, config, messy):
             raise BearIDError(f"{out} holds a synthetic world made with other settings; choose a new or empty directory")
     world, dataset, report = write_world(config, out, workers=workers, progress=progress)
     if messy:
         report.planted = dict(Counter(p.defect for p in add_mess(world, dataset, out)))
-    atomic_write_text(stamp, json.dumps(wanted, indent=1))
+    atomic_write_text(stamp, json.dumps(_settings(config, messy), indent=1))
     return report
+
+
+def made_with(out: Path, config: WorldConfig, messy: bool = False) -> bool:
+    """Whether `out` holds a world made with these settings. A setting added since the world
+    was made reads as its default, which is how it was made."""
+    stamp = Path(out) / TRUTH_DIR / _STAMP
+    if not stamp.exists():
+        return False
+    made = json.loads(stamp.read_text())
+    made["config"] = {**_settings(WorldConfig(), messy)["config"], **made.get("config", {})}
+    return made == _settings(config, messy)
+
+
+def _settings(config: WorldConfig, messy: bool) -> dict:
+    """What a world's stamp records, as JSON reads it back (tuples become lists)."""
+    return {"config": json.loads(json.dumps(config.__dict__)), "messy": messy}
 
 
 def config_with(base: WorldConfig, settings: list[str]) -> WorldConfig:
