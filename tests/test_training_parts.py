@@ -171,6 +171,38 @@ def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
         assert all(chip[c][changed].unique().numel() == 1 for c in range(3))
 
 
+def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own():
+    import torch
+
+    from bearid.chips import EMBED_MEAN, EMBED_STD
+    from training.embed.loader import ChipsInMemory
+    from training.embed.madeup import CLEARLY_APART, MadeUpBears, colour_gains
+
+    colours = np.array([[0.6, 0.45, 0.3], [0.2, 0.15, 0.1], [0.62, 0.46, 0.3], [0.4, 0.3, 0.15]])
+    gains = colour_gains(colours, 2, seed=0)
+    assert np.array_equal(gains, colour_gains(colours, 2, seed=0))  # seeded
+    for c in range(4):
+        worn = colours[c] * gains[:, c]
+        donors = [int(np.argmin(np.abs(colours - w).sum(1))) for w in worn]
+        assert np.allclose(worn, colours[donors])  # exactly another bear's colour...
+        assert all(np.abs(np.log(colours[d] / colours[c])).max() >= np.log(CLEARLY_APART) for d in donors)  # ...clearly not its own
+        assert len(set(donors)) == 2  # each copy a different bear's (there are enough)
+    assert {0, 2}.isdisjoint({int(np.argmin(np.abs(colours - colours[0] * g).sum(1))) for g in gains[:, 0]})  # 2 is 0's look-alike
+
+    # Two bears of flat colour, three chips each: the made-up copies are recoloured, the real chips untouched.
+    flat = np.repeat(colours[[0, 0, 0, 1, 1, 1]], 16 * 16, axis=0).reshape(6, 16, 16, 3)
+    x = torch.from_numpy(((flat - EMBED_MEAN) / EMBED_STD).transpose(0, 3, 1, 2).astype(np.float32))
+    data = ChipsInMemory(x, ["a"] * 3 + ["b"] * 3, [str(i) for i in range(6)])
+    made_up = MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=1, seed=0)
+    assert list(made_up.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3] and len(made_up.dataset(data)) == 12
+    items, idx = made_up.dataset(data).__getitems__([0, 4, 6, 9])
+    out = made_up.recolour(items, idx) * EMBED_STD + EMBED_MEAN
+    assert torch.equal(out[:2], items[:2] * EMBED_STD + EMBED_MEAN)  # real chips as they were
+    assert np.allclose(out[2, :, 0, 0].numpy(), colours[1], atol=1e-5)  # bear a wearing b's colour
+    assert np.allclose(out[3, :, 0, 0].numpy(), colours[0], atol=1e-5)  # and b wearing a's
+    assert MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=0, seed=0).dataset(data) is data  # none asked: no change
+
+
 def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_steady():
     """Bears' photos vary a lot along some directions (pose, light) and little along others
     (identity). A new bear with a known bear's pose-and-light look but its own identity

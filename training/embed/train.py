@@ -19,6 +19,7 @@ from bearid.fsio import atomic_path
 from training.config import EmbedConfig
 from training.embed.loader import ChipData, PKBatches, Sequential, batches
 from training.embed.losses import ArcFace, triplet_semihard
+from training.embed.madeup import MadeUpBears
 from training.embed.model import EmbedNet
 from training.optim import Optimiser
 
@@ -113,8 +114,10 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
     rank, world = _distributed()
     classes = sorted(set(labels))
     y_all = np.array([classes.index(label) for label in labels])
+    made_up = MadeUpBears.of(data, y_all, len(classes), cfg.recolour, cfg.seed)
+    data, y_all = made_up.dataset(data), made_up.labels
     torch.manual_seed(cfg.seed)
-    trainee = Trainee(cfg, len(classes))
+    trainee = Trainee(cfg, len(classes) * (cfg.recolour + 1))
     opt = Optimiser(trainee.parameters(), cfg.lr, cfg.steps, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     start = 0
@@ -130,7 +133,7 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
     model.train()
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
     for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
-        opt.step(model(augment(x, gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
+        opt.step(model(augment(made_up.recolour(x, idx), gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
         opt.report("embed", step, cfg.steps, log)
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,108 @@
+"""Made-up bears for embedding training: each bear's chips shown in another bear's fur
+colour, trained as an identity of its own (identity augmentation).
+
+With a few dozen bears, fur colour alone tells most of them apart, so a network trained only
+on them learns little else, and a new bear with a known bear's colour passes for that bear. A
+made-up bear has one bear's face and another's colour: to tell it from either, the network
+has to look at the face itself (marks, eyes, ears, muzzle), which is also what tells a new
+bear from a known one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from bearid.chips import EMBED_MEAN, EMBED_STD
+
+# A made-up bear's colour differs from its own bear's by at least this factor in some
+# channel; a closer one would be that bear again under another name.
+CLEARLY_APART = 1.3
+
+
+def inputs(data: Dataset, idx: list[int]) -> torch.Tensor:
+    """Network inputs of chips `idx` of a chip set (cached or in memory)."""
+    return data.__getitems__(idx)[0] if hasattr(data, "__getitems__") else data.x[torch.as_tensor(idx)]  # type: ignore[attr-defined]
+
+
+def fur_colours(data: Dataset, y: np.ndarray, bears: int) -> np.ndarray:
+    """Each bear's typical colour (bears x 3, 0..1): over its chips, the median of the
+    median pixel of the chip's middle, where alignment puts the face (forehead, eyes, muzzle)."""
+    x = inputs(data, list(range(len(y)))) * EMBED_STD + EMBED_MEAN
+    s = x.shape[-1]
+    middle = x[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4].flatten(2).median(dim=2).values.numpy()
+    return np.stack([np.median(middle[y == c], axis=0) for c in range(bears)])
+
+
+def colour_gains(colours: np.ndarray, copies: int, seed: int) -> np.ndarray:
+    """copies x bears x 3 channel gains: copy r of bear c takes the colour of another bear,
+    one clearly apart from c's (the farthest if none is), a different one per copy where
+    there are enough."""
+    rng = np.random.default_rng([seed, 7])
+    logs = np.log(np.maximum(colours, 0.02))
+    gains = np.ones((copies, len(colours), 3))
+    for c in range(len(colours)):
+        apart = np.abs(logs - logs[c]).max(axis=1)
+        eligible = np.flatnonzero(apart >= np.log(CLEARLY_APART))
+        if not len(eligible):
+            eligible = np.array([int(np.argmax(apart))])
+        for r, donor in enumerate(rng.choice(eligible, size=copies, replace=len(eligible) < copies)):
+            gains[r, c] = np.exp(logs[donor] - logs[c])
+    return gains
+
+
+class WithMadeUp(Dataset):
+    """The chips `copies` + 1 times over: item i is chip i % n, as it is; `MadeUpBears.recolour`
+    then turns the items of copy i // n >= 1 into made-up bears."""
+
+    def __init__(self, data: Dataset, n: int, copies: int):
+        self.data, self.n, self.copies = data, n, copies
+
+    def __len__(self) -> int:
+        return self.n * (self.copies + 1)
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return inputs(self.data, [i % self.n for i in idx]), torch.as_tensor(idx)
+
+
+@dataclass
+class MadeUpBears:
+    """`copies` made-up bears per bear. Items (and identities) of the real chips come first,
+    so with copies=0 nothing changes."""
+
+    bear_of_chip: np.ndarray  # n: the real bear of each chip
+    bears: int
+    gains: torch.Tensor  # copies x bears x 3
+
+    @classmethod
+    def of(cls, data: Dataset, bear_of_chip: np.ndarray, bears: int, copies: int, seed: int) -> MadeUpBears:
+        gains = colour_gains(fur_colours(data, bear_of_chip, bears), copies, seed) if copies else np.ones((0, bears, 3))
+        return cls(bear_of_chip, bears, torch.from_numpy(gains).float())
+
+    @property
+    def copies(self) -> int:
+        return len(self.gains)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The identity of every item: copy r of bear c is identity r * bears + c."""
+        return np.concatenate([self.bear_of_chip + r * self.bears for r in range(self.copies + 1)])
+
+    def dataset(self, data: Dataset) -> Dataset:
+        return WithMadeUp(data, len(self.bear_of_chip), self.copies) if self.copies else data
+
+    def recolour(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Network inputs of items `idx` (as the dataset gave them) with the made-up bears'
+        colours: the pixels scaled per channel, clipped to what a photo can hold."""
+        if not self.copies:
+            return x
+        n = len(self.bear_of_chip)
+        copy, bear = idx // n, torch.from_numpy(self.bear_of_chip[(idx % n).numpy()])
+        made_up = copy > 0
+        gain = self.gains[copy[made_up] - 1, bear[made_up]][:, :, None, None]
+        x = x.clone()
+        x[made_up] = ((x[made_up] * EMBED_STD + EMBED_MEAN) * gain).clamp(0, 1).sub(EMBED_MEAN).div(EMBED_STD)
+        return x
