@@ -31,9 +31,12 @@ def inputs(data: Dataset, idx: list[int]) -> torch.Tensor:
 def fur_colours(data: Dataset, y: np.ndarray, bears: int) -> np.ndarray:
     """Each bear's typical colour (bears x 3, 0..1): over its chips, the median of the
     median pixel of the chip's middle, where alignment puts the face (forehead, eyes, muzzle)."""
-    x = inputs(data, list(range(len(y)))) * EMBED_STD + EMBED_MEAN
-    s = x.shape[-1]
-    middle = x[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4].flatten(2).median(dim=2).values.numpy()
+    middle = []
+    for start in range(0, len(y), 1024):  # a batch at a time: a large training set need not fit at once
+        x = inputs(data, list(range(start, min(len(y), start + 1024)))) * EMBED_STD + EMBED_MEAN
+        s = x.shape[-1]
+        middle.append(x[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4].flatten(2).median(dim=2).values.numpy())
+    middle = np.concatenate(middle)
     return np.stack([np.median(middle[y == c], axis=0) for c in range(bears)])
 
 
