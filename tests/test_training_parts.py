@@ -175,6 +175,8 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
     import torch
 
     from bearid.chips import EMBED_MEAN, EMBED_STD
+    from bearid.errors import BearIDError
+    from training.config import EmbedConfig
     from training.embed.loader import ChipsInMemory
     from training.embed.madeup import CLEARLY_APART, MadeUpBears, colour_gains
 
@@ -201,6 +203,8 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
     assert np.allclose(out[2, :, 0, 0].numpy(), colours[1], atol=1e-5)  # bear a wearing b's colour
     assert np.allclose(out[3, :, 0, 0].numpy(), colours[0], atol=1e-5)  # and b wearing a's
     assert MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=0, seed=0).dataset(data) is data  # none asked: no change
+    with pytest.raises(BearIDError, match="recolour"):
+        EmbedConfig(recolour=-1)
 
 
 def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_steady():

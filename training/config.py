@@ -80,6 +80,8 @@ class EmbedConfig:
         unknown = sorted(set(self.losses) - {"arcface", "triplet"})
         if unknown:
             raise BearIDError(f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet")
+        if self.recolour < 0:
+            raise BearIDError(f"embed config: recolour is the number of made-up bears per bear, 0 or more; got {self.recolour}")
 
     @property
     def losses(self) -> list[str]:

@@ -117,7 +117,7 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
     made_up = MadeUpBears.of(data, y_all, len(classes), cfg.recolour, cfg.seed)
     data, y_all = made_up.dataset(data), made_up.labels
     torch.manual_seed(cfg.seed)
-    trainee = Trainee(cfg, len(classes) * (cfg.recolour + 1))
+    trainee = Trainee(cfg, len(classes) * (made_up.copies + 1))
     opt = Optimiser(trainee.parameters(), cfg.lr, cfg.steps, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     start = 0
