@@ -1,7 +1,8 @@
 """`bearid score`: batch-identify a folder of photos through the service.
 
 Results go to a JSON Lines journal, one line per photo as it is answered, so a run that is
-stopped can be started again and skips the photos already answered (errors are retried).
+stopped can be started again and skips the photos already answered by the model the service
+serves now (errors, and answers of an earlier model, are asked again).
 From the journal come an imglab XML of the predictions (open it in `bearid label` or imglab
 to check them) and a CSV with one row per bear.
 """
@@ -59,11 +60,12 @@ class ScoreReport:
     base: Path  # the folder photo names in the journal are relative to
     photos: int
     scored: int  # this run
-    skipped: int  # answered by an earlier run
+    skipped: int  # answered by an earlier run, by the same model
     errors: int
     faces: int
     xml: Path
     csv: Path
+    outdated: int = 0  # of `scored`: answered before by another model, asked again
 
 
 def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
@@ -72,8 +74,11 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
     `progress(done, total)` after each answer."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
-    done = {k for k, v in read_journal(out).items() if "answer" in v}
-    todo = [p for p in photos if str(p.relative_to(folder)) not in done]
+    serving = client.model().get("version")  # answers of another model are asked again
+    answered_by = {k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v}
+    names = {p: str(p.relative_to(folder)) for p in photos}
+    todo = [p for p in photos if names[p] not in answered_by or answered_by[names[p]] != serving]
+    outdated = sum(1 for p in todo if names[p] in answered_by)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and out.stat().st_size and not out.read_bytes().endswith(b"\n"):
         with open(out, "a") as fh:
@@ -96,7 +101,7 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
     write_faces(predictions_dataset(rows, folder), xml)
     atomic_write_text(table, per_bear_csv(rows))
     faces = sum(len(r["answer"]["faces"]) for r in rows.values() if "answer" in r)
-    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table)
+    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table, outdated)
 
 
 def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:

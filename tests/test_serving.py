@@ -228,11 +228,15 @@ def test_client_retries_busy_servers_but_not_bad_requests():
             client.identify(Image.new("RGB", (4, 4)))
 
 
-def in_process_transport(pipeline: Pipeline, fail_after: int | None = None) -> httpx.MockTransport:
-    """The service's answers without the server: multipart in, the pipeline's JSON out."""
+def in_process_transport(pipeline: Pipeline, fail_after: int | None = None, version: str | None = None) -> httpx.MockTransport:
+    """The service's answers without the server: multipart in, the pipeline's JSON out
+    (as if from model `version`, where given); GET /model names the model."""
     count = {"n": 0}
+    version = version or pipeline.version
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/model":
+            return httpx.Response(200, json={"loaded": True, "version": version})
         count["n"] += 1
         if fail_after is not None and count["n"] > fail_after:
             return httpx.Response(400, json={"error": "refused for the test"})
@@ -240,7 +244,7 @@ def in_process_transport(pipeline: Pipeline, fail_after: int | None = None) -> h
         boundary = request.headers["content-type"].split("boundary=")[1].encode()
         part = body.split(b"--" + boundary)[1]
         data = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
-        return httpx.Response(200, json=pipeline.identify(data).as_json())
+        return httpx.Response(200, json={**pipeline.identify(data).as_json(), "model": {"version": version}})
 
     return httpx.MockTransport(handle)
 
@@ -261,7 +265,11 @@ def test_score_is_resumable_and_writes_xml_and_csv(pipeline, splits, tmp_path):
         fh.write('{"photo": "torn')  # a run killed mid-line
     with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline)) as client:
         second = score(photos, client, out, concurrency=2)
-    assert second.skipped == 4 and second.scored == 2 and second.errors == 0
+    assert second.skipped == 4 and second.scored == 2 and second.errors == 0 and second.outdated == 0
+    with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline, version="a-newer-model")) as client:
+        third = score(photos, client, out, concurrency=2)
+    assert third.scored == 6 and third.outdated == 6 and third.skipped == 0  # a new champion: every answer asked again
+    assert {r["answer"]["model"]["version"] for r in read_journal(out).values()} == {"a-newer-model"}
     rows = read_journal(out)
     assert len(rows) == 6 and all("answer" in r for r in rows.values())
     predictions = read_faces(out.with_suffix(".xml"))

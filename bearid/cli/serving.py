@@ -62,7 +62,8 @@ def score(
         task = bar.add_task("score", total=None)
         report = run(photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total))
         model = client.model()
-    console.print(f"{report.photos} photos: {report.scored} scored now, {report.skipped} already scored, {report.errors} errors; "
+    again = f" ({report.outdated} of them answered before by another model)" if report.outdated else ""
+    console.print(f"{report.photos} photos: {report.scored} scored now{again}, {report.skipped} already scored, {report.errors} errors; "
                   f"{report.faces} faces. Wrote {out}, {report.xml}, {report.csv} (model {model.get('version')})", highlight=False)
     rows = read_journal(out)
     if table:
