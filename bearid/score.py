@@ -65,7 +65,8 @@ class ScoreReport:
     faces: int
     xml: Path
     csv: Path
-    outdated: int = 0  # of `scored`: answered before by another model, asked again
+    outdated: int  # of `scored`: answered before by another model, asked again
+    model: dict  # the service's GET /model: the model that answered this run
 
 
 def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
@@ -74,7 +75,8 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
     `progress(done, total)` after each answer."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
-    serving = client.model().get("version")  # answers of another model are asked again
+    model = client.model()
+    serving = model.get("version")  # answers of another model are asked again
     answered_by = {k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v}
     names = {p: str(p.relative_to(folder)) for p in photos}
     todo = [p for p in photos if names[p] not in answered_by or answered_by[names[p]] != serving]
@@ -101,7 +103,7 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
     write_faces(predictions_dataset(rows, folder), xml)
     atomic_write_text(table, per_bear_csv(rows))
     faces = sum(len(r["answer"]["faces"]) for r in rows.values() if "answer" in r)
-    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table, outdated)
+    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table, outdated, model)
 
 
 def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:

@@ -50,7 +50,7 @@ def score(
     table: Annotated[bool, typer.Option(help="Print a table with one row per photo.")] = False,
 ) -> None:
     """Identify every photo of a folder through the service. Re-running skips photos already
-    answered; results.xml opens in the labeling tool, results.csv counts photos per bear.
+    answered by the model it serves; results.xml opens in the labeling tool, results.csv counts photos per bear.
 
     Example: bearid score photos/ --url http://127.0.0.1:3000 --out results.jsonl
     """
@@ -61,7 +61,7 @@ def score(
                                                console=console, transient=True) as bar:
         task = bar.add_task("score", total=None)
         report = run(photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total))
-        model = client.model()
+    model = report.model
     again = f" ({report.outdated} of them answered before by another model)" if report.outdated else ""
     console.print(f"{report.photos} photos: {report.scored} scored now{again}, {report.skipped} already scored, {report.errors} errors; "
                   f"{report.faces} faces. Wrote {out}, {report.xml}, {report.csv} (model {model.get('version')})", highlight=False)

@@ -61,6 +61,10 @@ class ChipsInMemory(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.x[i], i
 
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        return self.x[t], t
+
 
 ChipData = CachedChips | ChipsInMemory
 

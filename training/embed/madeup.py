@@ -17,18 +17,19 @@ import torch
 from torch.utils.data import Dataset
 
 from bearid.chips import EMBED_MEAN, EMBED_STD
+from training.embed.loader import ChipData
 
 # A made-up bear's colour differs from its own bear's by at least this factor in some
 # channel; a closer one would be that bear again under another name.
 CLEARLY_APART = 1.3
 
 
-def inputs(data: Dataset, idx: list[int]) -> torch.Tensor:
+def inputs(data: ChipData, idx: list[int]) -> torch.Tensor:
     """Network inputs of chips `idx` of a chip set (cached or in memory)."""
-    return data.__getitems__(idx)[0] if hasattr(data, "__getitems__") else data.x[torch.as_tensor(idx)]  # type: ignore[attr-defined]
+    return data.__getitems__(idx)[0]
 
 
-def fur_colours(data: Dataset, y: np.ndarray, bears: int) -> np.ndarray:
+def fur_colours(data: ChipData, y: np.ndarray, bears: int) -> np.ndarray:
     """Each bear's typical colour (bears x 3, 0..1): over its chips, the median of the
     median pixel of the chip's middle, where alignment puts the face (forehead, eyes, muzzle)."""
     middle = []
@@ -61,7 +62,7 @@ class WithMadeUp(Dataset):
     """The chips `copies` + 1 times over: item i is chip i % n, as it is; `MadeUpBears.recolour`
     then turns the items of copy i // n >= 1 into made-up bears."""
 
-    def __init__(self, data: Dataset, n: int, copies: int):
+    def __init__(self, data: ChipData, n: int, copies: int):
         self.data, self.n, self.copies = data, n, copies
 
     def __len__(self) -> int:
@@ -81,7 +82,7 @@ class MadeUpBears:
     gains: torch.Tensor  # copies x bears x 3
 
     @classmethod
-    def of(cls, data: Dataset, bear_of_chip: np.ndarray, bears: int, copies: int, seed: int) -> MadeUpBears:
+    def of(cls, data: ChipData, bear_of_chip: np.ndarray, bears: int, copies: int, seed: int) -> MadeUpBears:
         gains = colour_gains(fur_colours(data, bear_of_chip, bears), copies, seed) if copies else np.ones((0, bears, 3))
         return cls(bear_of_chip, bears, torch.from_numpy(gains).float())
 
@@ -94,7 +95,7 @@ class MadeUpBears:
         """The identity of every item: copy r of bear c is identity r * bears + c."""
         return np.concatenate([self.bear_of_chip + r * self.bears for r in range(self.copies + 1)])
 
-    def dataset(self, data: Dataset) -> Dataset:
+    def dataset(self, data: ChipData) -> Dataset:
         return WithMadeUp(data, len(self.bear_of_chip), self.copies) if self.copies else data
 
     def recolour(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
