@@ -198,8 +198,8 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
     made_up = MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=1, seed=0)
     assert list(made_up.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3] and len(made_up.dataset(data)) == 12
     items, idx = made_up.dataset(data).__getitems__([0, 4, 6, 9])
-    out = made_up.recolour(items, idx) * EMBED_STD + EMBED_MEAN
-    assert torch.equal(out[:2], items[:2] * EMBED_STD + EMBED_MEAN)  # real chips as they were
+    out = items * EMBED_STD + EMBED_MEAN
+    assert torch.equal(idx, torch.tensor([0, 4, 6, 9])) and torch.equal(out[:2], x[[0, 4]] * EMBED_STD + EMBED_MEAN)  # real chips as they were
     assert np.allclose(out[2, :, 0, 0].numpy(), colours[1], atol=1e-5)  # bear a wearing b's colour
     assert np.allclose(out[3, :, 0, 0].numpy(), colours[0], atol=1e-5)  # and b wearing a's
     assert MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=0, seed=0).dataset(data) is data  # none asked: no change

@@ -58,20 +58,6 @@ def colour_gains(colours: np.ndarray, copies: int, seed: int) -> np.ndarray:
     return gains
 
 
-class WithMadeUp(Dataset):
-    """The chips `copies` + 1 times over: item i is chip i % n, as it is; `MadeUpBears.recolour`
-    then turns the items of copy i // n >= 1 into made-up bears."""
-
-    def __init__(self, data: ChipData, n: int, copies: int):
-        self.data, self.n, self.copies = data, n, copies
-
-    def __len__(self) -> int:
-        return self.n * (self.copies + 1)
-
-    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return inputs(self.data, [i % self.n for i in idx]), torch.as_tensor(idx)
-
-
 @dataclass
 class MadeUpBears:
     """`copies` made-up bears per bear. Items (and identities) of the real chips come first,
@@ -96,17 +82,32 @@ class MadeUpBears:
         return np.concatenate([self.bear_of_chip + r * self.bears for r in range(self.copies + 1)])
 
     def dataset(self, data: ChipData) -> Dataset:
-        return WithMadeUp(data, len(self.bear_of_chip), self.copies) if self.copies else data
+        """The chips and their made-up bears, items numbered as `labels`; `data` itself when
+        there are none."""
+        return WithMadeUp(data, self) if self.copies else data
 
-    def recolour(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Network inputs of items `idx` (as the dataset gave them) with the made-up bears'
-        colours: the pixels scaled per channel, clipped to what a photo can hold."""
-        if not self.copies:
-            return x
-        n = len(self.bear_of_chip)
-        copy, bear = idx // n, torch.from_numpy(self.bear_of_chip[(idx % n).numpy()])
+    def recolour(self, x: torch.Tensor, copy: torch.Tensor, chip: torch.Tensor) -> torch.Tensor:
+        """Network inputs `x` of chips `chip` as copy `copy` of their bear (0: the real one,
+        as it is): the pixels scaled per channel, clipped to what a photo can hold."""
+        bear = torch.from_numpy(self.bear_of_chip[chip.numpy()])
         made_up = copy > 0
         gain = self.gains[copy[made_up] - 1, bear[made_up]][:, :, None, None]
         x = x.clone()
         x[made_up] = ((x[made_up] * EMBED_STD + EMBED_MEAN) * gain).clamp(0, 1).sub(EMBED_MEAN).div(EMBED_STD)
         return x
+
+
+class WithMadeUp(Dataset):
+    """The chips copies + 1 times over: item i is chip i % n, as it is for i < n, else the
+    made-up bear of copy i // n (made here, in the loader's workers)."""
+
+    def __init__(self, data: ChipData, made_up: MadeUpBears):
+        self.data, self.made_up, self.n = data, made_up, len(made_up.bear_of_chip)
+
+    def __len__(self) -> int:
+        return self.n * (self.made_up.copies + 1)
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        x = inputs(self.data, (t % self.n).tolist())
+        return self.made_up.recolour(x, t // self.n, t % self.n), t

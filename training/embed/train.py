@@ -133,7 +133,7 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
     model.train()
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
     for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
-        opt.step(model(augment(made_up.recolour(x, idx), gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
+        opt.step(model(augment(x, gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
         opt.report("embed", step, cfg.steps, log)
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
