@@ -22,11 +22,11 @@ from bearid.pipeline import Pipeline
 
 
 def worse_copy(bundle_dir: Path, dest: Path) -> Path:
-    """The same models, worse than any model by construction: every known bear is given its
-    neighbour's name (the names are rotated) and no stranger is turned away (BAKS = BAUS = 0)."""
+    """The same models, worse than any model by construction: every known bear is given a
+    name no bear has and no stranger is turned away (BAKS = BAUS = 0)."""
     shutil.copytree(bundle_dir, dest)
     clf = pickle.loads((dest / "classifier.pkl").read_bytes())
-    clf.ids = clf.ids[1:] + clf.ids[:1]
+    clf.ids = [f"not-{name}" for name in clf.ids]
     clf.threshold = -np.inf
     (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
     (dest / "ids.json").write_text(json.dumps(clf.ids, indent=1))
