@@ -44,5 +44,5 @@ def main() -> None:
     try:
         app()
     except BearIDError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)  # a path is never broken over lines
         sys.exit(2)
