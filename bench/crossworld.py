@@ -21,7 +21,7 @@ These choose configs without looking at the bench world's test split. Making the
 (as the README's figures were made):
 
     bearid synth dev/w22/world --bears 16 --photos 900 --seed 22   (and seed 23 for w23)
-    bearid data split dev/w22/world --out dev/w22/splits
+    bearid data split dev/w22/world --out dev/w22/splits --faces dev/w22/world/_truth/faces.xml
     bearid train SWEEP.yaml --data dev/w22/splits --results dev/w22/results
 """
 

@@ -95,6 +95,25 @@ def test_pipeline_file_and_its_errors(tmp_path):
         read_pipeline(path)
 
 
+def test_splits_without_faces_are_refused_before_training(splits, tmp_path):
+    """Splits made without --faces list photos but no faces: the face stage must say so at
+    once, naming the file, not train a detector on nothing and fail in the refiner."""
+    import shutil
+
+    from bearid.errors import BearIDError
+    from bearid.metadata import read_faces, write_faces
+
+    bare = tmp_path / "splits"
+    shutil.copytree(splits, bare)
+    data = read_faces(bare / "train.xml")
+    for image in data.images:
+        image.boxes = []
+    write_faces(data, bare / "train.xml")
+    with pytest.raises(BearIDError, match=r"train\.xml: no faces with all five landmarks.*--faces"):
+        train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), bare, tmp_path / "results", log=lambda m: None)
+    assert not list((tmp_path / "results").glob("*/metrics.json"))
+
+
 def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_path):
     from training.embed.loader import ChipsInMemory, open_chips
     from training.embed.train import checksum, train_embedder

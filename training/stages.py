@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bearid.classifier import unit
+from bearid.errors import BearIDError
 from bearid.fsio import atomic_path, atomic_write_text
 from bearid.imageio import load_photo
 from bearid.metadata import ChipSet, read_chips, read_faces, write_chips, write_faces
@@ -38,6 +39,9 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     train = read_samples(splits["train"])
     if cfg.max_train_photos:
         train = train[: cfg.max_train_photos]
+    if not any(f.landmarks is not None and not f.ignore for s in train for f in s.faces):
+        raise BearIDError(f"{splits['train']}: no faces with all five landmarks to train the face finder on "
+                          "(were the splits made without --faces? `bearid data split WORLD --out SPLITS --faces FACES.xml`)")
     if cfg.backend == "dlib":
         from training.face import dlib_backend
 
