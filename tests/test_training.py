@@ -37,6 +37,10 @@ def test_the_four_stages_write_the_results_tree(trained):
     assert data["vectors"].shape[1] == 128 and np.allclose(np.linalg.norm(data["vectors"], axis=1), 1, atol=1e-4)
     assert data["lengths"].shape == (len(data["vectors"]),) and (data["lengths"] > 0).all()
     assert read_chips(embed / "embed_meta/test.xml").chips[0].embedding is not None
+    views, train = np.load(embed / "embeddings/train_views.npz"), np.load(embed / "embeddings/train.npz")
+    labelled = [str(label) for label in train["labels"] if label]
+    assert [str(label) for label in views["labels"]] == labelled * 4  # four augmented views of each labelled chip
+    assert views["vectors"].shape == (4 * len(labelled), 128) and not np.allclose(views["vectors"][: len(labelled)], train["vectors"][train["labels"] != ""])
     em = json.loads((embed / "metrics.json").read_text())
     assert 0 <= em["test"]["verification_auc"] <= 1 and (embed / "plots/embeddings.png").exists()
     cm = json.loads((cls / "metrics.json").read_text())
@@ -69,7 +73,7 @@ def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, s
     again = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
     assert again.computed == [] and len(again.reused) == 4
     other = EmbedConfig(steps=61, p=6, k=3)
-    branched = train(Pipeline([TINY_FACE], [TINY_CHIP], [other], [ClassConfig(), ClassConfig(C=1.0)]), splits, results, log=lambda m: None)
+    branched = train(Pipeline([TINY_FACE], [TINY_CHIP], [other], [ClassConfig(), ClassConfig(C=10.0)]), splits, results, log=lambda m: None)
     names = [p.name for p in branched.computed]
     assert names == ["embed_config_02", "class_config_01", "class_config_02"]
     r = runs(results, "top1")

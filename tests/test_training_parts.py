@@ -139,6 +139,52 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     assert np.mean([p.candidates[0][0] == "b7" for p in clf.predict(rare)]) == 1.0
 
 
+def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_alike():
+    """The default SVM (C=1, classes weighed alike) against BearID's (C=100, every chip
+    alike): a bear with four training chips, close to one with sixty, is named right more
+    often in every world and by at least 0.1 on average (0.88 against 0.75 here)."""
+    from bearid.errors import BearIDError
+    from training.classify import Embedded, fit
+    from training.config import ClassConfig
+
+    gains = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(8, 16))
+        centres[7] = centres[0] + 0.6 * rng.normal(size=16)  # the rare bear looks like bear 0
+        counts = [60] * 7 + [4]
+        vectors = np.concatenate([centres[i] + 0.5 * rng.normal(size=(n, 16)) for i, n in enumerate(counts)])
+        labels = [f"b{i}" for i, n in enumerate(counts) for _ in range(n)]
+        rare = centres[7] + 0.5 * rng.normal(size=(200, 16))
+        named = [np.mean([p.candidates[0][0] == "b7" for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predict(rare)])
+                 for cfg in (ClassConfig(), ClassConfig(C=100, class_weight=None))]
+        gains.append(named[0] - named[1])
+    assert min(gains) > 0 and np.mean(gains) >= 0.1
+    with pytest.raises(BearIDError, match="unknown class_weight 'even'"):
+        ClassConfig(class_weight="even")
+
+
+def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
+    """A known bear's chip moved along a direction its augmented views vary in (a turned or
+    blurred head) must become familiar, while a new bear as far off in another direction
+    stays unfamiliar; from the tight training chips alone the two look alike."""
+    from training.classify import Embedded, fit
+    from training.config import ClassConfig
+
+    rng = np.random.default_rng(0)
+    means = 3 * rng.normal(size=(6, 16))
+    nuisance, identity = np.eye(16)[0], np.eye(16)[1]
+    train = np.concatenate([m + 0.3 * rng.normal(size=(40, 16)) for m in means])
+    labels = [f"b{i}" for i in range(6) for _ in range(40)]
+    views = np.concatenate([train + rng.normal(size=(len(train), 1)) * 1.5 * nuisance + 0.1 * rng.normal(size=train.shape)
+                            for _ in range(4)])
+    turned, stranger = means[0] + 2 * nuisance, means[0] + 2 * identity
+    plain = fit(Embedded(train, labels, [""] * len(labels)), ClassConfig()).familiarity(np.stack([turned, stranger]))
+    taught = fit(Embedded(train, labels, [""] * len(labels)), ClassConfig(),
+                 Embedded(views, labels * 4, [""] * len(views))).familiarity(np.stack([turned, stranger]))
+    assert abs(plain[0] - plain[1]) < 5 and taught[0] - taught[1] > 20
+
+
 def test_losses_combine_by_name_and_an_unknown_one_is_refused():
     import pytest
     import torch

@@ -29,8 +29,11 @@ class Embedded:
 MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
 
 
-def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
-    """Fit on the bears with at least MIN_CHIPS training chips (the others stay unknown)."""
+def fit(train: Embedded, cfg: ClassConfig, views: Embedded | None = None) -> OpenSetClassifier:
+    """Fit on the bears with at least MIN_CHIPS training chips (the others stay unknown).
+    `views`, augmented views of the training chips, join them in the open-set Gaussians
+    (not the SVM): the network has learnt the training chips by heart, and alone they
+    understate how far a bear's new chips stray with pose, blur and occlusion."""
     counts = {label: train.labels.count(label) for label in set(train.labels)}
     ids = sorted(label for label, n in counts.items() if n >= MIN_CHIPS)
     if len(ids) < 2:
@@ -46,12 +49,19 @@ def fit(train: Embedded, cfg: ClassConfig) -> OpenSetClassifier:
     folds = int(min(5, max(2, np.bincount(y).min())))
     # SVC trains one-vs-one (as BearID did) whatever the shape; "ovr" aggregates its decision
     # values per class, which the calibration needs (an "ovo" shape has one column per pair).
-    svm = SVC(kernel=cfg.kernel, C=cfg.C, decision_function_shape="ovr", random_state=cfg.seed)
+    svm = SVC(kernel=cfg.kernel, C=cfg.C, class_weight=cfg.class_weight, decision_function_shape="ovr", random_state=cfg.seed)
     model = CalibratedClassifierCV(svm, method="temperature", cv=folds, ensemble=False)
     directions = unit(train.vectors)
     model.fit(directions, y)
     centroids = unit(np.stack([directions[y == i].mean(axis=0) for i in range(len(ids))]))
-    novelty = relative_mahalanobis(train.vectors, y) if cfg.open_set == "mahalanobis" else None
+    novelty = None
+    if cfg.open_set == "mahalanobis":
+        x, labels = train.vectors, y
+        if views is not None:
+            seen = [i for i, label in enumerate(views.labels) if label in ids]
+            x = np.concatenate([x, views.vectors[seen]])
+            labels = np.concatenate([y, np.array([ids.index(views.labels[i]) for i in seen], dtype=int)])
+        novelty = relative_mahalanobis(x, labels)
     return OpenSetClassifier(model, ids, centroids, threshold=0.5, novelty=novelty)
 
 

@@ -304,7 +304,7 @@ def embed_eval(
 
 @classify_app.command("train")
 def classify_train(
-    embeddings: Annotated[Path, typer.Argument(help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz)")],
+    embeddings: Annotated[Path, typer.Argument(help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz; train_views.npz, augmented views of the training chips, joins the open-set Gaussians)")],
     out: Annotated[Path, typer.Option(help="output directory (classifier/, class_meta/, metrics.json)")],
     config: Annotated[Optional[Path], typer.Option(help="classify config YAML")] = None,
     setting: Settings = None,

@@ -26,6 +26,7 @@ from training.metrics import roc_auc, roc_curve, topk
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test", "holdout")
+VIEWS_FILE = "train_views.npz"  # augmented views of the training chips, for the classifier's Gaussians
 
 
 # -- bearface ---------------------------------------------------------------------------
@@ -124,6 +125,9 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         v = embed_train.embed(net, data)
         vectors[name] = Embedded(v, data.labels, data.paths)
         write_embeddings(out, name, read_chips(path), v, data.labels, data.paths)
+    if cfg.views:
+        views = embed_train.embed_views(net, train_chips, cfg)
+        write_embedding_file(out / "embeddings" / VIEWS_FILE, views, train_chips.labels * cfg.views, train_chips.paths * cfg.views)
     metrics = {"train_seconds": round(train_seconds, 1), "train_chips": len(train_chips), "identities": len(classes),
                "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1)}
     for name in ("val", "test"):
@@ -141,15 +145,20 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     return metrics
 
 
-def write_embeddings(out: Path, name: str, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
-    """The original tools' embedding file (.npz: paths, labels, unit-length vectors, and
-    the network outputs' lengths) and embeddings XML (unit vectors)."""
-    (out / "embeddings").mkdir(parents=True, exist_ok=True)
-    lengths, vectors = np.linalg.norm(vectors, axis=1), unit(vectors)
-    with atomic_path(out / "embeddings" / f"{name}.npz") as tmp:
+def write_embedding_file(path: Path, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
+    """The original tools' embedding file: .npz with paths, labels, unit-length vectors, and
+    the network outputs' lengths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=vectors.astype(np.float32),
-                     lengths=lengths.astype(np.float32))
+            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=unit(vectors).astype(np.float32),
+                     lengths=np.linalg.norm(vectors, axis=1).astype(np.float32))
+
+
+def write_embeddings(out: Path, name: str, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
+    """A split's embedding file and embeddings XML (unit vectors)."""
+    write_embedding_file(out / "embeddings" / f"{name}.npz", vectors, labels, paths)
+    vectors = unit(vectors)
     by_path = {p: v for p, v in zip(paths, vectors)}
     chips = []
     for chip in chipset.chips:
@@ -230,7 +239,8 @@ def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dic
     t0 = time.perf_counter()
     data = {name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()}
     train, _ = split_known(data["train"], set(filter(None, data["train"].labels)))  # labelled train chips
-    clf = fit(train, cfg)
+    views = load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None
+    clf = fit(train, cfg, views)
     classes = set(clf.ids)
     val_known, val_unknown = split_known(data["val"], classes)
     test_known, test_unknown = split_known(data["test"], classes)

@@ -171,3 +171,17 @@ def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None =
         return np.zeros((0, net.fc.out_features), np.float32)
     with torch.inference_mode():
         return np.concatenate([net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)])
+
+
+def embed_views(net: EmbedNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None) -> np.ndarray:
+    """Descriptors of `cfg.views` augmented copies of every chip of `data` (all chips of the
+    first view, then the second, ...), moved, lit, blurred and part-hidden as in training,
+    from a generator seeded by the config. The network has learnt its training chips by
+    heart, so they sit tighter around their bear than its new photos will; these views show
+    the classifier how far a bear's chips stray with pose, blur and occlusion."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
+    if not len(data) or not cfg.views:
+        return np.zeros((0, net.fc.out_features), np.float32)
+    with torch.inference_mode():
+        return np.concatenate([net.descriptor(augment(x, gen, cfg)).numpy()
+                               for _ in range(cfg.views) for x, _ in batches(data, Sequential(len(data), batch), workers)])
