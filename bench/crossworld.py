@@ -41,7 +41,7 @@ from training.config import ClassConfig  # noqa: E402
 from training.embed.loader import open_chips  # noqa: E402
 from training.embed.train import embed, load  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
-from training.stages import VIEWS_FILE, load_embeddings, split_known  # noqa: E402
+from training.stages import load_views, split_known  # noqa: E402
 
 SPLITS = ("train", "val", "test", "holdout")
 
@@ -55,8 +55,7 @@ def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
     net, size = load(embed_dir / "model")
     chips = embed_dir.parent
     own = {s: embedded(net, size, chips, s) for s in ("train", "val", "test")}
-    views = embed_dir / "embeddings" / VIEWS_FILE
-    clf = fit(own["train"], ClassConfig(), load_embeddings(views) if views.exists() else None)
+    clf = fit(own["train"], ClassConfig(), load_views(embed_dir / "embeddings"))
     known = [split_known(own[s], set(clf.ids))[0] for s in ("val", "test")]
     k_vec = np.concatenate([k.vectors for k in known])
     k_lab = np.array(sum((k.labels for k in known), []))

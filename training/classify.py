@@ -1,6 +1,6 @@
-"""Training and evaluating bearsvm: a linear SVM (BearID used C=100, one-vs-one) that names
-the bear, with probabilities calibrated by one temperature, and an open-set threshold on how familiar a
-chip is (relative Mahalanobis distance to the known bears by default, or cosine similarity),
+"""Training and evaluating bearsvm: a linear one-vs-one SVM with bears weighed alike (C=1;
+BearID used C=100, chips weighed alike) that names the bear, with probabilities calibrated
+by one temperature, and an open-set threshold on how familiar a chip is (relative Mahalanobis distance to the known bears by default, or cosine similarity),
 chosen on validation where bears the classifier never saw stand in for new bears."""
 
 from __future__ import annotations

@@ -176,6 +176,12 @@ def load_embeddings(path: Path) -> Embedded:
     return Embedded(vectors, [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
 
 
+def load_views(embeddings: Path) -> Embedded | None:
+    """The augmented views of the training chips in an embeddings folder, if its embed
+    stage wrote them (`views: 0`, and folders of other tools, have none)."""
+    return load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None
+
+
 def _pairs(e: Embedded) -> tuple[np.ndarray, np.ndarray]:
     keep = [i for i, label in enumerate(e.labels) if label]
     v = unit(e.vectors[keep])
@@ -239,8 +245,7 @@ def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dic
     t0 = time.perf_counter()
     data = {name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()}
     train, _ = split_known(data["train"], set(filter(None, data["train"].labels)))  # labelled train chips
-    views = load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None
-    clf = fit(train, cfg, views)
+    clf = fit(train, cfg, load_views(embeddings))
     classes = set(clf.ids)
     val_known, val_unknown = split_known(data["val"], classes)
     test_known, test_unknown = split_known(data["test"], classes)
