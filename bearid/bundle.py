@@ -1,10 +1,12 @@
-"""The bundle: what training hands to serving (ARCHITECTURE.md §6).
+"""The bundle: what training hands to serving (docs: Architecture, the bundle). This module
+owns its format: it writes the manifest and reads it back.
 
     BUNDLE/ manifest.json  face.onnx  landmarks.onnx  embed.onnx  classifier.pkl  ids.json
 
 `manifest.json` records the format, the bundle version, its lineage (the results path it was
-exported from), how chips are cut, the detector's settings, the open-set threshold, the
-metrics, the sha256 and size of every file, and the library versions it was made with.
+exported from), the detector's settings, how photos are decoded and chips are cut, the
+embedding network's input, the open-set threshold, the metrics, the sha256 and size of every
+file, and the library versions it was made with.
 
 `load` checks every file against the manifest *before* anything is unpickled: a tampered,
 truncated or incomplete bundle is refused with a message naming the file. (Checksums catch
@@ -15,12 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bearid.chip import ChipSpec
+from bearid.classify import OpenSetClassifier, load_classifier
 from bearid.errors import BearIDError
+from bearid.face import DetectorSpec
 from bearid.fsio import atomic_write_text, sha256_file
 
 FORMAT = 1
@@ -37,6 +43,37 @@ def content_version(files: dict[str, dict]) -> str:
     version wherever they are exported."""
     digest = hashlib.sha256("".join(f"{n}:{r['sha256']}\n" for n, r in sorted(files.items())).encode()).hexdigest()
     return digest[:12]
+
+
+OPEN_SET_SCORES = {"mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
+                   "cosine": "cosine similarity to the nearest known bear's mean embedding"}
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("bearid", "torch", "onnx", "onnxruntime", "scikit-learn", "numpy", "pillow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def describe(*, lineage: dict, detector: DetectorSpec, refine_side: int, chip: ChipSpec, embed_input_size: int,
+             embed_dim: int, threshold: float, target_far: float, open_set: str, identities: int, metrics: dict) -> dict:
+    """The manifest's fields (all but the format, version and file records) of a bundle."""
+    return {
+        "lineage": lineage,
+        "detector": asdict(detector),
+        "decode": {"refine_side": refine_side},
+        "chip": {"size": chip.size, "points": list(chip.points), "padding": chip.padding,
+                 "template": {k: list(v) for k, v in chip.template.items()}},
+        "embed": {"input_size": embed_input_size, "dim": embed_dim, "output": "embedding before L2 normalisation"},
+        "open_set": {"threshold": threshold, "target_far": target_far, "score": OPEN_SET_SCORES[open_set]},
+        "identities": identities,
+        "metrics": metrics,
+        "libraries": library_versions(),
+    }
 
 
 def write_manifest(folder: Path, fields: dict) -> dict:
@@ -89,12 +126,31 @@ def verify(folder: Path) -> dict:
 class Bundle:
     folder: Path
     manifest: dict
-    classifier: object  # bearid.classifier.OpenSetClassifier
+    classifier: OpenSetClassifier
     ids: list[str]
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        return DetectorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.manifest["detector"].items()})
+
+    @property
+    def refine_side(self) -> int:
+        """Photos are decoded at most this long for detection and landmark crops."""
+        return int(self.manifest["decode"]["refine_side"])
+
+    @property
+    def chip_spec(self) -> ChipSpec:
+        chip = self.manifest["chip"]
+        return ChipSpec(size=chip["size"], points=tuple(chip["points"]), padding=chip["padding"],
+                        template={k: tuple(v) for k, v in chip["template"].items()})
+
+    @property
+    def embed_input_size(self) -> int:
+        return int(self.manifest["embed"]["input_size"])
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -108,8 +164,7 @@ def load(folder: Path) -> Bundle:
     """Verify, then load, a bundle. Nothing is unpickled before every checksum matched."""
     folder = Path(folder)
     manifest = verify(folder)
-    with open(folder / "classifier.pkl", "rb") as fh:
-        classifier = pickle.load(fh)
+    classifier = load_classifier(folder / "classifier.pkl")
     ids = json.loads((folder / "ids.json").read_text())
     if list(getattr(classifier, "ids", [])) != ids:
         raise BearIDError(f"{folder}: classifier.pkl and ids.json name different bears")

@@ -8,13 +8,12 @@ says "unknown". A missed face is wrong for its bear.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from bearid.detection import iou
 from bearid.errors import BearIDError
 from bearid.metadata import Box, read_faces
+from bearid.metrics import balanced_accuracy, iou
 from bearid.pipeline import Pipeline
 
 
@@ -29,39 +28,40 @@ def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> d
                 if truth and not (limit and n >= limit):
                     n += 1
                     yield pipeline.identify(dataset.path_of(image)).as_json(), truth
-    return tally(answered(), set(pipeline.classifier.ids))  # type: ignore[attr-defined]
+    return tally(answered(), set(pipeline.classifier.ids))
 
 
 def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dict:
     """Face recall, known-bear balanced accuracy (BAKS), unknown-bear balanced accuracy
     (BAUS), their mean (`open_set`) and top-1 of found known bears, from API answers (JSON)
     and the truth boxes of the same photos."""
-    right: dict[str, list[bool]] = defaultdict(list)
+    known_bears: list[str] = []  # per truth face of a known bear: its bear, and was it named
+    named: list[bool] = []
+    unknown_bears: list[str] = []  # per truth face of a new bear: its bear, and was it turned away
+    turned_away: list[bool] = []
     photos = truth_faces = found = top1_hits = top1_n = 0
     for answer, truth in answers:
         photos += 1
         for box in truth:
             truth_faces += 1
             face = _match(answer, (box.left, box.top, box.width, box.height))
-            if face is None:
-                right[box.label].append(False)
-                continue
-            found += 1
+            found += face is not None
             if box.label in known_ids:
-                right[box.label].append(face["bear_id"] == box.label)
-                top1_n += 1
-                top1_hits += bool(face["candidates"]) and face["candidates"][0]["bear_id"] == box.label
+                known_bears.append(box.label)
+                named.append(face is not None and face["bear_id"] == box.label)
+                if face is not None:
+                    top1_n += 1
+                    top1_hits += bool(face["candidates"]) and face["candidates"][0]["bear_id"] == box.label
             else:
-                right[box.label].append(face["bear_id"] is None)
+                unknown_bears.append(box.label)
+                turned_away.append(face is not None and face["bear_id"] is None)
     if not truth_faces:
         raise BearIDError("no labelled faces to score against")
-    known = [sum(v) / len(v) for k, v in right.items() if k in known_ids]
-    unknown = [sum(v) / len(v) for k, v in right.items() if k not in known_ids]
     out = {"photos": photos, "faces": truth_faces, "face_recall": round(found / truth_faces, 4),
            "top1": round(top1_hits / top1_n, 4) if top1_n else None,
-           "baks": round(sum(known) / len(known), 4) if known else None,
-           "baus": round(sum(unknown) / len(unknown), 4) if unknown else None,
-           "known_bears": len(known), "unknown_bears": len(unknown)}
+           "baks": round(balanced_accuracy(known_bears, named), 4) if known_bears else None,
+           "baus": round(balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
+           "known_bears": len(set(known_bears)), "unknown_bears": len(set(unknown_bears))}
     parts = [v for v in (out["baks"], out["baus"]) if v is not None]
     out["open_set"] = round(sum(parts) / len(parts), 4)
     return out

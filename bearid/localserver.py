@@ -1,5 +1,6 @@
-"""Run the real service as a subprocess on a free loopback port (tests, benchmarks, the load
-script): `bentoml serve service.service:BearID`, waited on until /readyz answers."""
+"""Starting the real service: the one `bentoml serve` command line (`bearid serve` becomes it),
+and `LocalServer`, which runs it as a subprocess on a free loopback port for tests, benchmarks
+and the load script, waited on until /readyz answers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ import httpx
 from bearid.errors import BearIDError
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # service/service.py lives here
+
+
+def serve_command(port: int, host: str = "127.0.0.1", workers: int = 1, bundle: Path | None = None,
+                  env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) that serve BearID with BentoML: the store's champion, or `bundle`."""
+    if not (CHECKOUT / "service" / "service.py").exists():
+        raise BearIDError(f"service/service.py not found under {CHECKOUT}; run from a BearID checkout")
+    environ = dict(os.environ, BEARID_WORKERS=str(workers), BENTOML_DO_NOT_TRACK="True", **(env or {}))
+    if bundle:
+        environ["BEARID_BUNDLE"] = str(Path(bundle).resolve())
+    argv = [sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port), "--host", host,
+            "--working-dir", str(CHECKOUT)]
+    return argv, environ
 
 
 def free_port() -> int:
@@ -34,11 +48,9 @@ class LocalServer:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        env = dict(os.environ, BEARID_WORKERS=str(self.workers), BENTOML_DO_NOT_TRACK="True", **self.extra_env)
+        argv, env = serve_command(self.port, workers=self.workers, env=self.extra_env)
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(self.port),
-                                      "--host", "127.0.0.1", "--working-dir", str(CHECKOUT)],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + self.timeout
         while time.time() < deadline and self.proc.poll() is None:
             try:

@@ -8,7 +8,6 @@ exporting, so everything around them is this one implementation.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,13 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from bearid.bundle import Bundle
-from bearid.chips import ChipSpec, chip_faces, embed_input
-from bearid.detection import Detection, DetectorSpec
+from bearid.chip import chip_faces
+from bearid.embed import network_input
 from bearid.errors import BearIDError
-from bearid.facefinder import FaceFinder, Network
+from bearid.face import Detection, FaceFinder, Network
 from bearid.imageio import load_photo
-
-STAGES = ("decode", "detect", "chip", "embed", "classify")
+from bearid.runtime import ort_sessions
 
 
 @dataclass
@@ -47,7 +45,7 @@ class Answer:
     version: str
 
     def as_json(self) -> dict:
-        """The body of a `POST /identify` answer (ARCHITECTURE.md §7)."""
+        """The body of a `POST /identify` answer (docs: Serving, the answer)."""
         faces = []
         for f in self.faces:
             d = asdict(f)
@@ -57,61 +55,14 @@ class Answer:
         return {"image": {"width": self.width, "height": self.height}, "faces": faces, "model": {"version": self.version}}
 
 
-def cpu_share() -> int:
-    """CPUs this process may use: the cgroup quota (a container's CPU limit) if set, else
-    the CPUs it is allowed to run on."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return max(1, int(int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-def ort_threads(workers: int = 1) -> int:
-    """ONNX Runtime intra-op threads per worker: BEARID_ORT_THREADS, else the CPU share
-    divided among the workers (more threads than cores only thrash)."""
-    if env := os.environ.get("BEARID_ORT_THREADS"):
-        return max(1, int(env))
-    return max(1, cpu_share() // max(1, workers))
-
-
-def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str] | None = None) -> dict[str, Network]:
-    """One ONNX Runtime session per network, CUDA first where the runtime has it."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or ort_threads()
-    options.inter_op_num_threads = 1
-    out: dict[str, Network] = {}
-    for name in ("face", "landmarks", "embed"):
-        session = ort.InferenceSession(str(bundle.path(f"{name}.onnx")), options, providers=chosen)
-        input_name = session.get_inputs()[0].name
-
-        def run(x: np.ndarray, session=session, input_name=input_name) -> np.ndarray:
-            return session.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-        out[name] = run
-    out["providers"] = session.get_providers()  # type: ignore[assignment]
-    return out
-
-
 class Pipeline:
     """Photos in, faces with boxes, landmarks and bear IDs out."""
 
     def __init__(self, bundle: Bundle, networks: dict[str, Network],
                  on_stage: Callable[[str, float], None] | None = None):
-        m = bundle.manifest
         self.bundle, self.version = bundle, bundle.version
-        self.spec = DetectorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in m["detector"].items()})
-        self.refine_side = int(m["decode"]["refine_side"])
-        chip = m["chip"]
-        self.chip_spec = ChipSpec(size=chip["size"], points=tuple(chip["points"]), padding=chip["padding"],
-                                  template={k: tuple(v) for k, v in chip["template"].items()})
-        self.embed_size = int(m["embed"]["input_size"])
+        self.spec, self.refine_side, self.chip_spec = bundle.detector_spec, bundle.refine_side, bundle.chip_spec
+        self.embed_size = bundle.embed_input_size
         self.classifier = bundle.classifier
         self.finder = FaceFinder(networks["face"], networks["landmarks"], self.spec)
         self.embed_net = networks["embed"]
@@ -120,7 +71,7 @@ class Pipeline:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, providers: list[str] | None = None,
-                    on_stage: Callable[[str, float], None] | None = None) -> "Pipeline":
+                    on_stage: Callable[[str, float], None] | None = None) -> Pipeline:
         return cls(bundle, ort_sessions(bundle, threads, providers), on_stage)
 
     def _timed(self, stage: str, t0: float) -> float:
@@ -152,12 +103,12 @@ class Pipeline:
                 found.append((photo.width, photo.height, faces, chips))
             except BearIDError as exc:
                 found.append(exc)
-        rows = [embed_input(c.image, self.embed_size) for item in found if not isinstance(item, BearIDError)
+        rows = [network_input(c.image, self.embed_size) for item in found if not isinstance(item, BearIDError)
                 for c in item[3] if c.image is not None]
         t = time.perf_counter()
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
-        predictions = iter(self.classifier.predict(vectors) if rows else [])  # type: ignore[attr-defined]
+        predictions = iter(self.classifier.predict(vectors) if rows else [])
         answers: list[Answer | BearIDError] = []
         for item in found:
             if isinstance(item, BearIDError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bearid.client import BearIDClient
-from bearid.data.layout import IMAGE_SUFFIXES
+from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
 from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
@@ -39,7 +39,7 @@ def photos_in(source: Path) -> tuple[Path, list[Path]]:
         return base, photos
     if not source.is_dir():
         raise BearIDError(f"{source}: not a folder of photos or a faces XML")
-    return source, sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    return source, photos_under(source)
 
 
 def read_journal(path: Path) -> dict[str, dict]:

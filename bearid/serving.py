@@ -1,46 +1,24 @@
 """What the HTTP service does, kept out of `service/service.py` so tests can call it:
-which bundle to serve and swapping it without downtime, turning uploads into answers or
-4xx errors, and the service's own Prometheus metrics.
+which bundle to serve and swapping it without downtime, answering uploaded photos (or
+refusing them, `bearid.uploads`), and the service's own Prometheus metrics.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bearid import bundle as bundles
 from bearid.errors import BearIDError
-from bearid.imageio import TooManyPixels
-from bearid.pipeline import Answer, Pipeline, ort_threads
+from bearid.pipeline import Answer, Pipeline
+from bearid.runtime import ort_threads
+from bearid.settings import Settings
 from bearid.store import ModelStore
+from bearid.uploads import Refusal, checked, refusal_for
 
 log = logging.getLogger("bearid.service")
-
-MAX_UPLOAD = int(os.environ.get("BEARID_MAX_UPLOAD_MB", "40")) * 1024 * 1024
-
-
-@dataclass
-class Refusal:
-    """A request BearID will not answer: HTTP status, a code and a message naming the problem."""
-
-    status: int
-    code: str
-    message: str
-
-    def body(self) -> dict:
-        return {"error": self.message, "code": self.code}
-
-
-def refusal_for(exc: BearIDError) -> Refusal:
-    if isinstance(exc, TooManyPixels):
-        return Refusal(413, "too_many_pixels", str(exc))
-    return Refusal(400, "bad_image", str(exc))
 
 
 class Metrics:
@@ -124,21 +102,14 @@ class Champion:
         return thread
 
 
-def identify(champion: Champion, uploads: list[Path], metrics: Metrics | None = None) -> list[dict | Refusal]:
+def identify(champion: Champion, uploads: list[Path], metrics: Metrics | None = None,
+             max_bytes: int | None = None) -> list[dict | Refusal]:
     """Answer uploaded photos (temporary files) with one pipeline, whichever is champion when
-    the request starts."""
+    the request starts; photos over `max_bytes` (default: BEARID_MAX_UPLOAD_MB) are refused."""
     pipeline = champion.pipeline
     if pipeline is None:
         return [Refusal(503, "no_model", champion.error or "no model loaded yet") for _ in uploads]
-    sources: list[bytes | Refusal] = []
-    for upload in uploads:
-        size = upload.stat().st_size if upload.exists() else 0
-        if size == 0:
-            sources.append(Refusal(400, "empty", "the uploaded photo is empty (0 bytes)"))
-        elif size > MAX_UPLOAD:
-            sources.append(Refusal(413, "too_large", f"the uploaded photo is {size} bytes; the limit is {MAX_UPLOAD}"))
-        else:
-            sources.append(upload.read_bytes())
+    sources = checked(uploads, max_bytes or Settings.from_env().max_upload_bytes)
     good = [s for s in sources if not isinstance(s, Refusal)]
     answers = iter(pipeline.identify_many(good) if good else [])
     out: list[dict | Refusal] = []
@@ -168,86 +139,8 @@ def model_summary(champion: Champion) -> dict:
             "source": str(champion.bundle_dir or champion.store.pointer), "ids": p.bundle.ids, **p.bundle.summary()}
 
 
-def check_token(header: str | None) -> bool:
+def check_token(header: str | None, settings: Settings | None = None) -> bool:
     """The admin endpoints want `Authorization: Bearer $BEARID_ADMIN_TOKEN`; with no token
     configured they are closed."""
-    token = os.environ.get("BEARID_ADMIN_TOKEN")
+    token = (settings or Settings.from_env()).admin_token
     return bool(token) and header == f"Bearer {token}"
-
-
-
-FIELDS = {"/identify": "photo", "/identify_batch": "photos"}  # the multipart field each API takes
-
-
-def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
-    """(name, is a file upload) of each part of a multipart/form-data body."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not match:
-        return []
-    fields = []
-    for part in body.split(b"--" + match.group(1).encode())[1:]:
-        headers = part.split(b"\r\n\r\n", 1)[0]
-        if m := re.search(rb'content-disposition:([^\r\n]*)', headers, re.IGNORECASE):
-            disposition = m.group(1)
-            if name := re.search(rb'\bname="([^"]*)"', disposition):
-                fields.append((name.group(1).decode("utf-8", "replace"), b"filename=" in disposition.lower()))
-    return fields
-
-
-class GuardUploads:
-    """ASGI middleware in front of the API: a body over `max_bytes` gets a 413, and a photo
-    sent in the wrong way (not multipart, a misnamed or missing field) a 400 naming the field
-    to use, before the framework parses anything."""
-
-    def __init__(self, app, max_bytes: int = MAX_UPLOAD + 1024 * 1024):
-        self.app, self.max_bytes = app, max_bytes
-
-    @staticmethod
-    async def _refuse(send, refusal: Refusal) -> None:
-        body = json.dumps(refusal.body()).encode()
-        await send({"type": "http.response.start", "status": refusal.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope, receive, send) -> None:
-        field = FIELDS.get(scope.get("path", "")) if scope["type"] == "http" and scope.get("method") == "POST" else None
-        if field is None:
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        too_large = Refusal(413, "too_large", f"the request body is over the limit of {self.max_bytes} bytes")
-        if int(headers.get("content-length") or 0) > self.max_bytes:
-            return await self._refuse(send, too_large)
-        content_type = headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            return await self._refuse(send, Refusal(415, "not_multipart", f"send the photo as multipart/form-data, field '{field}'"))
-        chunks, total = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            total += len(message.get("body", b""))
-            if total > self.max_bytes:
-                return await self._refuse(send, too_large)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        fields = multipart_fields(body, content_type)
-        names = {name for name, _ in fields}
-        if field not in names or names - {field}:
-            extra = sorted(names - {field})
-            why = f"unexpected field(s) {', '.join(extra)}" if extra else "no photo in it"
-            return await self._refuse(send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'"))
-        if not all(is_file for _, is_file in fields):
-            # A plain text value would be taken by the framework as a URL to download.
-            return await self._refuse(send, Refusal(400, "not_a_file", f"'{field}' must be a file upload (BearID does not fetch URLs)"))
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)

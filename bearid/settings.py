@@ -1,32 +1,64 @@
-"""`KNOB=VALUE` overrides for config dataclasses, as typed on a command line."""
+"""BearID's environment variables, read in this one place (docs: Settings).
+
+They are read when a `Settings` is made (`Settings.from_env()`), never at import, so a test
+or a worker sees the environment it runs in. A value the variable cannot take is refused,
+naming the variable.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TypeVar
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from bearid.errors import BearIDError
 
-T = TypeVar("T")
+
+_KINDS = {int: "a whole number", float: "a number", Path: "a path", str: "text"}
 
 
-def with_settings(config: T, settings: list[str], what: str = "setting") -> T:
-    """A copy of the dataclass `config` with overrides such as "max_yaw=50" or "ratios=0.8,0.1,0.1"."""
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}  # type: ignore[arg-type]
-    changes = {}
-    for item in settings:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in values:
-            raise BearIDError(f"unknown {what} '{item}'; use KNOB=VALUE with KNOB one of: {', '.join(sorted(values))}")
-        current = values[key]
-        try:
-            if isinstance(current, tuple):
-                changes[key] = tuple(type(current[0])(v) for v in raw.split(","))
-            elif isinstance(current, bool):
-                changes[key] = raw.strip().lower() in ("1", "true", "yes", "on")
-            else:
-                changes[key] = type(current)(raw)
-        except ValueError:
-            raise BearIDError(f"{what} {key}: '{raw}' is not a valid {type(current).__name__}") from None
-    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+def _var(name: str, parse: Callable[[str], object], default: object, doc: str):
+    return field(default=default, metadata={"env": name, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path | None = _var("BEARID_STORE", Path, None,
+                              "The model store: promoted bundles and the champion pointer. Default: $BENTOML_HOME, else ~/bentoml.")
+    bentoml_home: Path | None = _var("BENTOML_HOME", Path, None, "BentoML's own home; the model store when BEARID_STORE is unset.")
+    bundle: Path | None = _var("BEARID_BUNDLE", Path, None, "The service serves this bundle folder instead of the store's champion.")
+    workers: int = _var("BEARID_WORKERS", int, 1, "Service worker processes.")
+    watch_seconds: float = _var("BEARID_WATCH_SECONDS", float, 2.0, "How often a service worker looks for a new champion.")
+    ort_threads: int = _var("BEARID_ORT_THREADS", int, 0, "ONNX Runtime threads per worker (0: the CPU share divided among the workers).")
+    max_upload_mb: int = _var("BEARID_MAX_UPLOAD_MB", int, 40, "The largest photo the service takes, in MiB.")
+    admin_token: str | None = _var("BEARID_ADMIN_TOKEN", str, None, "Bearer token of POST /admin/reload; unset, the endpoint is closed.")
+    loader_workers: int | None = _var("BEARID_LOADER_WORKERS", int, None,
+                                      "Embed training's loader processes. Default: half the CPUs, 1 to 4.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name, raw = f.metadata["env"], env.get(f.metadata["env"])
+            if raw:
+                try:
+                    values[f.name] = f.metadata["parse"](raw)
+                except ValueError:
+                    raise BearIDError(f"{name}={raw!r} is not {_KINDS[f.metadata['parse']]}") from None
+        return cls(**values)
+
+    @property
+    def store_home(self) -> Path:
+        """Where promoted bundles live."""
+        return self.store or self.bentoml_home or Path.home() / "bentoml"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def documented() -> list[tuple[str, str, object]]:
+    """(variable, what it does, default) of every setting, for the docs' table."""
+    return [(f.metadata["env"], f.metadata["doc"], f.default) for f in fields(Settings)]

@@ -1,5 +1,6 @@
 """Promoted bundles: kept in the BentoML model store as `bearid:<version>`, with a champion
-pointer and its history beside the store (`$BEARID_STORE/bearid/champion.json`; BEARID_STORE defaults to $BENTOML_HOME).
+pointer and its history beside the store (`$BEARID_STORE/bearid/champion.json`; BEARID_STORE
+defaults to $BENTOML_HOME).
 
 The pointer file is what a running service watches: promote or roll back, and every
 worker loads the new champion and swaps it in between requests.
@@ -15,20 +16,16 @@ from pathlib import Path
 from bearid import bundle as bundles
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
+from bearid.settings import Settings
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage reports from an offline tool
 
 MODEL_NAME = "bearid"
 
 
-def bentoml_home() -> Path:
-    """Where promoted bundles live: BEARID_STORE (e.g. a shared volume), else BentoML's home."""
-    return Path(os.environ.get("BEARID_STORE") or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-
-
 class ModelStore:
     def __init__(self, home: Path | None = None):
-        self.home = Path(home) if home else bentoml_home()
+        self.home = Path(home) if home else Settings.from_env().store_home
         self.pointer = self.home / "bearid" / "champion.json"
 
     # -- the BentoML model store ----------------------------------------------------------

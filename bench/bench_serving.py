@@ -28,7 +28,8 @@ from bearid.client import BearIDClient
 from bearid.imageio import load_photo
 from bearid.localserver import LocalServer
 from bearid.metadata import read_faces
-from bearid.pipeline import Pipeline, cpu_share
+from bearid.pipeline import Pipeline
+from bearid.runtime import cpu_share
 from bearid.score import score
 from bearid.synth import WorldConfig
 
@@ -41,14 +42,14 @@ WORKERS = 2
 def _bundle(work: Path) -> tuple[Path, list[Path]]:
     """A bundle and the test photos of the world it was trained on."""
     from exporters.export import export
-    from training.config import read_pipeline
-    from training.pipeline import train
+    from training.config import read_sweep
+    from training.train import train
     from training.runs import runs
 
     results, splits = work.parent / "training" / "results", work.parent / "training" / "splits"
     if not (results.exists() and runs(results, "open_set").best):
         splits, results = split_world(WorldConfig(bears=12, photos=300, seed=5), work), work / "results"
-        train(read_pipeline(Path(__file__).parents[1] / "configs" / "demo.yaml"), splits, results, log=print)
+        train(read_sweep(Path(__file__).parents[1] / "configs" / "demo.yaml"), splits, results, log=print)
     best = [p for p in runs(results, "open_set").paths if "face_config_01" in str(p[0])][0]
     out = work / "bundle"
     shutil.rmtree(out, ignore_errors=True)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from bearid.synth import WorldConfig
-from training.config import FaceConfig, Pipeline
-from training.pipeline import train
+from training.config import FaceConfig, Sweep
+from training.train import train
 
 from common import Figure, Suite, split_world
 
@@ -59,19 +59,19 @@ def _table_name(world: WorldConfig) -> str:
     return f"accuracy on the held-out test split ({world.bears} bears, {world.photos} photos, seed {world.seed}; targets {TARGETS})"
 
 
-def _trained(world: WorldConfig, pipeline: Pipeline, work: Path) -> tuple:
-    """`pipeline` trained from scratch on `world`, made and split in `work`: the train report
+def _trained(world: WorldConfig, sweep: Sweep, work: Path) -> tuple:
+    """`sweep` trained from scratch on `world`, made and split in `work`: the train report
     and the seconds the training took (the world's making not counted)."""
     splits, results = split_world(world, work), work / "results"
     shutil.rmtree(results, ignore_errors=True)
     t0 = time.perf_counter()
-    report = train(pipeline, splits, results, log=print)
+    report = train(sweep, splits, results, log=print)
     return report, time.perf_counter() - t0
 
 
 def run(work: Path) -> Suite:
     suite = Suite("training")
-    report, total = _trained(WORLD, Pipeline(face=[FaceConfig(), FaceConfig(backend="dlib", max_train_photos=80)]), work)
+    report, total = _trained(WORLD, Sweep(face=[FaceConfig(), FaceConfig(backend="dlib", max_train_photos=80)]), work)
     rows = _accuracy_rows(report)
     suite.tables[_table_name(WORLD)] = rows
     default = report.branches[0]
@@ -121,7 +121,7 @@ def _new_bears(suite: Suite, class_dir: Path, work: Path) -> None:
 def run_wide(work: Path) -> Suite:
     """The default pipeline on WIDE_WORLD (`--only training_wide`)."""
     suite = Suite("training_wide")
-    report, _ = _trained(WIDE_WORLD, Pipeline(), work)
+    report, _ = _trained(WIDE_WORLD, Sweep(), work)
     row = _accuracy_rows(report)[0]
     suite.tables[_table_name(WIDE_WORLD)] = [row]
     cls = _metrics(report.branches[0][3])

@@ -5,7 +5,7 @@ score every bear of another world, all of them new to the models.
 
 Each EMBED_DIR is an embed stage of world A's results tree (its parent is the chip stage
 whose splits it was trained on); CHIP_DIR is a chip stage of world B. The classifier is
-fitted as the class stage fits it (default ClassConfig) on A's training chips and their
+fitted as the class stage fits it (default ClassifyConfig) on A's training chips and their
 augmented views (the embed stage's train_views.npz, where it wrote one); A's
 validation and test chips are the known bears, every labelled chip of B (all splits) the new
 ones. Per model it prints:
@@ -36,12 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.classify import Embedded, fit  # noqa: E402
-from training.config import ClassConfig  # noqa: E402
+from bearid.embed import Embedded, load_views  # noqa: E402
+from bearid.metrics import roc_auc  # noqa: E402
+from training.classify import fit  # noqa: E402
+from training.config import ClassifyConfig  # noqa: E402
 from training.embed.loader import open_chips  # noqa: E402
 from training.embed.train import embed, load  # noqa: E402
-from training.metrics import roc_auc  # noqa: E402
-from training.stages import load_views, split_known  # noqa: E402
 
 SPLITS = ("train", "val", "test", "holdout")
 
@@ -55,8 +55,8 @@ def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
     net, size = load(embed_dir / "model")
     chips = embed_dir.parent
     own = {s: embedded(net, size, chips, s) for s in ("train", "val", "test")}
-    clf = fit(own["train"], ClassConfig(), load_views(embed_dir / "embeddings"))
-    known = [split_known(own[s], set(clf.ids))[0] for s in ("val", "test")]
+    clf = fit(own["train"], ClassifyConfig(), load_views(embed_dir / "embeddings"))
+    known = [own[s].split_known(set(clf.ids))[0] for s in ("val", "test")]
     k_vec = np.concatenate([k.vectors for k in known])
     k_lab = np.array(sum((k.labels for k in known), []))
     new = [embedded(net, size, new_chips, s) for s in SPLITS if (new_chips / "chip_meta" / f"{s}.xml").exists()]

@@ -1,4 +1,4 @@
-"""`bearid export`: turn a path of the results tree into a bundle (ARCHITECTURE.md §6).
+"""`bearid export`: turn a path of the results tree into a bundle (docs: Architecture, the bundle).
 
 The face detector, the landmark refiner and the embedding network go to ONNX (dynamic batch
 axis; the detector also takes any photo size), the classifier is copied as it was pickled.
@@ -10,33 +10,27 @@ network output (max abs diff) and every decision (faces found, bear named).
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import tempfile
 import warnings
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from bearid import bundle as bundles
-from bearid.chips import DEFAULT_TEMPLATE
 from bearid.errors import BearIDError
-from bearid.facefinder import Network
+from bearid.face import Network
 from bearid.metadata import read_chips, read_faces
-from bearid.pipeline import Pipeline, ort_sessions
-from training.chip import spec_of
-from training.config import make
+from bearid.pipeline import Pipeline
+from bearid.runtime import ort_sessions
+from training.config import STAGES, read_config
 from training.embed.model import Descriptor
-from training.results import STAGE_ORDER, read_metrics
-from training.face.detect import detector_spec
+from training.results import STAGE_ORDER, is_pruned, read_metrics
+from training.torchnet import network
 
 OPSET = 17
-OPEN_SET_SCORES = {"mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
-                   "cosine": "cosine similarity to the nearest known bear's mean embedding"}
 DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only
 
 
@@ -50,15 +44,9 @@ def stage_dirs(path: Path) -> list[Path]:
                               f"(expected RESULTS/face_config_XX/chip_config_XX/embed_config_XX/class_config_XX)")
         if not read_metrics(d):
             raise BearIDError(f"{d}: this stage has not finished (no metrics.json); run bearid train first")
-        if (d / "PRUNED.json").exists():
+        if is_pruned(d):
             raise BearIDError(f"{d}: its weights were pruned (bearid runs prune); run bearid train again to recompute it")
     return dirs
-
-
-def _config(d: Path):
-    raw = yaml.safe_load((d / "config.yaml").read_text()) or {}
-    stage = raw.pop("stage")
-    return make({"class": "classify"}.get(stage, stage), raw)
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axes: bool) -> None:
@@ -70,32 +58,14 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axe
                           opset_version=OPSET, dynamo=False)
 
 
-def _torch(model: torch.nn.Module) -> Network:
-    def call(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-
-    return call
-
-
-def _library_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("bearid", "torch", "onnx", "onnxruntime", "scikit-learn", "numpy", "pillow"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path], chips: list[Path]) -> dict:
     """Answer `photos` with the PyTorch networks and with ONNX Runtime and compare the
     decisions; compare every network's raw outputs on the photos and on the run's `chips`
     (so the landmark and embedding networks are checked even where few faces are found)."""
     from PIL import Image
 
-    from bearid.chips import embed_input
-    from bearid.detection import normalise
+    from bearid.embed import network_input
+    from bearid.preprocess import normalise
 
     ort_nets = ort_sessions(bundle, threads=None)
     diffs = {name: 0.0 for name in ("face", "landmarks", "embed")}
@@ -109,7 +79,7 @@ def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[
     if chips:
         crop, size = reference.spec.crop_size, reference.embed_size
         images = [Image.open(c).convert("RGB") for c in chips]
-        compare("embed", np.stack([embed_input(im, size) for im in images]))
+        compare("embed", np.stack([network_input(im, size) for im in images]))
         compare("landmarks", np.stack([normalise(np.asarray(im.resize((crop, crop)))) for im in images]))
     checked = Pipeline(bundle, {name: (lambda x, name=name: compare(name, x)) for name in diffs})
     same, faces, named, worst_box = 0, 0, 0, 0.0
@@ -151,7 +121,7 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     from training.face import train as face_train
 
     face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
-    face_cfg, chip_cfg, embed_cfg, class_cfg = (_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
+    face_cfg, chip_cfg, embed_cfg, classify_cfg = (read_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
     if face_cfg.backend != "centernet":
         raise BearIDError(f"{face_dir.name} uses the {face_cfg.backend} face backend, which has no ONNX form; "
                           "export a path whose face config uses the centernet backend")
@@ -163,33 +133,25 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     try:
         detector, refiner = face_train.load(face_dir / "model")
         embed_net, input_size = embed_train.load(embed_dir / "model")
-        spec = detector_spec(face_cfg)
+        spec = face_cfg.detector_spec()
         _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
         _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
         descriptor = Descriptor(embed_net).eval()  # the classifier takes the vectors before normalisation
         _to_onnx(descriptor, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
         shutil.copy2(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
         shutil.copy2(class_dir / "classifier" / "ids.json", work / "ids.json")
-        chip_spec = spec_of(chip_cfg)
         results_root = face_dir.parent
-        metrics = {stage: read_metrics(d) for stage, d in zip(("face", "chip", "embed", "classify"), (face_dir, chip_dir, embed_dir, class_dir))}
-        fields = {
-            "lineage": {"results": str(results_root), "path": str(class_dir.relative_to(results_root)),
-                        "configs": {stage: asdict(c) for stage, c in zip(("face", "chip", "embed", "classify"), (face_cfg, chip_cfg, embed_cfg, class_cfg))}},
-            "detector": asdict(spec),
-            "decode": {"refine_side": face_cfg.refine_side},
-            "chip": {"size": chip_spec.size, "points": list(chip_spec.points), "padding": chip_spec.padding,
-                     "template": {k: list(v) for k, v in (chip_spec.template or DEFAULT_TEMPLATE).items()}},
-            "embed": {"input_size": input_size, "dim": embed_cfg.dim, "output": "embedding before L2 normalisation"},
-            "open_set": {"threshold": metrics["classify"].get("threshold"), "target_far": class_cfg.target_far,
-                         "score": OPEN_SET_SCORES[class_cfg.open_set]},
-            "identities": len(json.loads((work / "ids.json").read_text())),
-            "metrics": {"face": metrics["face"].get("test"), "embed": metrics["embed"].get("test"),
-                        "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"}},
-            "libraries": _library_versions(),
-        }
+        metrics = {stage: read_metrics(d) for stage, d in zip(STAGES, (face_dir, chip_dir, embed_dir, class_dir))}
+        configs = {stage: asdict(c) for stage, c in zip(STAGES, (face_cfg, chip_cfg, embed_cfg, classify_cfg))}
+        fields = bundles.describe(
+            lineage={"results": str(results_root), "path": str(class_dir.relative_to(results_root)), "configs": configs},
+            detector=spec, refine_side=face_cfg.refine_side, chip=chip_cfg.spec(), embed_input_size=input_size,
+            embed_dim=embed_cfg.dim, threshold=metrics["classify"].get("threshold"), target_far=classify_cfg.target_far,
+            open_set=classify_cfg.open_set, identities=len(json.loads((work / "ids.json").read_text())),
+            metrics={"face": metrics["face"].get("test"), "embed": metrics["embed"].get("test"),
+                     "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"}})
         bundles.write_manifest(work, fields)
-        check = parity(bundles.load(work), {"face": _torch(detector), "landmarks": _torch(refiner), "embed": _torch(descriptor)},
+        check = parity(bundles.load(work), {"face": network(detector), "landmarks": network(refiner), "embed": network(descriptor)},
                        _test_photos(face_dir, parity_photos), _test_chips(chip_dir, 2 * parity_photos))
         log(f"export: parity on {check['photos']} test photos ({check['faces']} faces) and {check['chips']} chips: max abs diff {check['max_abs_diff']}, "
             f"identical decisions: {check['identical_decisions']}")

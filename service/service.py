@@ -10,7 +10,6 @@ champion is swapped in between requests, so a promotion needs no restart and fai
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bearid import serving
+from bearid.settings import Settings
+from bearid.uploads import GuardUploads, Refusal
 
-WORKERS = int(os.environ.get("BEARID_WORKERS", "1"))
+WORKERS = Settings.from_env().workers  # BentoML reads the worker count when the class is declared
 
 
 async def _model(request: Request) -> JSONResponse:
@@ -40,8 +41,8 @@ async def _reload(request: Request) -> JSONResponse:
 extra = Starlette(routes=[Route("/model", _model, methods=["GET"]), Route("/admin/reload", _reload, methods=["POST"])])
 
 
-def _respond(result: dict | serving.Refusal) -> dict | JSONResponse:
-    if isinstance(result, serving.Refusal):
+def _respond(result: dict | Refusal) -> dict | JSONResponse:
+    if isinstance(result, Refusal):
         return JSONResponse(result.body(), status_code=result.status)
     return result
 
@@ -50,11 +51,11 @@ def _respond(result: dict | serving.Refusal) -> dict | JSONResponse:
 @bentoml.service(workers=WORKERS, traffic={"timeout": 60, "max_concurrency": 64}, resources={"cpu": str(WORKERS)})
 class BearID:
     def __init__(self) -> None:
-        bundle = os.environ.get("BEARID_BUNDLE")
+        self.settings = Settings.from_env()
         self.metrics = serving.Metrics()
-        self.champion = serving.Champion(Path(bundle) if bundle else None, workers=WORKERS, metrics=self.metrics)
+        self.champion = serving.Champion(self.settings.bundle, workers=WORKERS, metrics=self.metrics)
         self._stop = threading.Event()
-        self.champion.watch(float(os.environ.get("BEARID_WATCH_SECONDS", "2")), self._stop)
+        self.champion.watch(self.settings.watch_seconds, self._stop)
 
     def __is_ready__(self) -> bool:
         return self.champion.pipeline is not None
@@ -66,16 +67,16 @@ class BearID:
     @bentoml.api(route="/identify")
     def identify(self, photo: Path) -> dict:
         """Every bear face in one photo: box, five landmarks, bear ID (null: unknown bear)."""
-        [result] = serving.identify(self.champion, [photo], self.metrics)
+        [result] = serving.identify(self.champion, [photo], self.metrics, self.settings.max_upload_bytes)
         return _respond(result)  # type: ignore[return-value]
 
     @bentoml.api(route="/identify_batch")
     def identify_batch(self, photos: list[Path]) -> dict:
         """Several photos in one request; their faces share one embedding call."""
-        results = serving.identify(self.champion, photos, self.metrics)
-        if all(isinstance(r, serving.Refusal) and r.code == "no_model" for r in results):
+        results = serving.identify(self.champion, photos, self.metrics, self.settings.max_upload_bytes)
+        if all(isinstance(r, Refusal) and r.code == "no_model" for r in results):
             return _respond(results[0])  # type: ignore[return-value]
-        return {"results": [r.body() | {"status": r.status} if isinstance(r, serving.Refusal) else r for r in results]}
+        return {"results": [r.body() | {"status": r.status} if isinstance(r, Refusal) else r for r in results]}
 
 
-BearID.add_asgi_middleware(serving.GuardUploads)
+BearID.add_asgi_middleware(GuardUploads)

@@ -9,7 +9,7 @@ import pytest
 from bearid.data.split import SplitConfig, split
 from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
-from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig
+from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bearid"
 
@@ -53,11 +53,11 @@ def splits(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(splits, tmp_path_factory) -> tuple[Path, object]:
-    from training.config import Pipeline
-    from training.pipeline import train
+    from training.config import Sweep
+    from training.train import train
 
     results = tmp_path_factory.mktemp("results")
-    report = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
+    report = train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None)
     return results, report
 
 

@@ -101,7 +101,7 @@ def test_pipeline_answers_in_displayed_pixels_and_matches_the_truth_sizes(pipeli
 
 
 def test_chips_come_from_a_reduced_decode_only_when_it_holds_the_detail(splits):
-    from bearid.chips import ChipSpec, chip_faces, chip_scale
+    from bearid.chip import ChipSpec, chip_faces, chip_scale
     from bearid.imageio import load_photo
 
     truth = read_faces(splits / "test.xml")

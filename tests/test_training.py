@@ -14,10 +14,10 @@ import pytest
 
 from bearid.metadata import read_chips, write_chips
 from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
-from training.config import ClassConfig, EmbedConfig, FaceConfig, Pipeline, read_pipeline
-from training.pipeline import train
+from training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
+from training.train import train
 from training.runs import runs
-from training.stages import load_embeddings
+from bearid.embed import load_embeddings
 
 def test_the_four_stages_write_the_results_tree(trained):
     results, report = trained
@@ -52,7 +52,7 @@ def test_the_four_stages_write_the_results_tree(trained):
 
 
 def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
-    from bearid.detection import Detection
+    from bearid.face import Detection
     from training.data import read_samples
     from training.face.detect import evaluate, faces_dataset
 
@@ -70,10 +70,10 @@ def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
 
 def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, splits):
     results, first = trained
-    again = train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), splits, results, log=lambda m: None)
+    again = train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None)
     assert again.computed == [] and len(again.reused) == 4
     other = EmbedConfig(steps=61, p=6, k=3)
-    branched = train(Pipeline([TINY_FACE], [TINY_CHIP], [other], [ClassConfig(), ClassConfig(C=10.0)]), splits, results, log=lambda m: None)
+    branched = train(Sweep([TINY_FACE], [TINY_CHIP], [other], [ClassifyConfig(), ClassifyConfig(C=10.0)]), splits, results, log=lambda m: None)
     names = [p.name for p in branched.computed]
     assert names == ["embed_config_02", "class_config_01", "class_config_02"]
     r = runs(results, "top1")
@@ -92,11 +92,11 @@ def test_runs_command_marks_the_best_path(trained):
 def test_pipeline_file_and_its_errors(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("face: {steps: 5}\nembed: [{steps: 3}, {steps: 4, loss: triplet}]\n")
-    p = read_pipeline(path)
+    p = read_sweep(path)
     assert p.face[0].steps == 5 and [e.loss for e in p.embed] == ["arcface", "triplet"] and len(p.branches()) == 2
     path.write_text("embed: {stepz: 3}\n")
     with pytest.raises(Exception, match="unknown setting"):
-        read_pipeline(path)
+        read_sweep(path)
 
 
 def test_splits_without_faces_are_refused_before_training(splits, tmp_path):
@@ -114,7 +114,7 @@ def test_splits_without_faces_are_refused_before_training(splits, tmp_path):
         image.boxes = []
     write_faces(data, bare / "train.xml")
     with pytest.raises(BearIDError, match=r"train\.xml: no faces with all five landmarks.*--faces"):
-        train(Pipeline([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassConfig()]), bare, tmp_path / "results", log=lambda m: None)
+        train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), bare, tmp_path / "results", log=lambda m: None)
     assert not list((tmp_path / "results").glob("*/metrics.json"))
 
 
@@ -199,7 +199,7 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
     shutil.copytree(trained[0], results)
     config_of = {}
     for extra in (EmbedConfig(steps=62, p=6, k=3), EmbedConfig(steps=63, p=6, k=3)):
-        report = train(Pipeline([TINY_FACE], [TINY_CHIP], [extra], [ClassConfig()]), splits, results, log=lambda m: None)
+        report = train(Sweep([TINY_FACE], [TINY_CHIP], [extra], [ClassifyConfig()]), splits, results, log=lambda m: None)
         config_of[report.branches[0][2]] = extra
     paths = runs(results, "top1").paths
     best = runs(results, "top1").best
@@ -222,5 +222,5 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
         assert housekeeping.usage(d).total == before[d]
     assert len(runs(results, "top1").paths) == len(paths)  # the history is still readable
     # Training the pruned branch again recomputes it instead of reusing a stage without weights.
-    again = train(Pipeline([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassConfig()]), splits, results, log=lambda m: None)
+    again = train(Sweep([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassifyConfig()]), splits, results, log=lambda m: None)
     assert target in again.computed and (target / "model").exists() and not (target / "PRUNED.json").exists()

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bearid.chips import ChipSpec, make_chip, similarity
-from bearid.detection import CHANNELS, SIZE_UNIT, STRIDE, Detection, DetectorSpec, decode, suppress
+from bearid.chip import ChipSpec, make_chip, similarity
+from bearid.face import Detection
+from bearid.face.centernet import CHANNELS, SIZE_UNIT, STRIDE, DetectorSpec, decode
+from bearid.face.detection import suppress
 from training import results
-from training.metrics import average_precision, balanced_accuracy, detection_report, nme, roc_auc
+from bearid.metrics import average_precision, balanced_accuracy, detection_report, nme, roc_auc
 
 
 def test_similarity_recovers_a_known_transform():
@@ -55,7 +57,7 @@ def test_decode_finds_a_planted_peak_and_suppress_drops_nested_boxes():
     big = Detection(0, 0, 100, 100, 0.9, {})
     inner = Detection(10, 10, 30, 30, 0.5, {})
     other = Detection(200, 0, 100, 100, 0.4, {})
-    assert suppress([inner, big, other], spec) == [big, other]
+    assert suppress([inner, big, other], spec.nms_iou, spec.max_faces) == [big, other]
 
 
 def test_metrics():
@@ -76,20 +78,23 @@ def test_metrics():
 
 
 def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
-    a = results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1")
+    from training.config import STAGES
+
+    a = results.stage_dir(tmp_path, STAGES["face"], {"steps": 10}, "data1")
     assert a.path.name == "face_config_01" and not a.complete
-    again = results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1")
+    again = results.stage_dir(tmp_path, STAGES["face"], {"steps": 10}, "data1")
     assert again.path == a.path and not again.reused  # not finished: compute again, same dir
     results.write_metrics(a.path, {"ok": 1})
-    assert results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data1").reused
-    assert results.stage_dir(tmp_path, "face_config", {"steps": 11}, "data1").path.name == "face_config_02"
-    assert results.stage_dir(tmp_path, "face_config", {"steps": 10}, "data2").path.name == "face_config_03"
+    assert results.stage_dir(tmp_path, STAGES["face"], {"steps": 10}, "data1").reused
+    assert results.stage_dir(tmp_path, STAGES["face"], {"steps": 11}, "data1").path.name == "face_config_02"
+    assert results.stage_dir(tmp_path, STAGES["face"], {"steps": 10}, "data2").path.name == "face_config_03"
     assert (a.path / "config.yaml").read_text().startswith("stage: face")
 
 
 def test_classifier_names_known_bears_and_rejects_new_ones():
-    from training.classify import Embedded, choose_threshold, evaluate, fit
-    from training.config import ClassConfig
+    from bearid.embed import Embedded
+    from training.classify import choose_threshold, evaluate, fit
+    from training.config import ClassifyConfig
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(9, 16))
@@ -100,9 +105,9 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
 
     lonely = bears([5], 1)
     both = bears(range(5), 6)
-    clf = fit(Embedded(np.vstack([both.vectors, lonely.vectors]), both.labels + lonely.labels, both.paths + lonely.paths), ClassConfig())
+    clf = fit(Embedded(np.vstack([both.vectors, lonely.vectors]), both.labels + lonely.labels, both.paths + lonely.paths), ClassifyConfig())
     assert clf.ids == ["b0", "b1", "b2", "b3", "b4"]  # one chip is too few to calibrate: b5 stays unknown
-    clf = fit(bears(range(6), 6), ClassConfig())
+    clf = fit(bears(range(6), 6), ClassifyConfig())
     clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
     report = evaluate(clf, bears(range(6), 4), bears([8], 10))
     assert report["top1"] == 1.0 and report["baks"] >= 0.9 and report["baus"] >= 0.9 and report["auroc"] > 0.95
@@ -124,15 +129,16 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     """Calibration must not change which bear the SVM names: with per-bear Platt sigmoids a
     bear with four training chips among bears with sixty was named as another (in these
     worlds for 97% and 57% of its chips) although the SVM itself named it right."""
-    from training.classify import Embedded, fit
-    from training.config import ClassConfig
+    from bearid.embed import Embedded
+    from training.classify import fit
+    from training.config import ClassifyConfig
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, 16))
     counts = [60] * 7 + [4]
     vectors = np.concatenate([centres[i] + 0.5 * rng.normal(size=(n, 16)) for i, n in enumerate(counts)])
     labels = [f"b{i}" for i, n in enumerate(counts) for _ in range(n)]
-    clf = fit(Embedded(vectors, labels, [""] * len(labels)), ClassConfig())
+    clf = fit(Embedded(vectors, labels, [""] * len(labels)), ClassifyConfig())
     rare = centres[7] + 0.5 * rng.normal(size=(40, 16))
     svm = clf.model.calibrated_classifiers_[0].estimator  # type: ignore[attr-defined]
     assert [clf.ids[i] for i in svm.predict(rare / np.linalg.norm(rare, axis=1, keepdims=True))] == ["b7"] * 40
@@ -144,8 +150,9 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
     alike): a bear with four training chips, close to one with sixty, is named right more
     often in every world and by at least 0.1 on average (0.88 against 0.75 here)."""
     from bearid.errors import BearIDError
-    from training.classify import Embedded, fit
-    from training.config import ClassConfig
+    from bearid.embed import Embedded
+    from training.classify import fit
+    from training.config import ClassifyConfig
 
     gains = []
     for seed in range(6):
@@ -157,19 +164,20 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
         labels = [f"b{i}" for i, n in enumerate(counts) for _ in range(n)]
         rare = centres[7] + 0.5 * rng.normal(size=(200, 16))
         named = [np.mean([p.candidates[0][0] == "b7" for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predict(rare)])
-                 for cfg in (ClassConfig(), ClassConfig(C=100, class_weight=None))]
+                 for cfg in (ClassifyConfig(), ClassifyConfig(C=100, class_weight=None))]
         gains.append(named[0] - named[1])
     assert min(gains) > 0 and np.mean(gains) >= 0.1
     with pytest.raises(BearIDError, match="unknown class_weight 'even'"):
-        ClassConfig(class_weight="even")
+        ClassifyConfig(class_weight="even")
 
 
 def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
     """A known bear's chip moved along a direction its augmented views vary in (a turned or
     blurred head) must become familiar, while a new bear as far off in another direction
     stays unfamiliar; from the tight training chips alone the two look alike."""
-    from training.classify import Embedded, fit
-    from training.config import ClassConfig
+    from bearid.embed import Embedded
+    from training.classify import fit
+    from training.config import ClassifyConfig
 
     rng = np.random.default_rng(0)
     means = 3 * rng.normal(size=(6, 16))
@@ -179,8 +187,8 @@ def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
     views = np.concatenate([train + rng.normal(size=(len(train), 1)) * 1.5 * nuisance + 0.1 * rng.normal(size=train.shape)
                             for _ in range(4)])
     turned, stranger = means[0] + 2 * nuisance, means[0] + 2 * identity
-    plain = fit(Embedded(train, labels, [""] * len(labels)), ClassConfig()).familiarity(np.stack([turned, stranger]))
-    taught = fit(Embedded(train, labels, [""] * len(labels)), ClassConfig(),
+    plain = fit(Embedded(train, labels, [""] * len(labels)), ClassifyConfig()).familiarity(np.stack([turned, stranger]))
+    taught = fit(Embedded(train, labels, [""] * len(labels)), ClassifyConfig(),
                  Embedded(views, labels * 4, [""] * len(views))).familiarity(np.stack([turned, stranger]))
     assert abs(plain[0] - plain[1]) < 5 and taught[0] - taught[1] > 20
 
@@ -240,7 +248,7 @@ def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
 def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own():
     import torch
 
-    from bearid.chips import EMBED_MEAN, EMBED_STD
+    from bearid.preprocess import MEAN as EMBED_MEAN, STD as EMBED_STD
     from bearid.errors import BearIDError
     from training.config import EmbedConfig
     from training.embed.loader import ChipsInMemory
@@ -277,8 +285,9 @@ def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_st
     """Bears' photos vary a lot along some directions (pose, light) and little along others
     (identity). A new bear with a known bear's pose-and-light look but its own identity
     passes the cosine score and not the Mahalanobis one."""
-    from training.classify import Embedded, fit
-    from training.config import ClassConfig
+    from bearid.embed import Embedded
+    from training.classify import fit
+    from training.config import ClassifyConfig
 
     rng = np.random.default_rng(0)
     nuisance, identity = 0.6, 0.05  # spread of one bear's photos, per dimension
@@ -290,7 +299,7 @@ def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_st
     train = Embedded(np.vstack([photos(c, 30) for c in centres]), [f"b{i}" for i in range(6) for _ in range(30)], [""] * 180)
     known = np.vstack([photos(c, 20) for c in centres])
     stranger = photos(centres[0] + np.r_[np.zeros(4), rng.choice([-0.5, 0.5], 4)], 20)
-    cosine, mahalanobis = fit(train, ClassConfig(open_set="cosine")), fit(train, ClassConfig())
+    cosine, mahalanobis = fit(train, ClassifyConfig(open_set="cosine")), fit(train, ClassifyConfig())
     cut = np.quantile(cosine.familiarity(known), 0.1)
     assert np.mean(cosine.familiarity(stranger) >= cut) > 0.5  # cosine: it passes for a known bear
     assert mahalanobis.familiarity(stranger).max() < np.quantile(mahalanobis.familiarity(known), 0.01)

@@ -5,26 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 
-from bearid.chips import ChipSpec, chip_faces
-from bearid.data.layout import CONTRIBUTION
+from bearid.chip import ChipSpec, chip_faces
+from bearid.data.layout import location_of
 from bearid.fsio import atomic_path
 from bearid.metadata import Chip, ChipSet, ChipSource, Dataset, relative_file
-from training.config import ChipConfig
-
-
-def spec_of(cfg: ChipConfig) -> ChipSpec:
-    return ChipSpec(size=cfg.size, points=tuple(cfg.points), padding=cfg.padding)
-
-
-def location_of(path: Path) -> str:
-    """The archive location a photo is from (the folder above its contribution folder)."""
-    parts = PurePath(path).parts
-    for i in range(1, len(parts)):
-        if CONTRIBUTION.match(parts[i]):
-            return parts[i - 1]
-    return "other"
 
 
 @dataclass

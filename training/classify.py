@@ -1,35 +1,32 @@
-"""Training and evaluating bearsvm: a linear one-vs-one SVM with bears weighed alike (C=1;
-BearID used C=100, chips weighed alike) that names the bear, with probabilities calibrated
-by one temperature, and an open-set threshold on how familiar a chip is (relative Mahalanobis distance to the known bears by default, or cosine similarity),
-chosen on validation where bears the classifier never saw stand in for new bears."""
+"""Training and evaluating bearsvm: a linear one-vs-one SVM with bears weighed alike that
+names the bear, with probabilities calibrated by one temperature, and an open-set threshold
+on how familiar a chip is (relative Mahalanobis distance to the known bears by default, or
+cosine similarity), chosen on validation where bears the classifier never saw stand in for
+new bears. Why these choices: docs/experiments.md."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.covariance import LedoitWolf
 from sklearn.svm import SVC
 
-from bearid.classifier import OpenSetClassifier, RelativeMahalanobis, unit
+from bearid.classify import OpenSetClassifier, RelativeMahalanobis
+from bearid.embed import Embedded, unit
 from bearid.errors import BearIDError
-from training.config import ClassConfig
-from training.metrics import balanced_accuracy, roc_auc, topk
-
-
-@dataclass
-class Embedded:
-    vectors: np.ndarray  # the embedding network's outputs, before L2 normalisation
-    labels: list[str]
-    paths: list[str]
+from bearid.fsio import atomic_write_text
+from bearid.metrics import balanced_accuracy, roc_auc, topk
+from training.config import ClassifyConfig
 
 
 MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
 
 
-def fit(train: Embedded, cfg: ClassConfig, views: Embedded | None = None) -> OpenSetClassifier:
+def fit(train: Embedded, cfg: ClassifyConfig, views: Embedded | None = None) -> OpenSetClassifier:
     """Fit on the bears with at least MIN_CHIPS training chips (the others stay unknown).
     `views`, augmented views of the training chips, join them in the open-set Gaussians
     (not the SVM): the network has learnt the training chips by heart, and alone they
@@ -38,14 +35,11 @@ def fit(train: Embedded, cfg: ClassConfig, views: Embedded | None = None) -> Ope
     ids = sorted(label for label, n in counts.items() if n >= MIN_CHIPS)
     if len(ids) < 2:
         raise BearIDError(f"the classifier needs at least 2 bears with {MIN_CHIPS} or more training chips; got {len(ids)}")
-    keep = np.array([label in ids for label in train.labels])
-    train = Embedded(train.vectors[keep], [l for l, k in zip(train.labels, keep) if k], [p for p, k in zip(train.paths, keep) if k])
+    train = train.subset([i for i, label in enumerate(train.labels) if label in ids])
     y = np.array([ids.index(label) for label in train.labels])
     # Probabilities are a softmax of the SVM's decision values at one temperature, fitted on
     # cross-validated decisions (folds limited by the rarest bear); the SVM itself is fitted
-    # on all the training chips. One temperature keeps the SVM's own choice of bear: Platt's
-    # per-bear sigmoids did not, and named rarely photographed bears as others (on a 32-bear
-    # world, balanced accuracy over bears 0.63 where the SVM's decision gave 0.96).
+    # on all the training chips. One temperature keeps the SVM's own choice of bear.
     folds = int(min(5, max(2, np.bincount(y).min())))
     # SVC trains one-vs-one (as BearID did) whatever the shape; "ovr" aggregates its decision
     # values per class, which the calibration needs (an "ovo" shape has one column per pair).
@@ -141,3 +135,12 @@ def confusion(truth: list[str], predicted: list[str], ids: list[str]) -> dict:
         if t in index:
             m[index[t], index[p]] += 1
     return {"labels": names, "matrix": m.tolist()}
+
+
+def write_predictions(folder: Path, clf: OpenSetClassifier, data: dict[str, Embedded]) -> None:
+    """<split>.json in `folder` (a class stage's class_meta/): per chip, the truth and the prediction."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, e in data.items():
+        rows = [{"chip": p, "truth": t or None, "bear_id": pr.bear_id, "known": pr.known, "confidence": round(pr.confidence, 4)}
+                for p, t, pr in zip(e.paths, e.labels, clf.predict(e.vectors))]
+        atomic_write_text(folder / f"{name}.json", json.dumps(rows, indent=1))

@@ -28,10 +28,10 @@ def train(
 
     Example: bearid train pipeline.yaml --data splits --results results
     """
-    from training.config import read_pipeline
-    from training.pipeline import train as run
+    from training.config import read_sweep
+    from training.train import train as run
 
-    report = run(read_pipeline(pipeline), data, results_dir, _log)
+    report = run(read_sweep(pipeline), data, results_dir, _log)
     console.print(f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused, {report.seconds:.0f} s")
     show_runs(results_dir, "open_set", False)
 
@@ -149,11 +149,11 @@ Settings = Annotated[Optional[list[str]], typer.Option("--set", help="A config s
 def _config(stage: str, config: Path | None, settings: list[str] | None):
     import yaml
 
-    from bearid.settings import with_settings
+    from bearid.overrides import with_overrides
     from training.config import make
 
     cfg = make(stage, yaml.safe_load(config.read_text()) if config else {})
-    return with_settings(cfg, settings or [], what=f"{stage} setting")
+    return with_overrides(cfg, settings or [], what=f"{stage} setting")
 
 
 def _splits(train_xml: Path, others: dict[str, Path | None]) -> dict[str, Path]:
@@ -228,22 +228,16 @@ def chip(
 
     Example: bearid chip results/face_config_01/face_meta/*.xml --out chips --set size=150
     """
-    from bearid.metadata import write_chips
-    from training.chip import chip_dataset, spec_of
+    from bearid.metadata import read_faces, write_chips
+    from training.chip import chip_dataset
     from training.embed.chipcache import build_cache
 
-    spec = spec_of(_config("chip", config, setting))
+    spec = _config("chip", config, setting).spec()
     for path in faces:
-        chipset, report = chip_dataset(read_faces_xml(path), out / "chip_images", out / "chip_meta", spec)
+        chipset, report = chip_dataset(read_faces(path), out / "chip_images", out / "chip_meta", spec)
         write_chips(chipset, out / "chip_meta" / path.name)
         note = f"; packed into {build_cache(out / 'chip_meta' / path.name).root}" if chipset.chips else ""
         console.print(f"{path.name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else "") + note)
-
-
-def read_faces_xml(path: Path):
-    from bearid.metadata import read_faces
-
-    return read_faces(path)
 
 
 @embed_app.command("train")
@@ -273,17 +267,15 @@ def embed_run(
 
     Example: bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --out test.npz
     """
+    from bearid.embed import write_embeddings
     from bearid.metadata import read_chips
     from training.embed.loader import open_chips
     from training.embed.train import embed, load
-    from training.stages import write_embeddings
 
     net, size = load(model / "model")
     data = open_chips(chips, size, labelled_only=False, log=console.print)
     vectors = embed(net, data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_embeddings(out.parent, out.stem, read_chips(chips), vectors, data.labels, data.paths)
-    (out.parent / "embeddings" / f"{out.stem}.npz").replace(out)
+    write_embeddings(out, out.parent / "embed_meta" / f"{out.stem}.xml", read_chips(chips), vectors, data.labels, data.paths)
     console.print(f"{len(data)} chips -> {out}")
 
 
@@ -296,7 +288,8 @@ def embed_eval(
 
     Example: bearid embed eval test.npz train.npz
     """
-    from training.stages import embedding_report, load_embeddings
+    from bearid.embed import load_embeddings
+    from training.embed.evaluate import embedding_report
 
     g = load_embeddings(gallery)
     print(json.dumps(embedding_report(load_embeddings(queries), g, sorted(set(filter(None, g.labels)))), indent=1))
@@ -318,12 +311,6 @@ def classify_train(
     results.write_metrics(out, stages.run_classify(out, _config("classify", config, setting), embeddings, _log))
 
 
-def _classifier(model: Path):
-    import pickle
-
-    return pickle.loads((model / "classifier" / "classifier.pkl").read_bytes())
-
-
 @classify_app.command("run")
 def classify_run(
     model: Annotated[Path, typer.Argument(help="a class config directory (with classifier/classifier.pkl)")],
@@ -333,9 +320,10 @@ def classify_run(
 
     Example: bearid classify run results/.../class_config_01 new.npz
     """
-    from training.stages import load_embeddings
+    from bearid.classify import load_classifier
+    from bearid.embed import load_embeddings
 
-    clf = _classifier(model)
+    clf = load_classifier(model / "classifier" / "classifier.pkl")
     e = load_embeddings(embeddings)
     for path, pred in zip(e.paths, clf.predict(e.vectors)):
         print(json.dumps({"chip": path, "bear_id": pred.bear_id, "known": pred.known, "confidence": round(pred.confidence, 4),
@@ -351,11 +339,12 @@ def classify_eval(
 
     Example: bearid classify eval results/.../class_config_01 test.npz
     """
+    from bearid.classify import load_classifier
+    from bearid.embed import load_embeddings
     from training.classify import evaluate
-    from training.stages import load_embeddings, split_known
 
-    clf = _classifier(model)
-    known, unknown = split_known(load_embeddings(embeddings), set(clf.ids))
+    clf = load_classifier(model / "classifier" / "classifier.pkl")
+    known, unknown = load_embeddings(embeddings).split_known(set(clf.ids))
     print(json.dumps(evaluate(clf, known, unknown), indent=1))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bearid.data.layout import photos_under
 from bearid.imageio import load_photo
 from bearid.metadata import LANDMARKS, Dataset, read_faces
 
@@ -68,16 +69,15 @@ def load_all(items: list[Sample], max_side: int, threads: int = 2) -> list[Loade
 
 
 def photo_samples(paths: list[Path]) -> list[Sample]:
-    """Photos named directly, found in folders, or listed in an imglab XML (no faces)."""
-    from bearid.data.layout import is_image_name
-
+    """Photos named directly, found in folders (hidden ones left out), or listed in an imglab
+    XML (no faces)."""
     out: list[Sample] = []
     for path in paths:
         path = Path(path)
         if path.suffix.lower() == ".xml":
             out += [Sample(s.path, s.file, s.width, s.height, []) for s in read_samples(path)]
         elif path.is_dir():
-            out += [Sample(p, str(p), 0, 0, []) for p in sorted(path.rglob("*")) if p.is_file() and is_image_name(p.name)]
+            out += [Sample(p, str(p), 0, 0, []) for p in photos_under(path)]
         else:
             out.append(Sample(path, str(path), 0, 0, []))
     return out

@@ -40,22 +40,6 @@ def _kind(d: Path) -> str:
     return d.name.rsplit("_", 1)[0]
 
 
-def stage_dirs(root: Path) -> list[Path]:
-    """Every stage directory in the tree, parents before children."""
-    out: list[Path] = []
-
-    def down(d: Path, depth: int) -> None:
-        if depth == len(results.STAGE_ORDER):
-            return
-        for child in sorted(d.glob(f"{results.STAGE_ORDER[depth]}_[0-9]*")):
-            if child.is_dir():
-                out.append(child)
-                down(child, depth + 1)
-
-    down(Path(root), 0)
-    return out
-
-
 @dataclass
 class Usage:
     dir: Path
@@ -69,7 +53,7 @@ class Usage:
 
 def usage(d: Path) -> Usage:
     """Bytes per category in one stage directory (its child stages not counted)."""
-    u = Usage(d, {c: 0 for c in CATEGORIES}, (d / results.PRUNED).exists())
+    u = Usage(d, {c: 0 for c in CATEGORIES}, results.is_pruned(d))
     bulky = {name: cat for cat, names in BULKY[_kind(d)].items() for name in names}
     for item in d.iterdir():
         if item.is_dir() and any(item.name.startswith(s + "_") for s in results.STAGE_ORDER):
@@ -79,7 +63,7 @@ def usage(d: Path) -> Usage:
 
 
 def du(root: Path) -> list[Usage]:
-    return [usage(d) for d in stage_dirs(root)]
+    return [usage(d) for d in results.stage_dirs(root)]
 
 
 def protected(root: Path, by: str, keep: list[Path] | None = None, promoted: list[str] | None = None) -> set[Path]:
@@ -127,7 +111,7 @@ class PrunePlan:
 
 def plan(root: Path, keep_dirs: set[Path]) -> PrunePlan:
     todo, kept = [], []
-    for d in stage_dirs(root):
+    for d in results.stage_dirs(root):
         if d.resolve() in keep_dirs:
             kept.append(d)
             continue

@@ -19,16 +19,17 @@ from pathlib import Path
 import yaml
 
 from bearid.fsio import atomic_write_text
+from training.config import STAGES, Stage
 
 KEY_FILE = ".key"
 METRICS = "metrics.json"
 PRUNED = "PRUNED.json"  # `bearid runs prune` removed this stage's weights/chips/embeddings
 CONFIG = "config.yaml"
-STAGE_ORDER = ("face_config", "chip_config", "embed_config", "class_config")
+STAGE_ORDER = tuple(s.dir_prefix for s in STAGES.values())  # face_config, chip_config, embed_config, class_config
 
 
-def key_of(stage: str, config: dict, inputs: str) -> str:
-    blob = json.dumps({"stage": stage, "config": config, "inputs": inputs}, sort_keys=True)
+def key_of(prefix: str, config: dict, inputs: str) -> str:
+    blob = json.dumps({"stage": prefix, "config": config, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -41,7 +42,15 @@ class StageDir:
     @property
     def complete(self) -> bool:
         """Finished and whole: a pruned stage must be computed again to be used."""
-        return (self.path / METRICS).exists() and not (self.path / PRUNED).exists()
+        return is_complete(self.path)
+
+
+def is_complete(d: Path) -> bool:
+    return (d / METRICS).exists() and not is_pruned(d)
+
+
+def is_pruned(d: Path) -> bool:
+    return (d / PRUNED).exists()
 
 
 def reset(d: Path) -> None:
@@ -51,21 +60,22 @@ def reset(d: Path) -> None:
     (d / PRUNED).unlink(missing_ok=True)
 
 
-def stage_dir(parent: Path, prefix: str, config: dict, inputs: str) -> StageDir:
+def stage_dir(parent: Path, stage: Stage, config: dict, inputs: str) -> StageDir:
     """The directory for this config under `parent`: an existing one with the same key,
     or the next free number."""
+    prefix = stage.dir_prefix
     parent.mkdir(parents=True, exist_ok=True)
     key = key_of(prefix, config, inputs)
     numbers = []
     for d in sorted(parent.glob(f"{prefix}_[0-9]*")):
         if (d / KEY_FILE).exists() and (d / KEY_FILE).read_text().strip() == key:
-            return StageDir(d, key, reused=(d / METRICS).exists() and not (d / PRUNED).exists())
+            return StageDir(d, key, reused=is_complete(d))
         if m := re.fullmatch(rf"{prefix}_(\d+)", d.name):
             numbers.append(int(m.group(1)))
     d = parent / f"{prefix}_{max(numbers, default=0) + 1:02d}"
     d.mkdir()
     atomic_write_text(d / KEY_FILE, key)
-    atomic_write_text(d / CONFIG, yaml.safe_dump({"stage": prefix.removesuffix("_config"), **config}, sort_keys=False))
+    atomic_write_text(d / CONFIG, yaml.safe_dump({"stage": stage.name, **config}, sort_keys=False))
     return StageDir(d, key, reused=False)
 
 
@@ -85,17 +95,34 @@ def fingerprint(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def walk(results: Path) -> list[list[Path]]:
-    """Every complete path face -> chip -> embed -> class in the tree."""
-    paths = []
+def stage_paths(results: Path, finished_only: bool = True) -> list[list[Path]]:
+    """Every path down the tree, face -> chip -> embed -> class, as its stage directories,
+    in order. With `finished_only`, only paths whose four stages have their metrics; else
+    also each path as far as its directories go (a face config with no chip config under it
+    is a path of one)."""
+    paths: list[list[Path]] = []
 
     def down(d: Path, trail: list[Path], depth: int) -> None:
-        if depth == len(STAGE_ORDER):
+        children = [c for c in sorted(d.glob(f"{STAGE_ORDER[depth]}_[0-9]*")) if c.is_dir()] if depth < len(STAGE_ORDER) else []
+        if finished_only:
+            children = [c for c in children if (c / METRICS).exists()]
+        if depth == len(STAGE_ORDER) or (not children and not finished_only and trail):
             paths.append(trail)
-            return
-        for child in sorted(d.glob(f"{STAGE_ORDER[depth]}_[0-9]*")):
-            if (child / METRICS).exists():
-                down(child, [*trail, child], depth + 1)
+        for child in children:
+            down(child, [*trail, child], depth + 1)
 
-    down(results, [], 0)
+    down(Path(results), [], 0)
     return paths
+
+
+def walk(results: Path) -> list[list[Path]]:
+    """Every finished path face -> chip -> embed -> class in the tree."""
+    return stage_paths(results)
+
+
+def stage_dirs(results: Path) -> list[Path]:
+    """Every stage directory in the tree, parents before children."""
+    seen: dict[Path, None] = {}
+    for path in stage_paths(results, finished_only=False):
+        seen.update(dict.fromkeys(path))
+    return list(seen)

@@ -6,27 +6,25 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from bearid.classifier import unit
+from bearid.embed import VIEWS_FILE, Embedded, load_embeddings, load_views, unit, write_embedding_file, write_embeddings
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path, atomic_write_text
-from bearid.imageio import load_photo
-from bearid.metadata import ChipSet, read_chips, read_faces, write_chips, write_faces
+from bearid.metadata import read_chips, read_faces, write_chips, write_faces
+from bearid.metrics import roc_auc, roc_curve
 from training import plots
-from training.chip import chip_dataset, spec_of
-from training.embed.chipcache import build_cache
-from training.classify import Embedded, choose_threshold, evaluate as evaluate_classifier, fit
-from training.config import ChipConfig, ClassConfig, EmbedConfig, FaceConfig
+from training.chip import chip_dataset
+from training.classify import choose_threshold, evaluate as evaluate_classifier, fit, write_predictions
+from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from training.data import read_samples
-from training.metrics import roc_auc, roc_curve, topk
+from training.embed.chipcache import build_cache
+from training.embed.evaluate import embedding_report, pairs
+from training.progress import Log
 
-Log = Callable[[str], None]
 SPLITS = ("train", "val", "test", "holdout")
-VIEWS_FILE = "train_views.npz"  # augmented views of the training chips, for the classifier's Gaussians
 
 
 # -- bearface ---------------------------------------------------------------------------
@@ -52,7 +50,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
         detector, det_losses = face_train.train_detector(train, cfg, log)
         refiner, ref_losses = face_train.train_refiner(train, cfg, log)
         face_train.save(out / "model", detector, refiner, cfg)
-        finder = face_detect.torch_finder(detector, refiner, face_detect.detector_spec(cfg))
+        finder = face_detect.torch_finder(detector, refiner, cfg.detector_spec())
         curves = {"detector": det_losses, "refiner": ref_losses}
     train_seconds = time.perf_counter() - t0
     metrics: dict = {"backend": cfg.backend, "train_seconds": round(train_seconds, 1), "train_photos": len(train)}
@@ -64,7 +62,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
             metrics[name] = face_detect.evaluate(samples, found, cfg.score_threshold)
             log(f"face {name}: {metrics[name]}")
         if name == "test":
-            examples = [_example(s, dets, cfg.score_threshold) for s, dets in list(zip(samples, found))[:8]]
+            examples = [face_detect.example(s, dets, cfg.score_threshold) for s, dets in list(zip(samples, found))[:8]]
         write_faces(face_detect.faces_dataset(samples, found, cfg.score_threshold, out / "face_meta"), out / "face_meta" / f"{name}.xml")
     if curves:
         plots.loss_curve(out / "plots" / "loss.png", curves)
@@ -73,22 +71,11 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     return metrics
 
 
-def _example(sample, dets: list, threshold: float) -> tuple:
-    """A small upright photo with its true boxes and its detections, in its own pixels."""
-    from bearid.detection import Detection
-
-    image = load_photo(sample.path, max_side=640).image
-    k = image.width / sample.width
-    found = [Detection(d.left * k, d.top * k, d.width * k, d.height * k, d.score, {n: (x * k, y * k) for n, (x, y) in d.landmarks.items()})
-             for d in dets if d.score >= threshold]
-    return image, [tuple(v * k for v in f.box) for f in sample.faces], found
-
-
 # -- bearchip ---------------------------------------------------------------------------
 def run_chip(out: Path, cfg: ChipConfig, face_meta: Path, truth: dict[str, Path], log: Log) -> dict:
     """Chips for every split, from the detected landmarks (or the truth's)."""
     t0 = time.perf_counter()
-    spec = spec_of(cfg)
+    spec = cfg.spec()
     metrics: dict = {}
     for name in SPLITS:
         source = truth[name] if cfg.source == "truth" else face_meta / f"{name}.xml"
@@ -124,7 +111,7 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         data = open_chips(path, cfg.input_size, labelled_only=False, log=log)
         v = embed_train.embed(net, data)
         vectors[name] = Embedded(v, data.labels, data.paths)
-        write_embeddings(out, name, read_chips(path), v, data.labels, data.paths)
+        write_embeddings(out / "embeddings" / f"{name}.npz", out / "embed_meta" / f"{name}.xml", read_chips(path), v, data.labels, data.paths)
     if cfg.views:
         views = embed_train.embed_views(net, train_chips, cfg)
         write_embedding_file(out / "embeddings" / VIEWS_FILE, views, train_chips.labels * cfg.views, train_chips.paths * cfg.views)
@@ -137,7 +124,7 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     plots.loss_curve(out / "plots" / "loss.png", {cfg.loss: losses})
     test = vectors.get("test")
     if test is not None and len(test.labels):
-        same, sims = _pairs(test)
+        same, sims = pairs(test)
         fpr, tpr = roc_curve(sims, same)
         plots.roc(out / "plots" / "roc.png", {"same bear vs other bear (test)": (fpr, tpr, roc_auc(sims, same))})
         plots.embedding_map(out / "plots" / "embeddings.png", unit(test.vectors), test.labels)
@@ -145,113 +132,22 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     return metrics
 
 
-def write_embedding_file(path: Path, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
-    """The original tools' embedding file: .npz with paths, labels, unit-length vectors, and
-    the network outputs' lengths."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=unit(vectors).astype(np.float32),
-                     lengths=np.linalg.norm(vectors, axis=1).astype(np.float32))
-
-
-def write_embeddings(out: Path, name: str, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
-    """A split's embedding file and embeddings XML (unit vectors)."""
-    write_embedding_file(out / "embeddings" / f"{name}.npz", vectors, labels, paths)
-    vectors = unit(vectors)
-    by_path = {p: v for p, v in zip(paths, vectors)}
-    chips = []
-    for chip in chipset.chips:
-        if (v := by_path.get(str(chipset.path_of(chip)))) is not None:
-            chip.embedding = [float(a) for a in v]
-            chips.append(chip)
-    write_chips(ChipSet(chips, name="bearid embeddings", comment=f"{vectors.shape[1]}-D", base_dir=chipset.base_dir), out / "embed_meta" / f"{name}.xml")
-
-
-def load_embeddings(path: Path) -> Embedded:
-    """An embedding file as the network's outputs (unit vectors times their lengths; a file
-    without lengths, as other tools write, is taken as unit vectors)."""
-    data = np.load(path)
-    vectors = data["vectors"] * data["lengths"][:, None] if "lengths" in data else data["vectors"]
-    return Embedded(vectors, [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
-
-
-def load_views(embeddings: Path) -> Embedded | None:
-    """The augmented views of the training chips in an embeddings folder, if its embed
-    stage wrote them (`views: 0`, and folders of other tools, have none)."""
-    return load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None
-
-
-def _pairs(e: Embedded) -> tuple[np.ndarray, np.ndarray]:
-    keep = [i for i, label in enumerate(e.labels) if label]
-    v = unit(e.vectors[keep])
-    lab = np.array([e.labels[i] for i in keep])
-    i, j = np.triu_indices(len(keep), k=1)
-    return lab[i] == lab[j], (v[i] * v[j]).sum(axis=1)
-
-
-def embedding_report(queries: Embedded, gallery: Embedded, classes: list[str]) -> dict:
-    """Verification AUC over all pairs of labelled chips; 1-NN top-k for known bears."""
-    same, sims = _pairs(queries)
-    out = {"verification_auc": round(roc_auc(sims, same), 4)}
-    known = [i for i, label in enumerate(queries.labels) if label in classes]
-    if known:
-        g_labels = np.array(gallery.labels)
-        sim = unit(queries.vectors[known]) @ unit(gallery.vectors).T
-        scores = np.stack([sim[:, g_labels == c].max(axis=1) for c in classes], axis=1)
-        truth = [queries.labels[i] for i in known]
-        out["nn_top1"] = round(topk(scores, classes, truth, 1), 4)
-        out["nn_top5"] = round(topk(scores, classes, truth, 5), 4)
-    return out
-
-
 # -- bearsvm ----------------------------------------------------------------------------
-def unknown_halves(holdout: Embedded) -> tuple[Embedded, Embedded]:
-    """Hold-out bears split by identity (alternately) into validation and test unknowns; a
-    single anonymous group (plain bear_unknown photos) is split by chip instead."""
-    names = sorted(set(holdout.labels))
-    if len(names) >= 2:
-        val_names = set(names[0::2])
-        pick = [label in val_names for label in holdout.labels]
-    else:
-        pick = [i % 2 == 0 for i in range(len(holdout.labels))]
-    a = [i for i, p in enumerate(pick) if p]
-    b = [i for i, p in enumerate(pick) if not p]
-
-    def sub(idx):
-        return Embedded(holdout.vectors[idx], [holdout.labels[i] for i in idx], [holdout.paths[i] for i in idx])
-
-    return sub(a), sub(b)
-
-
-def split_known(e: Embedded, classes: set[str]) -> tuple[Embedded, Embedded]:
-    """(bears the classifier knows, labelled bears it does not)."""
-    k = [i for i, label in enumerate(e.labels) if label in classes]
-    u = [i for i, label in enumerate(e.labels) if label and label not in classes]
-
-    def sub(idx):
-        return Embedded(e.vectors[idx], [e.labels[i] for i in idx], [e.paths[i] for i in idx])
-
-    return sub(k), sub(u)
-
-
-def _join(a: Embedded, b: Embedded) -> Embedded:
-    return Embedded(np.concatenate([a.vectors, b.vectors]), a.labels + b.labels, a.paths + b.paths)
-
-
-def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dict:
+def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> dict:
     """Fit the SVM on train embeddings; choose the open-set threshold on validation (known
-    val chips against unknown bears); measure top-1/5, BAKS, BAUS, AUROC on test."""
+    val chips against unknown bears); measure top-1/5, BAKS, BAUS, AUROC on test. Bears of
+    the holdout split, never trained on, are new bears: half of them join validation, the
+    other half test."""
     t0 = time.perf_counter()
     data = {name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()}
-    train, _ = split_known(data["train"], set(filter(None, data["train"].labels)))  # labelled train chips
+    train = data["train"].labelled()
     clf = fit(train, cfg, load_views(embeddings))
     classes = set(clf.ids)
-    val_known, val_unknown = split_known(data["val"], classes)
-    test_known, test_unknown = split_known(data["test"], classes)
+    val_known, val_unknown = data["val"].split_known(classes)
+    test_known, test_unknown = data["test"].split_known(classes)
     if "holdout" in data:
-        h_val, h_test = unknown_halves(split_known(data["holdout"], classes)[1])
-        val_unknown, test_unknown = _join(val_unknown, h_val), _join(test_unknown, h_test)
+        h_val, h_test = data["holdout"].split_known(classes)[1].halves_by_bear()
+        val_unknown, test_unknown = val_unknown + h_val, test_unknown + h_test
     clf.threshold, why = choose_threshold(clf, val_known, val_unknown, cfg.target_far, cfg.min_known_accept)
     log(f"classify: threshold {clf.threshold:.4f} ({why})")
     (out / "classifier").mkdir(parents=True, exist_ok=True)
@@ -272,15 +168,6 @@ def run_classify(out: Path, cfg: ClassConfig, embeddings: Path, log: Log) -> dic
         is_known = np.concatenate([np.ones(len(test_known.labels), bool), np.zeros(len(test_unknown.labels), bool)])
         fpr, tpr = roc_curve(scores, is_known)
         plots.roc(out / "plots" / "open_set_roc.png", {"known vs new bear (test)": (fpr, tpr, metrics["test"].get("auroc", float("nan")))})
-    write_predictions(out, clf, data)
+    write_predictions(out / "class_meta", clf, data)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return metrics
-
-
-def write_predictions(out: Path, clf, data: dict[str, Embedded]) -> None:
-    """class_meta/<split>.json: per chip, the truth and the prediction."""
-    (out / "class_meta").mkdir(parents=True, exist_ok=True)
-    for name, e in data.items():
-        rows = [{"chip": p, "truth": t or None, "bear_id": pr.bear_id, "known": pr.known, "confidence": round(pr.confidence, 4)}
-                for p, t, pr in zip(e.paths, e.labels, clf.predict(e.vectors))]
-        atomic_write_text(out / "class_meta" / f"{name}.json", json.dumps(rows, indent=1))

@@ -15,7 +15,7 @@ from bearid.data import clean as clean_mod
 from bearid.data import ingest as ingest_mod
 from bearid.data import quarantine, report, split as split_mod, stats as stats_mod
 from bearid.metadata import read_faces
-from bearid.settings import with_settings
+from bearid.overrides import with_overrides
 
 app = typer.Typer(help="Manage the photo archive: scan, ingest, clean, restore, split, stats.", no_args_is_help=True)
 console = Console()
@@ -94,7 +94,7 @@ def clean(
 
     Example: bearid data clean bears --faces bears/faces.xml && bearid data clean bears --apply --only exact_duplicate,corrupt
     """
-    thresholds = with_settings(clean_mod.Thresholds(), setting or [], what="threshold")
+    thresholds = with_overrides(clean_mod.Thresholds(), setting or [], what="threshold")
     datasets = [read_faces(p) for p in faces or []]
     r = clean_mod.clean(root, thresholds, datasets)
     json_path, html_path = report.write_clean_report(r, out or root / ".bearid" / "clean")

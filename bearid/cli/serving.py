@@ -1,10 +1,9 @@
-"""Serving verbs: serve and score. Thin: the logic is in bearid.score, bearid.client and
-service/service.py."""
+"""Serving verbs: serve and score. Thin: the logic is in bearid.localserver, bearid.score,
+bearid.client and service/service.py."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,10 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bearid.errors import BearIDError
-
 console = Console()
-SERVICE_DIR = Path(__file__).resolve().parents[2]  # the checkout: service/service.py lives there
 
 
 def serve(
@@ -30,15 +26,11 @@ def serve(
 
     Example: bearid serve --port 3000 --workers 2
     """
-    if not (SERVICE_DIR / "service" / "service.py").exists():
-        raise BearIDError(f"service/service.py not found under {SERVICE_DIR}; run from a BearID checkout")
-    env = dict(os.environ, BEARID_WORKERS=str(workers), BENTOML_DO_NOT_TRACK="True")
-    if bundle:
-        env["BEARID_BUNDLE"] = str(bundle.resolve())
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port), "--host", host,
-           "--working-dir", str(SERVICE_DIR)]
+    from bearid.localserver import serve_command
+
+    argv, env = serve_command(port, host, workers, bundle)
     # Become the server (no child left behind when a supervisor stops us with a signal).
-    os.execve(sys.executable, cmd, env)
+    os.execve(argv[0], argv, env)
 
 
 def score(

@@ -144,13 +144,12 @@ def verify(target: Path, sample: float | None = None, seed: int = 0) -> VerifyRe
 
 
 def _verify_archive(root: Path, sample: float | None, seed: int) -> VerifyReport:
-    from bearid.data.catalog import walk
-    from bearid.data.layout import is_image_name
+    from bearid.data.layout import photos_under
 
     report = VerifyReport("archive")
     with Catalog(root) as catalog:
         known = {e.path: e for e in catalog.entries()}
-    on_disk = {rel for rel, _ in walk(root) if is_image_name(rel)}
+    on_disk = {p.relative_to(root).as_posix() for p in photos_under(root)}
     report.missing = sorted(set(known) - on_disk)
     report.extra = sorted(on_disk - set(known))
     for rel in _sample(sorted(set(known) & on_disk), sample, seed):

@@ -87,21 +87,6 @@ class ScanReport:
     skipped_names: list[str] = field(default_factory=list)  # non-image names, not catalogued
 
 
-def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Image files of the archive (hidden and '_' folders skipped), with their stat."""
-    stack = [Path(root)]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as it:
-            for item in it:
-                if layout.is_hidden(item.name):
-                    continue
-                if item.is_dir(follow_symlinks=False):
-                    stack.append(Path(item.path))
-                elif item.is_file(follow_symlinks=False):
-                    yield Path(item.path).relative_to(root).as_posix(), item.stat()
-
-
 def _probe_one(args: tuple[str, str, bool]) -> tuple[str, ImageFacts]:
     root, rel, analyse = args
     return rel, probe(Path(root) / rel, analyse)
@@ -162,7 +147,7 @@ class Catalog:
         unanalysed = set() if quick else {p for (p,) in self.db.execute("SELECT path FROM images WHERE phash IS NULL AND error IS NULL")}
         seen: set[str] = set()
         todo: list[str] = []
-        for rel, st in walk(self.root):
+        for rel, st in layout.walk(self.root):
             if not layout.is_image_name(rel):
                 report.skipped_names.append(rel)
                 continue

@@ -3,16 +3,19 @@
     ROOT/<location>/<contributor>_<YYYYMM[DD]>/<folder>/<file>
     folder: <bear_id> | bear_unknown | bear_multiple | <bear_id>_cub | cubs
 
-Folders whose names start with '_' or '.' (quarantine, ground truth, drops, the catalog) are
-not part of the archive.
+Files and folders whose names start with '_' or '.' (quarantine, ground truth, drops, the
+catalog, temporary files) are not part of the archive: `walk` and `photos_under`, the one
+way BearID lists photos, leave them out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".heic"})
 UNKNOWN = "bear_unknown"
@@ -29,6 +32,37 @@ def is_hidden(part: str) -> bool:
 
 def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file under `root` (its path relative to `root`, and its stat), leaving out what
+    is hidden ('.' and '_' names). A link to a file counts as the file; links to folders are
+    not followed (no loops, nothing outside `root` by surprise)."""
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as it:
+            for item in it:
+                if is_hidden(item.name):
+                    continue
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(Path(item.path))
+                elif item.is_file():
+                    yield Path(item.path).relative_to(root).as_posix(), item.stat()
+
+
+def photos_under(folder: Path) -> list[Path]:
+    """Every photo under `folder`, sorted; hidden files and folders left out."""
+    return sorted(Path(folder) / rel for rel, _ in walk(folder) if is_image_name(rel))
+
+
+def location_of(path: Path) -> str:
+    """The archive location a photo is from (the folder above its contribution folder)."""
+    parts = PurePath(path).parts
+    for i in range(1, len(parts)):
+        if CONTRIBUTION.match(parts[i]):
+            return parts[i - 1]
+    return "other"
 
 
 def is_bear_id(name: str) -> bool:

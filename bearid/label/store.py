@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bearid.data.layout import is_image_name
+from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.label.boxes import box_from_json, box_to_json
 from bearid.metadata import Dataset, ImageEntry, read_faces, write_faces
@@ -175,13 +175,12 @@ class LabelStore:
 
 def photo_list(folder: Path, xml: Path) -> Path:
     """An imglab XML listing every photo under `folder` with no faces yet, for labelling
-    from scratch. Hidden and `_`-prefixed folders (BearID's own) are left out. An XML that
+    from scratch. Hidden and `_`-prefixed files and folders (BearID's own) are left out. An XML that
     already exists is kept as it is, so running again carries on where the work stopped."""
     folder, xml = Path(folder).resolve(), Path(xml).resolve()
     if xml.exists():
         return xml
-    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.name)
-                    and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts[:-1]))
+    photos = photos_under(folder)
     if not photos:
         raise BearIDError(f"{folder}: no photos found to label")
     write_faces(Dataset([ImageEntry(str(p)) for p in photos], name="bearid label", comment=f"photos under {folder}",

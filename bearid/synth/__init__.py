@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.settings import with_settings
+from bearid.overrides import with_overrides
 from bearid.fsio import atomic_write_text
 from bearid.synth.messy import add_mess
 from bearid.synth.tree import TRUTH_DIR, SynthReport, default_workers, write_world
@@ -67,4 +67,4 @@ def _settings(config: WorldConfig, messy: bool) -> dict:
 
 def config_with(base: WorldConfig, settings: list[str]) -> WorldConfig:
     """Apply `knob=value` overrides (e.g. "max_yaw=50", "jpeg_quality=60,90") to a config."""
-    return with_settings(base, settings, what="world setting")
+    return with_overrides(base, settings, what="world setting")

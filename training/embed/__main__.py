@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from bearid.settings import with_settings
+from bearid.overrides import with_overrides
 from training.config import EmbedConfig, make
 from training.embed.loader import open_chips
 from training.embed.train import save, train_embedder
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
-    cfg = with_settings(cfg, args.settings, what="embed setting")
+    cfg = with_overrides(cfg, args.settings, what="embed setting")
     assert isinstance(cfg, EmbedConfig)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:  # one process packs the cache; the others wait for it

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bearid.chips import embed_pixels
+from bearid.embed import input_pixels
 from bearid.errors import BearIDError
 from bearid.fsio import sha256_file
 from bearid.metadata import ChipSet, read_chips
@@ -129,7 +129,7 @@ def build_cache(chips_xml: Path, size: int | None = None, shard_chips: int = SHA
             rows = min(shard_chips, len(chipset.chips) - start)
             shard = np.lib.format.open_memmap(tmp / f"shard_{start // shard_chips:05d}.npy", "w+", np.uint8, (rows, size, size, 3))
             for row in range(rows):
-                shard[row] = embed_pixels(next(images), size)
+                shard[row] = input_pixels(next(images), size)
             shard.flush()
             del shard
         index = {"format": FORMAT, "size": size, "shard_chips": shard_chips, "xml_sha256": digest,

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bearid.chips import embed_normalise
+from bearid.preprocess import normalise
+from bearid.settings import Settings
 from training.embed.chipcache import ChipCache, open_cache
 
 
@@ -35,7 +36,7 @@ class CachedChips(Dataset):
         return x[0], i
 
     def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(embed_normalise(self.cache.batch(self.rows[idx]))), torch.as_tensor(idx)
+        return torch.from_numpy(normalise(self.cache.batch(self.rows[idx]))), torch.as_tensor(idx)
 
 
 def _as_is(batch):
@@ -106,8 +107,9 @@ class PKBatches(Sampler):
 def default_workers() -> int:
     """Loader processes: BEARID_LOADER_WORKERS, else half the CPUs this process may use (the
     other half runs the network), at least 1, at most 4."""
-    if "BEARID_LOADER_WORKERS" in os.environ:
-        return int(os.environ["BEARID_LOADER_WORKERS"])
+    chosen = Settings.from_env().loader_workers
+    if chosen is not None:
+        return chosen
     return max(1, min(4, len(os.sched_getaffinity(0)) // 2))
 
 

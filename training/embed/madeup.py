@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bearid.chips import EMBED_MEAN, EMBED_STD
+from bearid.preprocess import MEAN, STD
 from training.embed.loader import ChipData
 
 # A made-up bear's colour differs from its own bear's by at least this factor in some
@@ -34,7 +34,7 @@ def fur_colours(data: ChipData, y: np.ndarray, bears: int) -> np.ndarray:
     median pixel of the chip's middle, where alignment puts the face (forehead, eyes, muzzle)."""
     middle = []
     for start in range(0, len(y), 1024):  # a batch at a time: a large training set need not fit at once
-        x = inputs(data, list(range(start, min(len(y), start + 1024)))) * EMBED_STD + EMBED_MEAN
+        x = inputs(data, list(range(start, min(len(y), start + 1024)))) * STD + MEAN
         s = x.shape[-1]
         middle.append(x[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4].flatten(2).median(dim=2).values.numpy())
     middle = np.concatenate(middle)
@@ -93,7 +93,7 @@ class MadeUpBears:
         made_up = copy > 0
         gain = self.gains[copy[made_up] - 1, bear[made_up]][:, :, None, None]
         x = x.clone()
-        x[made_up] = ((x[made_up] * EMBED_STD + EMBED_MEAN) * gain).clamp(0, 1).sub(EMBED_MEAN).div(EMBED_STD)
+        x[made_up] = ((x[made_up] * STD + MEAN) * gain).clamp(0, 1).sub(MEAN).div(STD)
         return x
 
 

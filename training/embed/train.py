@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,7 @@ from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.madeup import MadeUpBears
 from training.embed.model import EmbedNet
 from training.optim import Optimiser
-
-Log = Callable[[str], None]
+from training.progress import Log
 
 
 class Trainee(nn.Module):

@@ -7,33 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
+from PIL import Image
 
-from bearid.detection import Detection, DetectorSpec
-from bearid.facefinder import FaceFinder
+from bearid.face import Detection, DetectorSpec, FaceFinder
 from bearid.imageio import load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry
-from training.config import FaceConfig
+from bearid.metrics import detection_report, match_detections, nme
+from training.config import FaceConfig, read_config
 from training.data import Sample
 from training.face.model import Detector, Refiner
-from training.metrics import detection_report, match_detections, nme
-
-
-def detector_spec(cfg: FaceConfig) -> DetectorSpec:
-    """The inference settings of a face config (what the bundle's manifest records)."""
-    return DetectorSpec(input_sides=tuple(cfg.input_sides), max_face_input=cfg.max_face_input,
-                        score_threshold=cfg.score_threshold, crop_size=cfg.crop_size)
+from training.torchnet import network
 
 
 def torch_finder(detector: Detector, refiner: Refiner, spec: DetectorSpec) -> FaceFinder:
-    def run(model):
-        def call(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model(torch.from_numpy(x)).numpy()
-
-        return call
-
-    return FaceFinder(run(detector), run(refiner), spec)
+    return FaceFinder(network(detector), network(refiner), spec)
 
 
 def detect_all(samples: list[Sample], find: Callable, refine_side: int, threshold: float = 0.05) -> list[list[Detection]]:
@@ -82,15 +69,19 @@ def faces_dataset(samples: list[Sample], detections: list[list[Detection]], thre
     return Dataset(images, name="bearface detections", comment="labels carried over from the truth by IoU >= 0.5", base_dir=base_dir)
 
 
-def finder_from_dir(face_dir: Path):
+def example(sample: Sample, dets: list[Detection], threshold: float) -> tuple[Image.Image, list, list[Detection]]:
+    """A small upright photo with its true boxes and its detections, in its own pixels."""
+    image = load_photo(sample.path, max_side=640).image
+    k = image.width / sample.width
+    found = [Detection(d.left * k, d.top * k, d.width * k, d.height * k, d.score, {n: (x * k, y * k) for n, (x, y) in d.landmarks.items()})
+             for d in dets if d.score >= threshold]
+    return image, [tuple(v * k for v in f.box) for f in sample.faces], found
+
+
+def finder_from_dir(face_dir: Path) -> tuple[object, FaceConfig]:
     """The face finder of a face config directory (its config.yaml and model/), and its config."""
-    import yaml
-
-    from training.config import make
-
-    raw = yaml.safe_load((face_dir / "config.yaml").read_text()) or {}
-    raw.pop("stage", None)
-    cfg = make("face", raw)
+    cfg = read_config(face_dir)
+    assert isinstance(cfg, FaceConfig)
     if cfg.backend == "dlib":
         from training.face import dlib_backend
 
@@ -98,4 +89,4 @@ def finder_from_dir(face_dir: Path):
     from training.face.train import load
 
     detector, refiner = load(face_dir / "model")
-    return torch_finder(detector, refiner, detector_spec(cfg)), cfg
+    return torch_finder(detector, refiner, cfg.detector_spec()), cfg

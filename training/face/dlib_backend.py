@@ -14,7 +14,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from bearid.detection import Detection
+from bearid.face import Detection
 from bearid.imageio import Photo, load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry, write_faces
 from training.config import FaceConfig

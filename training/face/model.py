@@ -2,7 +2,7 @@
 
 `Detector`: a small CenterNet-style network. A strided backbone (stride 32) and a top-down
 path back to stride 4 give, per cell, the face-centre heat, the log box size, the centre
-offset and coarse landmarks (see `bearid.detection` for the channel layout).
+offset and coarse landmarks (see `bearid.face.centernet` for the channel layout).
 `Refiner`: a small CNN that places the five landmarks on a crop of one face.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bearid.detection import CHANNELS, REFINER_OUTPUTS
+from bearid.face.centernet import CHANNELS, REFINER_OUTPUTS
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

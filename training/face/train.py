@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from bearid.detection import SIZE_UNIT, STRIDE, DetectorSpec, crop_box, normalise
+from bearid.face.centernet import SIZE_UNIT, STRIDE, DetectorSpec, crop_box
 from bearid.imageio import load_photo
+from bearid.preprocess import normalise
 from training.config import FaceConfig
 from training.data import Loaded, Sample, load_all
 from training.face.model import Detector, Refiner
 from training.optim import Optimiser
-
-Log = Callable[[str], None]
+from training.progress import Log
 
 
 def _seed(seed: int) -> np.random.Generator:

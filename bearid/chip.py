@@ -108,22 +108,3 @@ def chip_faces(source: Path | str | bytes, faces: list[dict[str, tuple[float, fl
         side = max(width, height)
         decoded = load_photo(source, max_side=None if need >= 1.0 else max(1, math.ceil(side * need)))
     return [make_chip(decoded.image, f, spec, decoded.scale) for f in faces]
-
-
-EMBED_MEAN, EMBED_STD = 0.5, 0.25
-
-
-def embed_pixels(chip: Image.Image, size: int) -> np.ndarray:
-    """A chip resized to the embedding network's input (size x size x 3 uint8)."""
-    img = chip if chip.size == (size, size) else chip.resize((size, size), Image.BILINEAR)
-    return np.asarray(img.convert("RGB"))
-
-
-def embed_normalise(pixels: np.ndarray) -> np.ndarray:
-    """Pixels (... x H x W x 3 uint8) as network inputs (... x 3 x H x W float32)."""
-    return np.moveaxis((pixels.astype(np.float32) / 255.0 - EMBED_MEAN) / EMBED_STD, -1, -3)
-
-
-def embed_input(chip: Image.Image, size: int) -> np.ndarray:
-    """The embedding network's input for a chip (3 x size x size float32)."""
-    return embed_normalise(embed_pixels(chip, size))

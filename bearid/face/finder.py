@@ -1,8 +1,8 @@
-"""bearface at inference: detector + landmark refiner over any runtime.
+"""The face finder: detector + landmark refiner over any runtime.
 
 The networks are passed in as callables (ONNX Runtime in the service, PyTorch while
-training), so everything around them — decoding, shrinking, crops, peak finding, NMS and
-coordinates — is this one implementation everywhere.
+training), so everything around them (decoding, shrinking, crops, peak finding, NMS and
+coordinates) is this one implementation everywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bearid.detection import Detection, DetectorSpec, decode, detector_input, refine, refiner_input, suppress
+from bearid.face.centernet import DetectorSpec, decode, detector_input, refine, refiner_input
+from bearid.face.detection import Detection, suppress
 from bearid.imageio import Photo
 
 Network = Callable[[np.ndarray], np.ndarray]
@@ -26,10 +27,10 @@ class FaceFinder:
         found: list[Detection] = []
         sides = self.spec.input_sides
         for i, side in enumerate(sides):
-            x, k = detector_input(photo.image, photo.width, photo.height, self.spec, side)
+            x, k = detector_input(photo.image, photo.width, photo.height, side)
             limit = None if i == len(sides) - 1 else self.spec.max_face_input
             found += decode(self.detect(x)[0], k, self.spec, threshold, max_side=limit)
-        faces = suppress(found, self.spec)
+        faces = suppress(found, self.spec.nms_iou, self.spec.max_faces)
         if not faces:
             return []
         crops = np.stack([refiner_input(photo.image, photo.scale, f.box, self.spec) for f in faces])

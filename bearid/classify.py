@@ -1,16 +1,20 @@
 """bearsvm at inference: an SVM over embeddings that names the bear, or says "unknown".
 
-The classifier is pickled in the bundle (after its checksum is verified) and used by
-evaluation and the service alike. It takes the embedding network's outputs as they are,
+The classifier is pickled in the bundle (and unpickled only after its checksum is verified)
+and used by evaluation and the service alike. It takes the embedding network's outputs as they are,
 before L2 normalisation: the SVM and the cosine score use their direction (the embedding),
 the Mahalanobis open-set score uses their length too.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from bearid.embed import unit
 
 
 @dataclass
@@ -20,12 +24,6 @@ class Prediction:
     confidence: float  # calibrated probability of the best bear
     candidates: list[tuple[str, float]] = field(default_factory=list)  # best first
     familiarity: float = 0.0  # the open-set score: higher is more like a known bear; below the threshold, unknown
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (the embedding is the direction of the network's output)."""
-    v = np.asarray(vectors, dtype=np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass
@@ -65,7 +63,6 @@ class OpenSetClassifier:
     centroids: np.ndarray  # len(ids) x dim, unit length
     threshold: float
     novelty: RelativeMahalanobis | None = None  # None: cosine similarity (and bundles made before it)
-    version: int = 3
 
     def closeness(self, embeddings: np.ndarray) -> np.ndarray:
         """N x len(ids), higher is more alike: minus the relative Mahalanobis distance to each
@@ -98,3 +95,18 @@ class OpenSetClassifier:
             out.append(Prediction(self.ids[best[0]] if known else None, known, float(row[best[0]]),
                                   [(self.ids[i], float(row[i])) for i in best], float(score)))
         return out
+
+
+# Where classifiers pickled by earlier releases find their classes now.
+_MOVED = {"bearid.classifier": "bearid.classify"}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(_MOVED.get(module, module), name)
+
+
+def load_classifier(path: Path) -> OpenSetClassifier:
+    """A pickled classifier (a bundle's, or a class stage's), also one an earlier release wrote."""
+    with open(path, "rb") as fh:
+        return _Unpickler(fh).load()

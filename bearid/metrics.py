@@ -1,5 +1,6 @@
-"""The field's measures: detection AP and landmark NME (the BearID paper's), verification
-ROC/AUC, top-k identification, and open-set balanced accuracies (BAKS, BAUS) with AUROC."""
+"""The field's measures: box overlap, detection AP and landmark NME (the BearID paper's),
+verification ROC/AUC, top-k identification, and open-set balanced accuracies (BAKS, BAUS)
+with AUROC. NumPy only: training's evaluation and the promotion gate both measure here."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bearid.detection import iou
-
 Box = tuple[float, float, float, float]
+
+
+def intersection(a: Box, b: Box) -> float:
+    """Area shared by two (left, top, width, height) boxes."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (left, top, width, height) boxes."""
+    inter = intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""`bearid train`: run the four stages over every branch of a pipeline file, in the results
-tree, reusing every stage directory whose config and inputs are unchanged."""
+"""`bearid train`: run the four stages over every branch of a sweep, in the results tree,
+reusing every stage directory whose config and inputs are unchanged."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 from bearid.errors import BearIDError
 from training import results, stages
-from training.config import Pipeline, as_dict
+from training.config import STAGES, Sweep, as_dict
+from training.progress import Log
 
-Log = Callable[[str], None]
 # Raised when a stage's outputs change form, so a stage directory written before is not
 # reused (a new numbered one is made beside it, the old one is kept).
 # embed 2: the embedding files keep the vectors' lengths (the Mahalanobis open-set score).
-OUTPUT_FORMATS = {"embed_config": 2}
+OUTPUT_FORMATS = {"embed": 2}
 
 
 @dataclass
@@ -35,34 +35,34 @@ def split_files(data: Path) -> dict[str, Path]:
     return {n: p for n, p in files.items() if p.exists()}
 
 
-def train(pipeline: Pipeline, data: Path, results_dir: Path, log: Log = print) -> TrainReport:
+def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print) -> TrainReport:
     t0 = time.perf_counter()
     splits = split_files(data)
     report = TrainReport()
     data_key = results.fingerprint(list(splits.values()))
 
-    def step(parent: Path, prefix: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
-        if prefix in OUTPUT_FORMATS:
-            inputs = f"{inputs}|format {OUTPUT_FORMATS[prefix]}"
-        d = results.stage_dir(parent, prefix, as_dict(config), inputs)
+    def step(parent: Path, stage: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
+        if stage in OUTPUT_FORMATS:
+            inputs = f"{inputs}|format {OUTPUT_FORMATS[stage]}"
+        d = results.stage_dir(parent, STAGES[stage], as_dict(config), inputs)
         if d.complete:
             report.reused.append(d.path)
             log(f"{d.path}: unchanged, reused")
         else:
-            log(f"{d.path}: computing" + (" again (it was pruned)" if (d.path / results.PRUNED).exists() else ""))
+            log(f"{d.path}: computing" + (" again (it was pruned)" if results.is_pruned(d.path) else ""))
             results.reset(d.path)
             results.write_metrics(d.path, run(d.path))
             report.computed.append(d.path)
         return d
 
-    for face_cfg, chip_cfg, embed_cfg, class_cfg in pipeline.branches():
-        face = step(results_dir, "face_config", face_cfg, data_key, lambda out: stages.run_face(out, face_cfg, splits, log))
-        chip = step(face.path, "chip_config", chip_cfg, face.key,
+    for face_cfg, chip_cfg, embed_cfg, classify_cfg in sweep.branches():
+        face = step(results_dir, "face", face_cfg, data_key, lambda out: stages.run_face(out, face_cfg, splits, log))
+        chip = step(face.path, "chip", chip_cfg, face.key,
                     lambda out: stages.run_chip(out, chip_cfg, face.path / "face_meta", splits, log))
-        embed = step(chip.path, "embed_config", embed_cfg, chip.key,
+        embed = step(chip.path, "embed", embed_cfg, chip.key,
                      lambda out: stages.run_embed(out, embed_cfg, chip.path / "chip_meta", log))
-        cls = step(embed.path, "class_config", class_cfg, embed.key,
-                   lambda out: stages.run_classify(out, class_cfg, embed.path / "embeddings", log))
-        report.branches.append([face.path, chip.path, embed.path, cls.path])
+        classify = step(embed.path, "classify", classify_cfg, embed.key,
+                        lambda out: stages.run_classify(out, classify_cfg, embed.path / "embeddings", log))
+        report.branches.append([face.path, chip.path, embed.path, classify.path])
     report.seconds = time.perf_counter() - t0
     return report

@@ -1,4 +1,5 @@
-"""Face detection geometry shared by training, evaluation and the service (NumPy only).
+"""The CenterNet face detector's geometry, shared by training, evaluation and the service
+(NumPy only).
 
 The detector (a CenterNet-style network, any runtime) sees the photo shrunk so its long side
 is one of `input_sides` (an image pyramid: fine for small faces, coarse for faces that fill
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from bearid.face.detection import Detection
 from bearid.metadata.faces import LANDMARKS
+from bearid.preprocess import normalise
 
 STRIDE = 4
 SIZE_UNIT = 16.0  # the size channels predict log(side / SIZE_UNIT)
-MEAN, STD = 0.5, 0.25
 CHANNELS = 5 + 2 * len(LANDMARKS)  # heat, log w, log h, dx, dy, 5 x (lx, ly)
 REFINER_OUTPUTS = 2 * len(LANDMARKS) + 4  # landmarks, then the box (left, top, right, bottom)
 
@@ -35,20 +37,6 @@ class DetectorSpec:
     crop_expand: float = 1.3  # refiner crop side / face box side
 
 
-@dataclass
-class Detection:
-    left: float
-    top: float
-    width: float
-    height: float
-    score: float
-    landmarks: dict[str, tuple[float, float]]
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        return (self.left, self.top, self.width, self.height)
-
-
 def input_geometry(width: int, height: int, side: int) -> tuple[float, int, int]:
     """(scale, padded width, padded height) of the detector input for a displayed photo."""
     k = side / max(width, height)
@@ -56,12 +44,7 @@ def input_geometry(width: int, height: int, side: int) -> tuple[float, int, int]
     return k, -(-w // 32) * 32, -(-h // 32) * 32
 
 
-def normalise(arr: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 -> 3xHxW float32 network input."""
-    return ((arr.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
-
-
-def detector_input(image: Image.Image, width: int, height: int, spec: DetectorSpec, side: int) -> tuple[np.ndarray, float]:
+def detector_input(image: Image.Image, width: int, height: int, side: int) -> tuple[np.ndarray, float]:
     """The network input (1x3xHxW) at pyramid level `side` for an upright image of a photo
     displayed at width x height, and the scale from displayed pixels to input pixels."""
     k, pw, ph = input_geometry(width, height, side)
@@ -77,15 +60,6 @@ def _peaks(heat: np.ndarray) -> np.ndarray:
     padded = np.pad(heat, 1, constant_values=-np.inf)
     neighbours = np.stack([padded[dy : dy + heat.shape[0], dx : dx + heat.shape[1]] for dy in range(3) for dx in range(3)])
     return heat >= neighbours.max(axis=0)
-
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
-    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def decode(output: np.ndarray, scale: float, spec: DetectorSpec, threshold: float | None = None, max_side: float | None = None) -> list[Detection]:
@@ -105,26 +79,6 @@ def decode(output: np.ndarray, scale: float, spec: DetectorSpec, threshold: floa
         marks = {name: ((cx + v[5 + 2 * i] * w) / scale, (cy + v[6 + 2 * i] * h) / scale) for i, name in enumerate(LANDMARKS)}
         found.append(Detection((cx - w / 2) / scale, (cy - h / 2) / scale, w / scale, h / scale, float(heat[y, x]), marks))
     return found
-
-
-def _inside(small: Detection, big: Detection) -> float:
-    """Share of `small`'s area inside `big`."""
-    a, b = small.box, big.box
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / max(a[2] * a[3], 1e-9)
-
-
-def suppress(found: list[Detection], spec: DetectorSpec) -> list[Detection]:
-    """Non-maximum suppression: drop a face overlapping a better one, or mostly inside it
-    (bear faces do not nest; parts of one big face can look like small faces)."""
-    kept: list[Detection] = []
-    for det in sorted(found, key=lambda d: -d.score):
-        if all(iou(det.box, k.box) < spec.nms_iou and _inside(det, k) < 0.7 and _inside(k, det) < 0.7 for k in kept):
-            kept.append(det)
-        if len(kept) == spec.max_faces:
-            break
-    return kept
 
 
 def crop_box(box: tuple[float, float, float, float], expand: float) -> tuple[float, float, float]:

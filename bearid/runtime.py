@@ -1,0 +1,60 @@
+"""ONNX Runtime: how many threads a worker may use, and a bundle's networks as sessions.
+
+Each network becomes a plain callable (NumPy in, NumPy out), the `Network` the one
+`Pipeline` runs, so nothing else in the service knows which runtime answers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bearid.bundle import Bundle
+from bearid.face import Network
+from bearid.settings import Settings
+
+
+def cpu_share() -> int:
+    """CPUs this process may use: the cgroup quota (a container's CPU limit) if set, else
+    the CPUs it is allowed to run on."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return max(1, int(int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def ort_threads(workers: int = 1, settings: Settings | None = None) -> int:
+    """ONNX Runtime intra-op threads per worker: BEARID_ORT_THREADS, else the CPU share
+    divided among the workers (more threads than cores only thrash)."""
+    chosen = (settings or Settings.from_env()).ort_threads
+    if chosen:
+        return max(1, chosen)
+    return max(1, cpu_share() // max(1, workers))
+
+
+def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str] | None = None) -> dict[str, Network]:
+    """One ONNX Runtime session per network, CUDA first where the runtime has it; under
+    "providers", the providers the sessions run on."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or ort_threads()
+    options.inter_op_num_threads = 1
+    out: dict[str, Network] = {}
+    for name in ("face", "landmarks", "embed"):
+        session = ort.InferenceSession(str(bundle.path(f"{name}.onnx")), options, providers=chosen)
+        input_name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray, session=session, input_name=input_name) -> np.ndarray:
+            return session.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+        out[name] = run
+    out["providers"] = session.get_providers()  # type: ignore[assignment]
+    return out
