@@ -9,7 +9,7 @@ DEMO   := build/demo
 EXTRAS ?= train,serve,data,label,dev
 PORT   ?= 3000
 
-.PHONY: all venv browser test test-all demo clean-demo bench serve label
+.PHONY: all venv browser lint docs test test-all demo clean-demo bench serve label
 
 all: test
 
@@ -27,10 +27,18 @@ browser:
 
 BROWSER_TESTS := $(if $(CI),required,auto)
 
-test: venv browser
+# Lint and format checks (ruff), and the docs site built with every link and page checked.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: lint docs browser
 	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest -m "not slow"
 
-test-all: venv browser
+test-all: lint docs browser
 	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest
 
 # The whole story: make a messy world, file a contributor's drop into it, clean, split and

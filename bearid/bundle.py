@@ -45,8 +45,10 @@ def content_version(files: dict[str, dict]) -> str:
     return digest[:12]
 
 
-OPEN_SET_SCORES = {"mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
-                   "cosine": "cosine similarity to the nearest known bear's mean embedding"}
+OPEN_SET_SCORES = {
+    "mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
+    "cosine": "cosine similarity to the nearest known bear's mean embedding",
+}
 
 
 def library_versions() -> dict:
@@ -59,15 +61,31 @@ def library_versions() -> dict:
     return out
 
 
-def describe(*, lineage: dict, detector: DetectorSpec, refine_side: int, chip: ChipSpec, embed_input_size: int,
-             embed_dim: int, threshold: float, target_far: float, open_set: str, identities: int, metrics: dict) -> dict:
+def describe(
+    *,
+    lineage: dict,
+    detector: DetectorSpec,
+    refine_side: int,
+    chip: ChipSpec,
+    embed_input_size: int,
+    embed_dim: int,
+    threshold: float,
+    target_far: float,
+    open_set: str,
+    identities: int,
+    metrics: dict,
+) -> dict:
     """The manifest's fields (all but the format, version and file records) of a bundle."""
     return {
         "lineage": lineage,
         "detector": asdict(detector),
         "decode": {"refine_side": refine_side},
-        "chip": {"size": chip.size, "points": list(chip.points), "padding": chip.padding,
-                 "template": {k: list(v) for k, v in chip.template.items()}},
+        "chip": {
+            "size": chip.size,
+            "points": list(chip.points),
+            "padding": chip.padding,
+            "template": {k: list(v) for k, v in chip.template.items()},
+        },
         "embed": {"input_size": embed_input_size, "dim": embed_dim, "output": "embedding before L2 normalisation"},
         "open_set": {"threshold": threshold, "target_far": target_far, "score": OPEN_SET_SCORES[open_set]},
         "identities": identities,
@@ -97,7 +115,10 @@ def read_manifest(folder: Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BearIDError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BearIDError(f"{path}: unsupported bundle format {manifest.get('format') if isinstance(manifest, dict) else manifest!r} (expected {FORMAT})")
+        raise BearIDError(
+            f"{path}: unsupported bundle format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r} (expected {FORMAT})"
+        )
     return manifest
 
 
@@ -114,9 +135,14 @@ def verify(folder: Path) -> dict:
         if Path(name).name != name or not path.is_file():
             raise BearIDError(f"{folder}: bundle file {name} is missing")
         if path.stat().st_size != record["size"]:
-            raise BearIDError(f"{folder}: bundle file {name} is {path.stat().st_size} bytes, the manifest says {record['size']} (truncated or replaced)")
+            raise BearIDError(
+                f"{folder}: bundle file {name} is {path.stat().st_size} bytes, "
+                f"the manifest says {record['size']} (truncated or replaced)"
+            )
         if sha256_file(path) != record["sha256"]:
-            raise BearIDError(f"{folder}: bundle file {name} does not match its checksum (tampered or corrupted); refusing to load it")
+            raise BearIDError(
+                f"{folder}: bundle file {name} does not match its checksum (tampered or corrupted); refusing to load it"
+            )
     if content_version(files) != manifest.get("version"):
         raise BearIDError(f"{folder}: the manifest's version does not match its files")
     return manifest
@@ -145,8 +171,12 @@ class Bundle:
     @property
     def chip_spec(self) -> ChipSpec:
         chip = self.manifest["chip"]
-        return ChipSpec(size=chip["size"], points=tuple(chip["points"]), padding=chip["padding"],
-                        template={k: tuple(v) for k, v in chip["template"].items()})
+        return ChipSpec(
+            size=chip["size"],
+            points=tuple(chip["points"]),
+            padding=chip["padding"],
+            template={k: tuple(v) for k, v in chip["template"].items()},
+        )
 
     @property
     def embed_input_size(self) -> int:

@@ -9,8 +9,8 @@ photo and landmarks is bit-for-bit the same everywhere.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -39,8 +39,15 @@ class ChipSpec:
     def targets(self) -> np.ndarray:
         """Template points in chip pixels, for `points`."""
         p = self.padding
-        return np.array([((self.template[n][0] + p) / (1 + 2 * p) * self.size,
-                          (self.template[n][1] + p) / (1 + 2 * p) * self.size) for n in self.points])
+        return np.array(
+            [
+                (
+                    (self.template[n][0] + p) / (1 + 2 * p) * self.size,
+                    (self.template[n][1] + p) / (1 + 2 * p) * self.size,
+                )
+                for n in self.points
+            ]
+        )
 
 
 @dataclass
@@ -65,14 +72,20 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([rot, (dst_mean - rot @ src_mean)[:, None]])
 
 
-def make_chip(image: Image.Image, landmarks: dict[str, tuple[float, float]], spec: ChipSpec, scale: float = 1.0) -> ChipResult:
+def make_chip(
+    image: Image.Image, landmarks: dict[str, tuple[float, float]], spec: ChipSpec, scale: float = 1.0
+) -> ChipResult:
     """Cut the chip of one face. `landmarks` are in displayed-photo pixels; `scale` is the
     size of `image` relative to the displayed photo (1.0: full resolution)."""
     missing = [n for n in spec.points if n not in landmarks]
     if missing:
         return ChipResult(None, None, {}, f"missing landmark(s): {', '.join(missing)}")
     src = np.array([landmarks[n] for n in spec.points], dtype=np.float64) * scale
-    if "leye" in landmarks and "reye" in landmarks and math.dist(landmarks["leye"], landmarks["reye"]) < spec.min_eye_distance:
+    if (
+        "leye" in landmarks
+        and "reye" in landmarks
+        and math.dist(landmarks["leye"], landmarks["reye"]) < spec.min_eye_distance
+    ):
         return ChipResult(None, None, {}, f"face too small (eyes under {spec.min_eye_distance:g} px apart)")
     try:
         m = similarity(src, spec.targets())
@@ -94,8 +107,12 @@ def chip_scale(landmarks: dict[str, tuple[float, float]], spec: ChipSpec) -> flo
     return float(math.hypot(m[0, 0], m[1, 0]))
 
 
-def chip_faces(source: Path | str | bytes, faces: list[dict[str, tuple[float, float]]], spec: ChipSpec,
-               decoded: Photo | None = None) -> list[ChipResult]:
+def chip_faces(
+    source: Path | str | bytes,
+    faces: list[dict[str, tuple[float, float]]],
+    spec: ChipSpec,
+    decoded: Photo | None = None,
+) -> list[ChipResult]:
     """Chips of several faces of one photo, decoded once at the resolution the chips need
     (draft-decoded for JPEG: a big face in a 12 MP photo needs a fraction of its pixels).
     `decoded` is reused when it is already fine enough. Training, evaluation and the service

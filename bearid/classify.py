@@ -44,7 +44,11 @@ class RelativeMahalanobis:
         """N x bears: squared Mahalanobis distance to each bear's mean, less that to all bears."""
         x = np.asarray(vectors, dtype=np.float64)
         xp = x @ self.precision
-        to_bears = (xp * x).sum(1)[:, None] - 2 * xp @ self.means.T + ((self.means @ self.precision) * self.means).sum(1)[None, :]
+        to_bears = (
+            (xp * x).sum(1)[:, None]
+            - 2 * xp @ self.means.T
+            + ((self.means @ self.precision) * self.means).sum(1)[None, :]
+        )
         d = x - self.background_mean
         return to_bears - ((d @ self.background_precision) * d).sum(1)[:, None]
 
@@ -92,8 +96,15 @@ class OpenSetClassifier:
         for row, score in zip(self.probabilities(embeddings), self.familiarity(embeddings)):
             best = np.argsort(-row)[:top]
             known = bool(score >= self.threshold)
-            out.append(Prediction(self.ids[best[0]] if known else None, known, float(row[best[0]]),
-                                  [(self.ids[i], float(row[i])) for i in best], float(score)))
+            out.append(
+                Prediction(
+                    self.ids[best[0]] if known else None,
+                    known,
+                    float(row[best[0]]),
+                    [(self.ids[i], float(row[i])) for i in best],
+                    float(score),
+                )
+            )
         return out
 
 

@@ -39,7 +39,6 @@ class ServiceUnavailable(BearIDError):
     """The service stayed busy or unreachable through every retry."""
 
 
-
 def _payload(photo) -> tuple[str, bytes]:
     if isinstance(photo, (bytes, bytearray)):
         return "photo", bytes(photo)
@@ -57,14 +56,24 @@ def _payload(photo) -> tuple[str, bytes]:
 
 
 class BearIDClient:
-    def __init__(self, url: str, timeout: float = 60.0, retries: int = 5, backoff: float = 0.5,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = url.rstrip("/")
         self.retries, self.backoff = retries, backoff
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
 
-    def __enter__(self) -> "BearIDClient":
+    def __enter__(self) -> BearIDClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -78,7 +87,7 @@ class BearIDClient:
         for attempt in range(self.retries + 1):
             try:
                 response = self.http.request(method, path, **kwargs)
-            except (httpx.TransportError,) as exc:  # connection refused/reset, timeouts
+            except httpx.TransportError as exc:  # connection refused/reset, timeouts
                 problem = f"{type(exc).__name__}: {exc}"
                 retry_after = None
             else:
@@ -96,7 +105,9 @@ class BearIDClient:
                 retry_after = response.headers.get("retry-after")
             if attempt == self.retries:
                 break
-            wait_s = float(retry_after) if retry_after and retry_after.isdigit() else delay * (1 + random.random() * 0.25)
+            wait_s = (
+                float(retry_after) if retry_after and retry_after.isdigit() else delay * (1 + random.random() * 0.25)
+            )
             time.sleep(wait_s)
             delay = min(delay * 2, 30.0)
         raise ServiceUnavailable(f"{self.url}{path}: {problem} after {self.retries + 1} attempts")

@@ -54,7 +54,9 @@ class Embedded:
         return Embedded(self.vectors[rows], [self.labels[i] for i in rows], [self.paths[i] for i in rows])
 
     def __add__(self, other: Embedded) -> Embedded:
-        return Embedded(np.concatenate([self.vectors, other.vectors]), self.labels + other.labels, self.paths + other.paths)
+        return Embedded(
+            np.concatenate([self.vectors, other.vectors]), self.labels + other.labels, self.paths + other.paths
+        )
 
     def labelled(self) -> Embedded:
         return self.subset([i for i, label in enumerate(self.labels) if label])
@@ -81,13 +83,19 @@ def write_embedding_file(path: Path, vectors: np.ndarray, labels: list[str], pat
     """The original tools' embedding file: .npz with paths, labels, unit-length vectors, and
     the network outputs' lengths."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, paths=np.array(paths), labels=np.array(labels), vectors=unit(vectors).astype(np.float32),
-                     lengths=np.linalg.norm(vectors, axis=1).astype(np.float32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            paths=np.array(paths),
+            labels=np.array(labels),
+            vectors=unit(vectors).astype(np.float32),
+            lengths=np.linalg.norm(vectors, axis=1).astype(np.float32),
+        )
 
 
-def write_embeddings(npz: Path, xml: Path, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
+def write_embeddings(
+    npz: Path, xml: Path, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]
+) -> None:
     """A split's embedding file, and its embeddings XML (the chips with their unit vectors)."""
     write_embedding_file(npz, vectors, labels, paths)
     by_path = {p: v for p, v in zip(paths, unit(vectors))}
@@ -96,7 +104,9 @@ def write_embeddings(npz: Path, xml: Path, chipset: ChipSet, vectors: np.ndarray
         if (v := by_path.get(str(chipset.path_of(chip)))) is not None:
             chip.embedding = [float(a) for a in v]
             chips.append(chip)
-    write_chips(ChipSet(chips, name="bearid embeddings", comment=f"{vectors.shape[1]}-D", base_dir=chipset.base_dir), xml)
+    write_chips(
+        ChipSet(chips, name="bearid embeddings", comment=f"{vectors.shape[1]}-D", base_dir=chipset.base_dir), xml
+    )
 
 
 def load_embeddings(path: Path) -> Embedded:

@@ -19,6 +19,7 @@ from bearid.pipeline import Pipeline
 
 def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> dict:
     """Answer every labelled photo of the faces XML files (at most `limit`) and tally them."""
+
     def answered():
         n = 0
         for xml in faces_xml:
@@ -28,6 +29,7 @@ def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> d
                 if truth and not (limit and n >= limit):
                     n += 1
                     yield pipeline.identify(dataset.path_of(image)).as_json(), truth
+
     return tally(answered(), set(pipeline.classifier.ids))
 
 
@@ -57,11 +59,16 @@ def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dic
                 turned_away.append(face is not None and face["bear_id"] is None)
     if not truth_faces:
         raise BearIDError("no labelled faces to score against")
-    out = {"photos": photos, "faces": truth_faces, "face_recall": round(found / truth_faces, 4),
-           "top1": round(top1_hits / top1_n, 4) if top1_n else None,
-           "baks": round(balanced_accuracy(known_bears, named), 4) if known_bears else None,
-           "baus": round(balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
-           "known_bears": len(set(known_bears)), "unknown_bears": len(set(unknown_bears))}
+    out = {
+        "photos": photos,
+        "faces": truth_faces,
+        "face_recall": round(found / truth_faces, 4),
+        "top1": round(top1_hits / top1_n, 4) if top1_n else None,
+        "baks": round(balanced_accuracy(known_bears, named), 4) if known_bears else None,
+        "baus": round(balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
+        "known_bears": len(set(known_bears)),
+        "unknown_bears": len(set(unknown_bears)),
+    }
     parts = [v for v in (out["baks"], out["baus"]) if v is not None]
     out["open_set"] = round(sum(parts) / len(parts), 4)
     return out

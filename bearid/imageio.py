@@ -48,11 +48,15 @@ def _open(source: Path | str | bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise TooManyPixels(f"{_name(source)} has too many pixels (a decompression bomb?)") from None
     except Image.UnidentifiedImageError:
-        raise BearIDError(f"{_name(source)} is not an image format BearID reads (JPEG, PNG, TIFF, WebP, GIF, BMP)") from None
+        raise BearIDError(
+            f"{_name(source)} is not an image format BearID reads (JPEG, PNG, TIFF, WebP, GIF, BMP)"
+        ) from None
     except Exception as exc:
         raise BearIDError(f"{_name(source)} is not a readable image: {exc}") from None
     if img.width * img.height > MAX_PIXELS:
-        raise TooManyPixels(f"{_name(source)} has too many pixels ({img.width}x{img.height}; the limit is {MAX_PIXELS})")
+        raise TooManyPixels(
+            f"{_name(source)} has too many pixels ({img.width}x{img.height}; the limit is {MAX_PIXELS})"
+        )
     return img
 
 

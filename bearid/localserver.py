@@ -18,16 +18,28 @@ from bearid.errors import BearIDError
 CHECKOUT = Path(__file__).resolve().parents[1]  # service/service.py lives here
 
 
-def serve_command(port: int, host: str = "127.0.0.1", workers: int = 1, bundle: Path | None = None,
-                  env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+def serve_command(
+    port: int, host: str = "127.0.0.1", workers: int = 1, bundle: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that serve BearID with BentoML: the store's champion, or `bundle`."""
     if not (CHECKOUT / "service" / "service.py").exists():
         raise BearIDError(f"service/service.py not found under {CHECKOUT}; run from a BearID checkout")
     environ = dict(os.environ, BEARID_WORKERS=str(workers), BENTOML_DO_NOT_TRACK="True", **(env or {}))
     if bundle:
         environ["BEARID_BUNDLE"] = str(Path(bundle).resolve())
-    argv = [sys.executable, "-m", "bentoml", "serve", "service.service:BearID", "--port", str(port), "--host", host,
-            "--working-dir", str(CHECKOUT)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:BearID",
+        "--port",
+        str(port),
+        "--host",
+        host,
+        "--working-dir",
+        str(CHECKOUT),
+    ]
     return argv, environ
 
 
@@ -40,7 +52,9 @@ def free_port() -> int:
 class LocalServer:
     """`with LocalServer(env={...}, workers=2) as url: ...` — the service, stopped after."""
 
-    def __init__(self, workers: int = 1, env: dict[str, str] | None = None, log: Path | None = None, timeout: float = 120):
+    def __init__(
+        self, workers: int = 1, env: dict[str, str] | None = None, log: Path | None = None, timeout: float = 120
+    ):
         self.workers, self.extra_env, self.timeout = workers, env or {}, timeout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -70,7 +84,9 @@ class LocalServer:
             return out
         pids = [self.proc.pid]
         try:
-            children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            children = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
             pids += [int(c) for c in children]
         except OSError:
             pass

@@ -52,14 +52,19 @@ class Answer:
             if d["problem"] is None:
                 del d["problem"]
             faces.append(d)
-        return {"image": {"width": self.width, "height": self.height}, "faces": faces, "model": {"version": self.version}}
+        return {
+            "image": {"width": self.width, "height": self.height},
+            "faces": faces,
+            "model": {"version": self.version},
+        }
 
 
 class Pipeline:
     """Photos in, faces with boxes, landmarks and bear IDs out."""
 
-    def __init__(self, bundle: Bundle, networks: dict[str, Network],
-                 on_stage: Callable[[str, float], None] | None = None):
+    def __init__(
+        self, bundle: Bundle, networks: dict[str, Network], on_stage: Callable[[str, float], None] | None = None
+    ):
         self.bundle, self.version = bundle, bundle.version
         self.spec, self.refine_side, self.chip_spec = bundle.detector_spec, bundle.refine_side, bundle.chip_spec
         self.embed_size = bundle.embed_input_size
@@ -70,8 +75,13 @@ class Pipeline:
         self.on_stage = on_stage
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, threads: int | None = None, providers: list[str] | None = None,
-                    on_stage: Callable[[str, float], None] | None = None) -> Pipeline:
+    def from_bundle(
+        cls,
+        bundle: Bundle,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
+    ) -> Pipeline:
         return cls(bundle, ort_sessions(bundle, threads, providers), on_stage)
 
     def _timed(self, stage: str, t0: float) -> float:
@@ -98,13 +108,20 @@ class Pipeline:
                 t = self._timed("decode", t)
                 faces = self.finder.find(photo)
                 t = self._timed("detect", t)
-                chips = chip_faces(source, [{k: tuple(v) for k, v in f.landmarks.items()} for f in faces], self.chip_spec, photo)
+                chips = chip_faces(
+                    source, [{k: tuple(v) for k, v in f.landmarks.items()} for f in faces], self.chip_spec, photo
+                )
                 self._timed("chip", t)
                 found.append((photo.width, photo.height, faces, chips))
             except BearIDError as exc:
                 found.append(exc)
-        rows = [network_input(c.image, self.embed_size) for item in found if not isinstance(item, BearIDError)
-                for c in item[3] if c.image is not None]
+        rows = [
+            network_input(c.image, self.embed_size)
+            for item in found
+            if not isinstance(item, BearIDError)
+            for c in item[3]
+            if c.image is not None
+        ]
         t = time.perf_counter()
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
@@ -117,14 +134,29 @@ class Pipeline:
             width, height, faces, chips = item
             out = []
             for det, chip in zip(faces, chips):
-                box = {"left": round(det.left, 1), "top": round(det.top, 1), "width": round(det.width, 1), "height": round(det.height, 1)}
+                box = {
+                    "left": round(det.left, 1),
+                    "top": round(det.top, 1),
+                    "width": round(det.width, 1),
+                    "height": round(det.height, 1),
+                }
                 marks = {n: [round(x, 1), round(y, 1)] for n, (x, y) in det.landmarks.items()}
                 if chip.image is None:
                     out.append(Face(box, round(det.score, 4), marks, None, False, 0.0, 0.0, [], chip.problem))
                     continue
                 p = next(predictions)
-                out.append(Face(box, round(det.score, 4), marks, p.bear_id, p.known, round(p.confidence, 4), round(p.familiarity, 4),
-                                [{"bear_id": b, "score": round(s, 4)} for b, s in p.candidates]))
+                out.append(
+                    Face(
+                        box,
+                        round(det.score, 4),
+                        marks,
+                        p.bear_id,
+                        p.known,
+                        round(p.confidence, 4),
+                        round(p.familiarity, 4),
+                        [{"bear_id": b, "score": round(s, 4)} for b, s in p.candidates],
+                    )
+                )
             answers.append(Answer(width, height, out, self.version))
         self._timed("classify", t)
         return answers

@@ -69,15 +69,22 @@ class ScoreReport:
     model: dict  # the service's GET /model: the model that answered this run
 
 
-def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
-          progress: Callable[[int, int], None] | None = None) -> ScoreReport:
+def score(
+    source: Path,
+    client: BearIDClient,
+    out: Path,
+    concurrency: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreReport:
     """Score a folder of photos (or the photos a faces XML lists) into the journal `out`;
     `progress(done, total)` after each answer."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
     model = client.model()
     serving = model.get("version")  # answers of another model are asked again
-    answered_by = {k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v}
+    answered_by = {
+        k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v
+    }
     names = {p: str(p.relative_to(folder)) for p in photos}
     todo = [p for p in photos if names[p] not in answered_by or answered_by[names[p]] != serving]
     outdated = sum(1 for p in todo if names[p] in answered_by)
@@ -103,7 +110,9 @@ def score(source: Path, client: BearIDClient, out: Path, concurrency: int = 4,
     write_faces(predictions_dataset(rows, folder), xml)
     atomic_write_text(table, per_bear_csv(rows))
     faces = sum(len(r["answer"]["faces"]) for r in rows.values() if "answer" in r)
-    return ScoreReport(folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table, outdated, model)
+    return ScoreReport(
+        folder, len(photos), len(todo), len(photos) - len(todo), errors, faces, xml, table, outdated, model
+    )
 
 
 def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:
@@ -112,11 +121,22 @@ def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:
         if "answer" not in row:
             continue
         a = row["answer"]
-        boxes = [Box(round(f["box"]["left"]), round(f["box"]["top"]), round(f["box"]["width"]), round(f["box"]["height"]),
-                     f["bear_id"], {n: (round(x), round(y)) for n, (x, y) in f["landmarks"].items()},
-                     attrs={"detection_score": f"{f['score']:.4f}", "confidence": f"{f['confidence']:.4f}",
-                            "known": str(f["known"]).lower()})
-                 for f in a["faces"]]
+        boxes = [
+            Box(
+                round(f["box"]["left"]),
+                round(f["box"]["top"]),
+                round(f["box"]["width"]),
+                round(f["box"]["height"]),
+                f["bear_id"],
+                {n: (round(x), round(y)) for n, (x, y) in f["landmarks"].items()},
+                attrs={
+                    "detection_score": f"{f['score']:.4f}",
+                    "confidence": f"{f['confidence']:.4f}",
+                    "known": str(f["known"]).lower(),
+                },
+            )
+            for f in a["faces"]
+        ]
         images.append(ImageEntry(str((folder / photo).resolve()), boxes, a["image"]["width"], a["image"]["height"]))
     return Dataset(images, name="bearid score predictions", comment="unlabelled boxes: bears the model does not know")
 

@@ -28,11 +28,26 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
 
-        self.faces_per_photo = Histogram("bearid_faces_per_photo", "Bear faces found per photo", ["model_version"],
-                                         buckets=(0, 1, 2, 3, 5, 8, 13, 32), registry=None)
-        self.faces = Counter("bearid_faces", "Bear faces answered, by whether the bear was known", ["model_version", "known"], registry=None)
-        self.stage_seconds = Histogram("bearid_stage_seconds", "Time per pipeline stage", ["model_version", "stage"],
-                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=None)
+        self.faces_per_photo = Histogram(
+            "bearid_faces_per_photo",
+            "Bear faces found per photo",
+            ["model_version"],
+            buckets=(0, 1, 2, 3, 5, 8, 13, 32),
+            registry=None,
+        )
+        self.faces = Counter(
+            "bearid_faces",
+            "Bear faces answered, by whether the bear was known",
+            ["model_version", "known"],
+            registry=None,
+        )
+        self.stage_seconds = Histogram(
+            "bearid_stage_seconds",
+            "Time per pipeline stage",
+            ["model_version", "stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=None,
+        )
         self.refused = Counter("bearid_refused_requests", "Requests answered with a 4xx", ["code"], registry=None)
 
     def answered(self, answer: Answer) -> None:
@@ -49,8 +64,14 @@ class Champion:
     model store it follows the champion pointer: a new champion is loaded beside the old one
     and swapped in with one assignment, so requests in flight finish on the old pipeline."""
 
-    def __init__(self, bundle_dir: Path | None = None, store: ModelStore | None = None, workers: int = 1,
-                 metrics: Metrics | None = None, providers: list[str] | None = None):
+    def __init__(
+        self,
+        bundle_dir: Path | None = None,
+        store: ModelStore | None = None,
+        workers: int = 1,
+        metrics: Metrics | None = None,
+        providers: list[str] | None = None,
+    ):
         self.bundle_dir, self.store = bundle_dir, store or ModelStore()
         self.threads, self.metrics, self.providers = ort_threads(workers), metrics, providers
         self.pipeline: Pipeline | None = None
@@ -61,7 +82,9 @@ class Champion:
 
     def _load(self, folder: Path) -> Pipeline:
         b = bundles.load(folder)
-        return Pipeline.from_bundle(b, self.threads, self.providers, self.metrics.stage(b.version) if self.metrics else None)
+        return Pipeline.from_bundle(
+            b, self.threads, self.providers, self.metrics.stage(b.version) if self.metrics else None
+        )
 
     def check(self) -> bool:
         """Load the champion if it changed; True if a new pipeline was swapped in."""
@@ -102,8 +125,9 @@ class Champion:
         return thread
 
 
-def identify(champion: Champion, uploads: list[Path], metrics: Metrics | None = None,
-             max_bytes: int | None = None) -> list[dict | Refusal]:
+def identify(
+    champion: Champion, uploads: list[Path], metrics: Metrics | None = None, max_bytes: int | None = None
+) -> list[dict | Refusal]:
     """Answer uploaded photos (temporary files) with one pipeline, whichever is champion when
     the request starts; photos over `max_bytes` (default: BEARID_MAX_UPLOAD_MB) are refused."""
     pipeline = champion.pipeline
@@ -135,8 +159,15 @@ def model_summary(champion: Champion) -> dict:
     p = champion.pipeline
     if p is None:
         return {"loaded": False, "error": champion.error}
-    return {"loaded": True, "version": p.version, "providers": p.providers, "threads": champion.threads,
-            "source": str(champion.bundle_dir or champion.store.pointer), "ids": p.bundle.ids, **p.bundle.summary()}
+    return {
+        "loaded": True,
+        "version": p.version,
+        "providers": p.providers,
+        "threads": champion.threads,
+        "source": str(champion.bundle_dir or champion.store.pointer),
+        "ids": p.bundle.ids,
+        **p.bundle.summary(),
+    }
 
 
 def check_token(header: str | None, settings: Settings | None = None) -> bool:

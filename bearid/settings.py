@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bearid.errors import BearIDError
 
-
 _KINDS = {int: "a whole number", float: "a number", Path: "a path", str: "text"}
 
 
@@ -24,17 +23,32 @@ def _var(name: str, parse: Callable[[str], object], default: object, doc: str):
 
 @dataclass(frozen=True)
 class Settings:
-    store: Path | None = _var("BEARID_STORE", Path, None,
-                              "The model store: promoted bundles and the champion pointer. Default: $BENTOML_HOME, else ~/bentoml.")
-    bentoml_home: Path | None = _var("BENTOML_HOME", Path, None, "BentoML's own home; the model store when BEARID_STORE is unset.")
-    bundle: Path | None = _var("BEARID_BUNDLE", Path, None, "The service serves this bundle folder instead of the store's champion.")
+    store: Path | None = _var(
+        "BEARID_STORE",
+        Path,
+        None,
+        "The model store: promoted bundles and the champion pointer. Default: $BENTOML_HOME, else ~/bentoml.",
+    )
+    bentoml_home: Path | None = _var(
+        "BENTOML_HOME", Path, None, "BentoML's own home; the model store when BEARID_STORE is unset."
+    )
+    bundle: Path | None = _var(
+        "BEARID_BUNDLE", Path, None, "The service serves this bundle folder instead of the store's champion."
+    )
     workers: int = _var("BEARID_WORKERS", int, 1, "Service worker processes.")
-    watch_seconds: float = _var("BEARID_WATCH_SECONDS", float, 2.0, "How often a service worker looks for a new champion.")
-    ort_threads: int = _var("BEARID_ORT_THREADS", int, 0, "ONNX Runtime threads per worker (0: the CPU share divided among the workers).")
+    watch_seconds: float = _var(
+        "BEARID_WATCH_SECONDS", float, 2.0, "How often a service worker looks for a new champion."
+    )
+    ort_threads: int = _var(
+        "BEARID_ORT_THREADS", int, 0, "ONNX Runtime threads per worker (0: the CPU share divided among the workers)."
+    )
     max_upload_mb: int = _var("BEARID_MAX_UPLOAD_MB", int, 40, "The largest photo the service takes, in MiB.")
-    admin_token: str | None = _var("BEARID_ADMIN_TOKEN", str, None, "Bearer token of POST /admin/reload; unset, the endpoint is closed.")
-    loader_workers: int | None = _var("BEARID_LOADER_WORKERS", int, None,
-                                      "Embed training's loader processes. Default: half the CPUs, 1 to 4.")
+    admin_token: str | None = _var(
+        "BEARID_ADMIN_TOKEN", str, None, "Bearer token of POST /admin/reload; unset, the endpoint is closed."
+    )
+    loader_workers: int | None = _var(
+        "BEARID_LOADER_WORKERS", int, None, "Embed training's loader processes. Default: half the CPUs, 1 to 4."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -46,8 +46,12 @@ class ModelStore:
             return version
         except bentoml.exceptions.NotFound:
             pass
-        with bentoml.models.create(f"{MODEL_NAME}:{version}", metadata={"lineage": manifest.get("lineage", {}).get("path")},
-                                   labels={"format": str(bundles.FORMAT)}, _model_store=store) as model:
+        with bentoml.models.create(
+            f"{MODEL_NAME}:{version}",
+            metadata={"lineage": manifest.get("lineage", {}).get("path")},
+            labels={"format": str(bundles.FORMAT)},
+            _model_store=store,
+        ) as model:
             bundles.copy(Path(folder), Path(model.path))
         return version
 
@@ -60,7 +64,11 @@ class ModelStore:
             raise BearIDError(f"{MODEL_NAME}:{version} is not in the model store at {self.home / 'models'}") from None
 
     def versions(self) -> list[str]:
-        return [str(m.tag.version) for m in self._models().list(MODEL_NAME)] if (self.home / "models" / MODEL_NAME).exists() else []
+        return (
+            [str(m.tag.version) for m in self._models().list(MODEL_NAME)]
+            if (self.home / "models" / MODEL_NAME).exists()
+            else []
+        )
 
     # -- champion and history -------------------------------------------------------------
     # `stack` holds the promoted champions, oldest first: promote pushes, rollback pops.
@@ -77,8 +85,15 @@ class ModelStore:
         return self.path_of(version) if version else None
 
     def _write(self, state: dict, version: str, action: str, detail: dict | None) -> None:
-        state["history"].append({"action": action, "version": version, "previous": state["champion"],
-                                 "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(detail or {})})
+        state["history"].append(
+            {
+                "action": action,
+                "version": version,
+                "previous": state["champion"],
+                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **(detail or {}),
+            }
+        )
         state["champion"] = version
         atomic_write_text(self.pointer, json.dumps(state, indent=1))
 
@@ -92,7 +107,9 @@ class ModelStore:
         """Make the champion before the current one champion again."""
         state = self.state()
         if len(state["stack"]) < 2:
-            raise BearIDError("there is no earlier champion to roll back to" if state["stack"] else "nothing has been promoted yet")
+            raise BearIDError(
+                "there is no earlier champion to roll back to" if state["stack"] else "nothing has been promoted yet"
+            )
         gone = state["stack"].pop()
         self._write(state, state["stack"][-1], "rollback", {"from": gone})
         return state["champion"]

@@ -61,7 +61,7 @@ def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
     fields = []
     for part in body.split(b"--" + match.group(1).encode())[1:]:
         headers = part.split(b"\r\n\r\n", 1)[0]
-        if m := re.search(rb'content-disposition:([^\r\n]*)', headers, re.IGNORECASE):
+        if m := re.search(rb"content-disposition:([^\r\n]*)", headers, re.IGNORECASE):
             disposition = m.group(1)
             if name := re.search(rb'\bname="([^"]*)"', disposition):
                 fields.append((name.group(1).decode("utf-8", "replace"), b"filename=" in disposition.lower()))
@@ -80,8 +80,13 @@ class GuardUploads:
     @staticmethod
     async def _refuse(send, refusal: Refusal) -> None:
         body = json.dumps(refusal.body()).encode()
-        await send({"type": "http.response.start", "status": refusal.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": refusal.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send) -> None:
@@ -94,7 +99,9 @@ class GuardUploads:
             return await self._refuse(send, too_large)
         content_type = headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
-            return await self._refuse(send, Refusal(415, "not_multipart", f"send the photo as multipart/form-data, field '{field}'"))
+            return await self._refuse(
+                send, Refusal(415, "not_multipart", f"send the photo as multipart/form-data, field '{field}'")
+            )
         chunks, total = [], 0
         while True:
             message = await receive()
@@ -112,10 +119,14 @@ class GuardUploads:
         if field not in names or names - {field}:
             extra = sorted(names - {field})
             why = f"unexpected field(s) {', '.join(extra)}" if extra else "no photo in it"
-            return await self._refuse(send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'"))
+            return await self._refuse(
+                send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'")
+            )
         if not all(is_file for _, is_file in fields):
             # A plain text value would be taken by the framework as a URL to download.
-            return await self._refuse(send, Refusal(400, "not_a_file", f"'{field}' must be a file upload (BearID does not fetch URLs)"))
+            return await self._refuse(
+                send, Refusal(400, "not_a_file", f"'{field}' must be a file upload (BearID does not fetch URLs)")
+            )
         sent = False
 
         async def replay():

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import Figure, Suite, best_of
 from PIL import Image
 
 from bearid.data.catalog import Catalog, walk
@@ -19,8 +20,6 @@ from bearid.data.neardup import hamming, near_clusters
 from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
 from bearid.synth.scoring import score_clean
-
-from common import Figure, Suite, best_of
 
 
 def sha256sum_seconds(files: list[Path]) -> float:
@@ -46,14 +45,24 @@ def bench_synth(suite: Suite, work: Path) -> None:
     t0 = time.perf_counter()
     report = synthesize(WorldConfig(bears=12, photos=120, seed=3, min_side=1100, max_side=1300), out, workers=1)
     seconds = time.perf_counter() - t0
-    suite.add(Figure("synth photos/s, 1 core, ~1 MP", report.photos / seconds, "photos/s", goal=">= 20", met=report.photos / seconds >= 20,
-                     note=f"{report.megapixels / report.photos:.2f} MP per photo"))
+    suite.add(
+        Figure(
+            "synth photos/s, 1 core, ~1 MP",
+            report.photos / seconds,
+            "photos/s",
+            goal=">= 20",
+            met=report.photos / seconds >= 20,
+            note=f"{report.megapixels / report.photos:.2f} MP per photo",
+        )
+    )
 
 
 def bench_scan_ingest(suite: Suite, work: Path) -> None:
     world = work / "world"
     shutil.rmtree(world / ".bearid", ignore_errors=True)
-    synthesize(WorldConfig(bears=16, photos=400, seed=9), world, messy=True, workers=0)  # same settings: rewritten identically
+    synthesize(
+        WorldConfig(bears=16, photos=400, seed=9), world, messy=True, workers=0
+    )  # same settings: rewritten identically
     files = [world / rel for rel, _ in walk(world)]
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     base = sha256sum_seconds(files)
@@ -70,11 +79,33 @@ def bench_scan_ingest(suite: Suite, work: Path) -> None:
             cat.scan(workers=0, quick=True)
 
     quick_rate = size_mb / best_of(quick_scan)
-    suite.add(Figure("scan --quick throughput (hash, header, EXIF, integrity)", quick_rate, "MB/s", base_rate, "sha256sum on all cores, same files",
-                     quick_rate / base_rate, ">= 0.7x", quick_rate / base_rate >= 0.7, f"{len(files)} files, {size_mb:.0f} MB"))
+    suite.add(
+        Figure(
+            "scan --quick throughput (hash, header, EXIF, integrity)",
+            quick_rate,
+            "MB/s",
+            base_rate,
+            "sha256sum on all cores, same files",
+            quick_rate / base_rate,
+            ">= 0.7x",
+            quick_rate / base_rate >= 0.7,
+            f"{len(files)} files, {size_mb:.0f} MB",
+        )
+    )
     scan_rate = size_mb / best_of(scan)
-    suite.add(Figure("full scan throughput (+ decode, quality scores, pHash)", scan_rate, "MB/s", base_rate, "sha256sum on all cores, same files", scan_rate / base_rate,
-                     ">= 0.7x", scan_rate / base_rate >= 0.7, "bound by JPEG entropy decoding (~3 ms a photo even at 1/4 scale)"))
+    suite.add(
+        Figure(
+            "full scan throughput (+ decode, quality scores, pHash)",
+            scan_rate,
+            "MB/s",
+            base_rate,
+            "sha256sum on all cores, same files",
+            scan_rate / base_rate,
+            ">= 0.7x",
+            scan_rate / base_rate >= 0.7,
+            "bound by JPEG entropy decoding (~3 ms a photo even at 1/4 scale)",
+        )
+    )
     drop = work / "drop"
     shutil.rmtree(drop, ignore_errors=True)
     shutil.copytree(world, drop, ignore=shutil.ignore_patterns("_*", ".*"))
@@ -89,8 +120,20 @@ def bench_scan_ingest(suite: Suite, work: Path) -> None:
         ingest(drop, target, "brooks_falls", "bench", "201908")
 
     ingest_rate = drop_mb / best_of(run_ingest)
-    suite.add(Figure("ingest throughput (verified copies)", ingest_rate, "MB/s", drop_base, "sha256sum on all cores, same files", ingest_rate / drop_base,
-                     ">= 0.7x", ingest_rate / drop_base >= 0.7, f"{len(drop_files)} files, {drop_mb:.0f} MB: read + hash + integrity check, staged write, re-read + verify, one sync"))
+    suite.add(
+        Figure(
+            "ingest throughput (verified copies)",
+            ingest_rate,
+            "MB/s",
+            drop_base,
+            "sha256sum on all cores, same files",
+            ingest_rate / drop_base,
+            ">= 0.7x",
+            ingest_rate / drop_base >= 0.7,
+            f"{len(drop_files)} files, {drop_mb:.0f} MB: read + hash + "
+            "integrity check, staged write, re-read + verify, one sync",
+        )
+    )
 
 
 def bench_rescan(suite: Suite, work: Path, n: int = 10_000) -> None:
@@ -114,8 +157,18 @@ def bench_rescan(suite: Suite, work: Path, n: int = 10_000) -> None:
         assert sum(1 for _ in walk(tree)) == n
 
     seconds, walk_seconds = best_of(rescan, 3), best_of(bare_walk, 3)
-    suite.add(Figure(f"incremental rescan, unchanged {n // 1000}k-image tree", seconds, "s", walk_seconds, "bare walk + stat", seconds / walk_seconds,
-                     "< 2 s", seconds < 2.0))
+    suite.add(
+        Figure(
+            f"incremental rescan, unchanged {n // 1000}k-image tree",
+            seconds,
+            "s",
+            walk_seconds,
+            "bare walk + stat",
+            seconds / walk_seconds,
+            "< 2 s",
+            seconds < 2.0,
+        )
+    )
 
 
 def bench_neardup(suite: Suite) -> None:
@@ -124,27 +177,54 @@ def bench_neardup(suite: Suite) -> None:
     for n in (10_000, 100_000):
         h = rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64)
         h[n // 2 :: 7] = h[: len(h[n // 2 :: 7])] ^ 3  # plant near-duplicates
-        times[n] = best_of(lambda: near_clusters(h, 6), 2)
+        times[n] = best_of(lambda h=h: near_clusters(h, 6), 2)
     h = rng.integers(-(2**63), 2**63 - 1, size=10_000, dtype=np.int64)
 
     def brute() -> None:
         for i in range(0, len(h), 500):
-            hamming(h[i : i + 500, None], h[None, :]) <= 6
+            _ = hamming(h[i : i + 500, None], h[None, :]) <= 6
 
     brute10k = best_of(brute, 1)
-    suite.add(Figure("near-duplicate search, 10k hashes", times[10_000], "s", brute10k, "brute-force pairs, 10k", times[10_000] / brute10k))
+    suite.add(
+        Figure(
+            "near-duplicate search, 10k hashes",
+            times[10_000],
+            "s",
+            brute10k,
+            "brute-force pairs, 10k",
+            times[10_000] / brute10k,
+        )
+    )
     growth = times[100_000] / times[10_000]
-    suite.add(Figure("near-duplicate search, 100k hashes", times[100_000], "s", brute10k * 100, "brute force (10k time x 100)",
-                     times[100_000] / (brute10k * 100), "sub-quadratic growth", growth < 30,
-                     f"10x more hashes took {growth:.1f}x the time (quadratic: 100x)"))
+    suite.add(
+        Figure(
+            "near-duplicate search, 100k hashes",
+            times[100_000],
+            "s",
+            brute10k * 100,
+            "brute force (10k time x 100)",
+            times[100_000] / (brute10k * 100),
+            "sub-quadratic growth",
+            growth < 30,
+            f"10x more hashes took {growth:.1f}x the time (quadratic: 100x)",
+        )
+    )
 
 
 def bench_clean_accuracy(suite: Suite, work: Path) -> None:
     world = work / "world"
     faces = [read_faces(world / "_truth/faces.xml"), read_faces(world / "_labels/faces_imglab.xml")]
     report = clean(world, faces=faces)
-    rows = [{"check": s.reason, "planted": s.planted, "flagged": s.flagged, "precision": round(s.precision, 2), "recall": round(s.recall, 2)}
-            for s in score_clean(report, world)]
+    rows = [
+        {
+            "check": s.reason,
+            "planted": s.planted,
+            "flagged": s.flagged,
+            "precision": round(s.precision, 2),
+            "recall": round(s.recall, 2),
+        }
+        for s in score_clean(report, world)
+    ]
     suite.tables["clean checks against the planted defects (messy world, 16 bears, 400 photos)"] = rows
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import Figure, Suite, split_world
 from PIL import Image
 
 from bearid.synth import WorldConfig
@@ -17,8 +18,6 @@ from training.embed.chipcache import open_cache
 from training.embed.loader import ChipsInMemory, default_workers, open_chips
 from training.embed.train import train_embedder
 from training.stages import SPLITS, run_chip
-
-from common import Figure, Suite, split_world
 
 WORLD = WorldConfig(bears=16, photos=700, seed=33)
 STEPS = 150  # enough that the workers' start (~0.1 s) is a small part, as in a real run (800 steps)
@@ -29,7 +28,13 @@ def _chips(work: Path) -> Path:
     xml = work / "chips/chip_meta/train.xml"
     if not xml.exists():
         splits = split_world(WORLD, work)
-        run_chip(work / "chips", ChipConfig(source="truth"), work / "none", {name: splits / f"{name}.xml" for name in SPLITS}, log=print)
+        run_chip(
+            work / "chips",
+            ChipConfig(source="truth"),
+            work / "none",
+            {name: splits / f"{name}.xml" for name in SPLITS},
+            log=print,
+        )
     return xml
 
 
@@ -64,10 +69,31 @@ def run(work: Path) -> Suite:
     png = _rate(lambda: _decode(pngs), n)
     jpg = _rate(lambda: _decode(jpegs), n)
     note = f"{n} chips of {cache.size} px, read in batches of 48; page cache warm"
-    suite.add(Figure("chips read from the packed cache", cached, "chips/s", baseline=jpg, baseline_name="JPEG chip decode",
-                     ratio=cached / jpg, goal="> 1", met=cached > jpg, note=note))
-    suite.add(Figure("chips read from the packed cache vs PNG", cached, "chips/s", baseline=png, baseline_name="PNG chip decode (as written)",
-                     ratio=cached / png, goal="> 1", met=cached > png))
+    suite.add(
+        Figure(
+            "chips read from the packed cache",
+            cached,
+            "chips/s",
+            baseline=jpg,
+            baseline_name="JPEG chip decode",
+            ratio=cached / jpg,
+            goal="> 1",
+            met=cached > jpg,
+            note=note,
+        )
+    )
+    suite.add(
+        Figure(
+            "chips read from the packed cache vs PNG",
+            cached,
+            "chips/s",
+            baseline=png,
+            baseline_name="PNG chip decode (as written)",
+            ratio=cached / png,
+            goal="> 1",
+            met=cached > png,
+        )
+    )
 
     cfg = EmbedConfig(steps=STEPS, checkpoint_every=0)
     data = open_chips(xml, cfg.input_size)
@@ -81,7 +107,18 @@ def run(work: Path) -> Suite:
             train_embedder(source, cfg, work / "scratch", log=lambda m: None, workers=workers)
             times[name].append((time.perf_counter() - t0) / STEPS)
     mem, load = min(times["memory"]), min(times["loader"])
-    suite.add(Figure("embed trainer step time, chips through the loader", load * 1000, "ms", baseline=mem * 1000,
-                     baseline_name="chips already in memory", ratio=mem / load, goal=">= 0.9", met=mem / load >= 0.9,
-                     note=f"{STEPS} steps of {cfg.p}x{cfg.k} chips, {workers} loader worker(s), prefetch 2 batches each; ratio = in-memory / loader time"))
+    suite.add(
+        Figure(
+            "embed trainer step time, chips through the loader",
+            load * 1000,
+            "ms",
+            baseline=mem * 1000,
+            baseline_name="chips already in memory",
+            ratio=mem / load,
+            goal=">= 0.9",
+            met=mem / load >= 0.9,
+            note=f"{STEPS} steps of {cfg.p}x{cfg.k} chips, {workers} loader worker(s), "
+            "prefetch 2 batches each; ratio = in-memory / loader time",
+        )
+    )
     return suite

@@ -21,6 +21,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from common import Figure, Suite, split_world
 from PIL import Image
 
 from bearid import bundle as bundles
@@ -33,8 +34,6 @@ from bearid.runtime import cpu_share
 from bearid.score import score
 from bearid.synth import WorldConfig
 
-from common import Figure, Suite, split_world
-
 PHOTOS = 48
 WORKERS = 2
 
@@ -43,8 +42,8 @@ def _bundle(work: Path) -> tuple[Path, list[Path]]:
     """A bundle and the test photos of the world it was trained on."""
     from exporters.export import export
     from training.config import read_sweep
-    from training.train import train
     from training.runs import runs
+    from training.train import train
 
     results, splits = work.parent / "training" / "results", work.parent / "training" / "splits"
     if not (results.exists() and runs(results, "open_set").best):
@@ -104,54 +103,120 @@ def run(work: Path) -> Suite:
     one_rate, in_times = _latencies(inproc.identify, data, 1)
     in_p50 = _pct(in_times, 50)
     stage_ms = {s: 1000 * sum(v) / len(data) for s, v in stages.items()}
-    variants = {"1 call at a time, 1 thread": one_rate,
-                f"1 call at a time, {cpu_share()} threads": _latencies(wide.identify, data, 1)[0],
-                f"{cpu_share()} calls at once, 1 thread each": _latencies(inproc.identify, data, cpu_share())[0]}
+    variants = {
+        "1 call at a time, 1 thread": one_rate,
+        f"1 call at a time, {cpu_share()} threads": _latencies(wide.identify, data, 1)[0],
+        f"{cpu_share()} calls at once, 1 thread each": _latencies(inproc.identify, data, cpu_share())[0],
+    }
     best_name, in_rate = max(variants.items(), key=lambda kv: kv[1])
     suite.tables["stage costs (in-process, 1 ORT thread, ms per photo)"] = [
-        {"stage": s, "ms per photo": round(ms, 1)} for s, ms in stage_ms.items()]
+        {"stage": s, "ms per photo": round(ms, 1)} for s, ms in stage_ms.items()
+    ]
 
     # The HTTP service on the same photos: BentoML workers sharing the same cores.
     rows = []
     home = Path(tempfile.mkdtemp(prefix="bearid-bench-"))
     try:
-        with LocalServer(workers=WORKERS, env={"BEARID_BUNDLE": str(bundle_dir), "BENTOML_HOME": str(home)}, log=home / "server.log") as url:
-            with BearIDClient(url) as client:
-                for d in data[:4]:
-                    client.identify(d)
-                http = {}
-                for c in (1, 4, 16):
-                    rate, times = _latencies(client.identify, data, c)
-                    http[c] = (rate, times)
-                    rows.append({"concurrency": c, "photos/s": round(rate, 2), "p50 ms": round(1000 * _pct(times, 50), 1),
-                                 "p95 ms": round(1000 * _pct(times, 95), 1)})
-                t0 = time.perf_counter()
-                scored = score(_folder(work, photos), client, work / "score" / "results.jsonl", concurrency=8)
-                score_rate = scored.scored / (time.perf_counter() - t0)
+        with (
+            LocalServer(
+                workers=WORKERS,
+                env={"BEARID_BUNDLE": str(bundle_dir), "BENTOML_HOME": str(home)},
+                log=home / "server.log",
+            ) as url,
+            BearIDClient(url) as client,
+        ):
+            for d in data[:4]:
+                client.identify(d)
+            http = {}
+            for c in (1, 4, 16):
+                rate, times = _latencies(client.identify, data, c)
+                http[c] = (rate, times)
+                rows.append(
+                    {
+                        "concurrency": c,
+                        "photos/s": round(rate, 2),
+                        "p50 ms": round(1000 * _pct(times, 50), 1),
+                        "p95 ms": round(1000 * _pct(times, 95), 1),
+                    }
+                )
+            t0 = time.perf_counter()
+            scored = score(_folder(work, photos), client, work / "score" / "results.jsonl", concurrency=8)
+            score_rate = scored.scored / (time.perf_counter() - t0)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    rows[:0] = [{"concurrency": f"in-process: {name}", "photos/s": round(rate, 2), "p50 ms": round(1000 * in_p50, 1) if rate == one_rate else "",
-                 "p95 ms": ""} for name, rate in variants.items()]
+    rows[:0] = [
+        {
+            "concurrency": f"in-process: {name}",
+            "photos/s": round(rate, 2),
+            "p50 ms": round(1000 * in_p50, 1) if rate == one_rate else "",
+            "p95 ms": "",
+        }
+        for name, rate in variants.items()
+    ]
     suite.tables[f"HTTP service ({WORKERS} workers) vs in-process, {len(data)} photos"] = rows
     rate16 = http[16][0]
-    suite.add(Figure("serving throughput at concurrency 16", rate16, "photos/s", baseline=in_rate, baseline_name=f"in-process, {best_name}",
-                     ratio=rate16 / in_rate, goal=">= 0.9", met=rate16 / in_rate >= 0.9))
+    suite.add(
+        Figure(
+            "serving throughput at concurrency 16",
+            rate16,
+            "photos/s",
+            baseline=in_rate,
+            baseline_name=f"in-process, {best_name}",
+            ratio=rate16 / in_rate,
+            goal=">= 0.9",
+            met=rate16 / in_rate >= 0.9,
+        )
+    )
     added = 1000 * (_pct(http[1][1], 50) - in_p50)
-    suite.add(Figure("added p50 latency at concurrency 1", added, "ms", baseline=1000 * in_p50, baseline_name="in-process p50, 1 thread (as a worker)",
-                     goal="< 10 ms", met=added < 10))
-    suite.add(Figure("bearid score throughput", score_rate, "photos/s", baseline=in_rate, baseline_name=f"in-process, {best_name}",
-                     ratio=score_rate / in_rate, note=f"{scored.scored} photos, concurrency 8, {WORKERS} workers"))
+    suite.add(
+        Figure(
+            "added p50 latency at concurrency 1",
+            added,
+            "ms",
+            baseline=1000 * in_p50,
+            baseline_name="in-process p50, 1 thread (as a worker)",
+            goal="< 10 ms",
+            met=added < 10,
+        )
+    )
+    suite.add(
+        Figure(
+            "bearid score throughput",
+            score_rate,
+            "photos/s",
+            baseline=in_rate,
+            baseline_name=f"in-process, {best_name}",
+            ratio=score_rate / in_rate,
+            note=f"{scored.scored} photos, concurrency 8, {WORKERS} workers",
+        )
+    )
 
     # Decode: a 12 MP JPEG for the detector's finest input (768 px).
     big = _twelve_mp(photos[0])
     side = max(inproc.spec.input_sides)
     full = min(_time(lambda: load_photo(big).image.resize((side, side * 3 // 4), Image.BILINEAR)) for _ in range(3))
     draft = min(_time(lambda: load_photo(big, max_side=side)) for _ in range(3))
-    suite.add(Figure("draft decode of a 12 MP JPEG for detection", 1000 * draft, "ms", baseline=1000 * full,
-                     baseline_name="full decode + shrink", ratio=full / draft, goal=">= 4x", met=full / draft >= 4))
+    suite.add(
+        Figure(
+            "draft decode of a 12 MP JPEG for detection",
+            1000 * draft,
+            "ms",
+            baseline=1000 * full,
+            baseline_name="full decode + shrink",
+            ratio=full / draft,
+            goal=">= 4x",
+            met=full / draft >= 4,
+        )
+    )
     whole = min(_time(lambda: inproc.identify(big)) for _ in range(2))
-    suite.add(Figure("identify one 12 MP photo", 1000 * whole, "ms",
-                     note=f"decoded at {inproc.refine_side} px for detection and landmarks, chips at the resolution they need"))
+    suite.add(
+        Figure(
+            "identify one 12 MP photo",
+            1000 * whole,
+            "ms",
+            note=f"decoded at {inproc.refine_side} px for detection and landmarks, chips at the resolution they need",
+        )
+    )
     return suite
 
 

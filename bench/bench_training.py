@@ -10,11 +10,11 @@ import shutil
 import time
 from pathlib import Path
 
+from common import Figure, Suite, split_world
+
 from bearid.synth import WorldConfig
 from training.config import FaceConfig, Sweep
 from training.train import train
-
-from common import Figure, Suite, split_world
 
 # 8 strangers (the usual quarter of the bears would be 4): validation and test get four
 # each, so one stranger moves BAUS by 0.25, not 0.5, and the threshold is not set on two.
@@ -42,21 +42,41 @@ def _accuracy_rows(report) -> list[dict]:
     for branch in report.branches:
         face, chip, embed, cls = (_metrics(d) for d in branch)
         t = cls["test"]
-        rows.append({"face backend": face["backend"], "AP@0.5": face["test"]["ap50"], "NME": face["test"]["nme"],
-                     "face recall": face["test"]["recall"], "embed AUC": embed["test"]["verification_auc"],
-                     "top-1": t.get("top1"), "top-5": t.get("top5"), "BAKS": t.get("baks"), "BAUS": t.get("baus"),
-                     "AUROC": t.get("auroc"), "train+eval s": round(sum(m["seconds"] for m in (face, chip, embed, cls)), 0)})
+        rows.append(
+            {
+                "face backend": face["backend"],
+                "AP@0.5": face["test"]["ap50"],
+                "NME": face["test"]["nme"],
+                "face recall": face["test"]["recall"],
+                "embed AUC": embed["test"]["verification_auc"],
+                "top-1": t.get("top1"),
+                "top-5": t.get("top5"),
+                "BAKS": t.get("baks"),
+                "BAUS": t.get("baus"),
+                "AUROC": t.get("auroc"),
+                "train+eval s": round(sum(m["seconds"] for m in (face, chip, embed, cls)), 0),
+            }
+        )
     return rows
 
 
 def _targets(suite: Suite, row: dict, where: str) -> None:
     for key, name in (("AP@0.5", "ap50"), ("top-1", "top1"), ("BAKS", "baks"), ("BAUS", "baus")):
-        suite.add(Figure(f"{key} ({where})", row[key], "", goal=f">= {TARGETS[name]}", met=row[key] is not None and row[key] >= TARGETS[name]))
+        suite.add(
+            Figure(
+                f"{key} ({where})",
+                row[key],
+                "",
+                goal=f">= {TARGETS[name]}",
+                met=row[key] is not None and row[key] >= TARGETS[name],
+            )
+        )
     suite.add(Figure(f"NME ({where})", row["NME"], "of inter-eye distance", goal="<= 0.10", met=row["NME"] <= 0.10))
 
 
 def _table_name(world: WorldConfig) -> str:
-    return f"accuracy on the held-out test split ({world.bears} bears, {world.photos} photos, seed {world.seed}; targets {TARGETS})"
+    world_name = f"{world.bears} bears, {world.photos} photos, seed {world.seed}"
+    return f"accuracy on the held-out test split ({world_name}; targets {TARGETS})"
 
 
 def _trained(world: WorldConfig, sweep: Sweep, work: Path) -> tuple:
@@ -76,10 +96,25 @@ def run(work: Path) -> Suite:
     suite.tables[_table_name(WORLD)] = rows
     default = report.branches[0]
     seconds = sum(_metrics(d)["seconds"] for d in default)
-    suite.add(Figure("default pipeline wall time (4 stages, train + evaluate)", seconds, "s", goal="<= 600 s", met=seconds <= 600,
-                     note=f"sweep with the dlib branch: {total:.0f} s in all"))
+    suite.add(
+        Figure(
+            "default pipeline wall time (4 stages, train + evaluate)",
+            seconds,
+            "s",
+            goal="<= 600 s",
+            met=seconds <= 600,
+            note=f"sweep with the dlib branch: {total:.0f} s in all",
+        )
+    )
     e = _metrics(default[2])
-    suite.add(Figure("embed training speed", e["chips_per_second"], "chips/s", note=f"{e['train_chips']} training chips, {e['identities']} bears"))
+    suite.add(
+        Figure(
+            "embed training speed",
+            e["chips_per_second"],
+            "chips/s",
+            note=f"{e['train_chips']} training chips, {e['identities']} bears",
+        )
+    )
     _targets(suite, rows[0], "default pipeline, test")
     _new_bears(suite, default[3], work)
     return suite
@@ -101,21 +136,48 @@ def _new_bears(suite: Suite, class_dir: Path, work: Path) -> None:
     # Checked before the export, the slow part: a clash would score a new bear as known.
     clash = set(json.loads((class_dir / "classifier/ids.json").read_text())) & set(read_faces(truth).labels())
     if clash:
-        raise SystemExit(f"NEW_BEARS shares bear IDs with the training world ({', '.join(sorted(clash))}); pick another seed")
+        raise SystemExit(
+            f"NEW_BEARS shares bear IDs with the training world ({', '.join(sorted(clash))}); pick another seed"
+        )
     shutil.rmtree(bundle_dir, ignore_errors=True)
     export(class_dir, bundle_dir)
     pipeline = Answering.from_bundle(bundles.load(bundle_dir))
     t0 = time.perf_counter()
     known, new = gate_metrics(pipeline, [work / "splits/test.xml"]), gate_metrics(pipeline, [truth])
     seconds = time.perf_counter() - t0
-    suite.tables[f"photos answered through the exported bundle: the test split (known bears) and {NEW_BEARS.bears} new bears "
-                 f"with their strangers and cubs ({NEW_BEARS.photos} photos, seed {NEW_BEARS.seed})"] = [
-        {"photos of": name, **{k: m[k] for k in ("photos", "faces", "face_recall", "top1", "baks", "baus", "known_bears", "unknown_bears")}}
-        for name, m in (("test split", known), ("new bears", new))]
-    suite.add(Figure("BAKS (test photos through the bundle)", known["baks"], "", goal=f">= {TARGETS['baks']}", met=known["baks"] >= TARGETS["baks"],
-                     note="a missed face counts as wrong"))
-    suite.add(Figure(f"BAUS ({new['unknown_bears']} new bears' photos through the bundle)", new["baus"], "", goal=f">= {TARGETS['baus']}",
-                     met=new["baus"] >= TARGETS["baus"], note=f"{new['photos'] + known['photos']} photos answered in {seconds:.0f} s"))
+    suite.tables[
+        f"photos answered through the exported bundle: the test split (known bears) and {NEW_BEARS.bears} new bears "
+        f"with their strangers and cubs ({NEW_BEARS.photos} photos, seed {NEW_BEARS.seed})"
+    ] = [
+        {
+            "photos of": name,
+            **{
+                k: m[k]
+                for k in ("photos", "faces", "face_recall", "top1", "baks", "baus", "known_bears", "unknown_bears")
+            },
+        }
+        for name, m in (("test split", known), ("new bears", new))
+    ]
+    suite.add(
+        Figure(
+            "BAKS (test photos through the bundle)",
+            known["baks"],
+            "",
+            goal=f">= {TARGETS['baks']}",
+            met=known["baks"] >= TARGETS["baks"],
+            note="a missed face counts as wrong",
+        )
+    )
+    suite.add(
+        Figure(
+            f"BAUS ({new['unknown_bears']} new bears' photos through the bundle)",
+            new["baus"],
+            "",
+            goal=f">= {TARGETS['baus']}",
+            met=new["baus"] >= TARGETS["baus"],
+            note=f"{new['photos'] + known['photos']} photos answered in {seconds:.0f} s",
+        )
+    )
 
 
 def run_wide(work: Path) -> Suite:
@@ -125,9 +187,22 @@ def run_wide(work: Path) -> Suite:
     row = _accuracy_rows(report)[0]
     suite.tables[_table_name(WIDE_WORLD)] = [row]
     cls = _metrics(report.branches[0][3])
-    suite.add(Figure("default pipeline wall time (4 stages, train + evaluate)", row["train+eval s"], "s", note="on the wider world"))
-    suite.add(Figure("bears the classifier knows", cls["identities"], "bears",
-                     note=f"left out for too few training chips: {', '.join(cls['left_out']) or 'none'}; "
-                          f"threshold {cls['threshold']}: {cls['threshold_note']}"))
+    suite.add(
+        Figure(
+            "default pipeline wall time (4 stages, train + evaluate)",
+            row["train+eval s"],
+            "s",
+            note="on the wider world",
+        )
+    )
+    suite.add(
+        Figure(
+            "bears the classifier knows",
+            cls["identities"],
+            "bears",
+            note=f"left out for too few training chips: {', '.join(cls['left_out']) or 'none'}; "
+            f"threshold {cls['threshold']}: {cls['threshold_note']}",
+        )
+    )
     _targets(suite, row, f"default pipeline, test, {WIDE_WORLD.bears}-bear world")
     return suite

@@ -51,24 +51,44 @@ class Suite:
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
-        print(f"  {figure.name}: {figure.value:.3g} {figure.unit}" + (f" (ratio {figure.ratio:.3g}, goal {figure.goal})" if figure.ratio is not None else ""), flush=True)
+        print(
+            f"  {figure.name}: {figure.value:.3g} {figure.unit}"
+            + (f" (ratio {figure.ratio:.3g}, goal {figure.goal})" if figure.ratio is not None else ""),
+            flush=True,
+        )
         return figure
 
 
 def machine() -> dict:
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = None
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+        gpu = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "gpu": gpu, "python": platform.python_version(),
-            "system": platform.platform(), "device": "cuda" if gpu else "cpu"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "device": "cuda" if gpu else "cpu",
+    }
 
 
 def best_of(fn: Callable[[], object], repeat: int = 2) -> float:
@@ -83,13 +103,24 @@ def best_of(fn: Callable[[], object], repeat: int = 2) -> float:
 
 def write(suite: Suite) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    data = {"suite": suite.name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
-            "figures": [asdict(f) for f in suite.figures], "tables": suite.tables}
+    data = {
+        "suite": suite.name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "figures": [asdict(f) for f in suite.figures],
+        "tables": suite.tables,
+    }
     json_path = RESULTS / f"{suite.name}.json"
     json_path.write_text(json.dumps(data, indent=1))
-    lines = [f"# {suite.name} benchmarks", "", f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
-             f"{data['machine']['memory_gib']} GiB, device {data['machine']['device']}; {data['when']}.", "",
-             "| figure | value | baseline | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {suite.name} benchmarks",
+        "",
+        f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+        f"{data['machine']['memory_gib']} GiB, device {data['machine']['device']}; {data['when']}.",
+        "",
+        "| figure | value | baseline | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in suite.figures:
         base = f"{f.baseline:.3g} {f.unit} ({f.baseline_name})" if f.baseline is not None else ""
         ratio = f"{f.ratio:.3g}" if f.ratio is not None else ""

@@ -36,12 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bearid.embed import Embedded, load_views  # noqa: E402
-from bearid.metrics import roc_auc  # noqa: E402
-from training.classify import fit  # noqa: E402
-from training.config import ClassifyConfig  # noqa: E402
-from training.embed.loader import open_chips  # noqa: E402
-from training.embed.train import embed, load  # noqa: E402
+from bearid.embed import Embedded, load_views
+from bearid.metrics import roc_auc
+from training.classify import fit
+from training.config import ClassifyConfig
+from training.embed.loader import open_chips
+from training.embed.train import embed, load
 
 SPLITS = ("train", "val", "test", "holdout")
 
@@ -66,8 +66,10 @@ def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
     correct = np.array(clf.ids)[clf.probabilities(k_vec).argmax(axis=1)] == k_lab
     known_bears = sorted(set(k_lab))
     new_bears = [b for b in sorted(set(n_lab)) if (n_lab == b).sum() >= 3]
-    aucs = [roc_auc(np.r_[k_fam, n_fam[n_lab == b]], np.r_[np.ones(len(k_fam), bool), np.zeros((n_lab == b).sum(), bool)])
-            for b in new_bears]
+    aucs = [
+        roc_auc(np.r_[k_fam, n_fam[n_lab == b]], np.r_[np.ones(len(k_fam), bool), np.zeros((n_lab == b).sum(), bool)])
+        for b in new_bears
+    ]
 
     def baus(threshold: float) -> float:
         return float(np.mean([np.mean(n_fam[n_lab == b] < threshold) for b in new_bears]))
@@ -78,9 +80,15 @@ def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
     # BAKS only falls as the threshold rises, and only at a known chip's familiarity: the
     # highest of those that keeps it at 0.90.
     at90 = next((t for t in np.sort(k_fam)[::-1] if baks(t) >= 0.90), None)
-    return {"top1": float(correct.mean()), "auroc": float(np.mean(aucs)), "auroc_p10": float(np.percentile(aucs, 10)),
-            "rejected_k90": baus(np.quantile(k_fam, 0.10)), "rejected_k95": baus(np.quantile(k_fam, 0.05)),
-            "baus_at_baks90": float("nan") if at90 is None else baus(at90), "new_bears": len(new_bears)}
+    return {
+        "top1": float(correct.mean()),
+        "auroc": float(np.mean(aucs)),
+        "auroc_p10": float(np.percentile(aucs, 10)),
+        "rejected_k90": baus(np.quantile(k_fam, 0.10)),
+        "rejected_k95": baus(np.quantile(k_fam, 0.05)),
+        "baus_at_baks90": float("nan") if at90 is None else baus(at90),
+        "new_bears": len(new_bears),
+    }
 
 
 def main() -> None:
@@ -93,8 +101,11 @@ def main() -> None:
     for d in args.embed_dirs:
         m = measure(d, args.new)
         at90 = "-" if np.isnan(m["baus_at_baks90"]) else f"{m['baus_at_baks90']:.3f}"
-        print(f"| {d} | {m['top1']:.3f} | {m['auroc']:.4f} ({m['auroc_p10']:.3f}) | {m['rejected_k90']:.3f} | "
-              f"{m['rejected_k95']:.3f} | {at90} | {m['new_bears']} |", flush=True)
+        print(
+            f"| {d} | {m['top1']:.3f} | {m['auroc']:.4f} ({m['auroc_p10']:.3f}) | {m['rejected_k90']:.3f} | "
+            f"{m['rejected_k95']:.3f} | {at90} | {m['new_bears']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,11 @@ def main() -> None:
         from bearid.localserver import LocalServer
 
         home = Path(tempfile.mkdtemp(prefix="bearid-load-"))
-        server = LocalServer(workers=2, env={"BEARID_BUNDLE": str(args.bundle.resolve()), "BENTOML_HOME": str(home)}, log=home / "server.log")
+        server = LocalServer(
+            workers=2,
+            env={"BEARID_BUNDLE": str(args.bundle.resolve()), "BENTOML_HOME": str(home)},
+            log=home / "server.log",
+        )
         with server as url:
             with httpx.Client(timeout=60) as http:  # warm up: every photo once (ORT sizes its buffers per shape)
                 for photo in photos:

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark suites, write bench/results/<suite>.json and .md.
 
-    python bench/run.py [--only data] [--work build/bench]
+python bench/run.py [--only data] [--work build/bench]
 """
 
 from __future__ import annotations
@@ -11,14 +11,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_data  # noqa: E402
-import bench_loading  # noqa: E402
-import bench_serving  # noqa: E402
-import bench_training  # noqa: E402
-from common import write  # noqa: E402
+import bench_data
+import bench_loading
+import bench_serving
+import bench_training
+from common import write
 
-SUITES = {"data": bench_data.run, "training": bench_training.run, "training_wide": bench_training.run_wide,
-          "loading": bench_loading.run, "serving": bench_serving.run}
+SUITES = {
+    "data": bench_data.run,
+    "training": bench_training.run,
+    "training_wide": bench_training.run_wide,
+    "loading": bench_loading.run,
+    "serving": bench_serving.run,
+}
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,9 +19,14 @@ def _log(message: str) -> None:
 
 
 def export(
-    path: Annotated[Optional[Path], typer.Argument(help="A results path ending in a class config. Default: the best path of --results.")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="A results path ending in a class config. Default: the best path of --results."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="The bundle directory to write.")] = Path("bundle"),
-    results_dir: Annotated[Optional[Path], typer.Option("--results", help="Export the best path of this results tree.")] = None,
+    results_dir: Annotated[
+        Path | None, typer.Option("--results", help="Export the best path of this results tree.")
+    ] = None,
     by: Annotated[str, typer.Option(help="With --results: best by open_set, top1, baks, baus or auroc.")] = "open_set",
     parity_photos: Annotated[int, typer.Option(help="Test photos answered by both runtimes in the parity check.")] = 12,
 ) -> None:
@@ -42,14 +47,23 @@ def export(
         path = best[-1]
     manifest = run(path, out, parity_photos, _log)
     m = manifest.get("metrics", {}).get("classify", {})
-    console.print(f"bundle {manifest['version']} at {out} (test top-1 {m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})")
+    console.print(
+        f"bundle {manifest['version']} at {out} (test top-1 "
+        f"{m.get('top1')}, BAKS {m.get('baks')}, BAUS {m.get('baus')})"
+    )
 
 
 def promote(
     bundle: Annotated[Path, typer.Argument(help="The bundle folder (from bearid export).")],
-    gate: Annotated[Optional[list[Path]], typer.Option(help="Faces XML with bear labels to compare on (repeat for several).")] = None,
-    metric: Annotated[str, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")] = "open_set",
-    force: Annotated[bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")] = False,
+    gate: Annotated[
+        list[Path] | None, typer.Option(help="Faces XML with bear labels to compare on (repeat for several).")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")
+    ] = "open_set",
+    force: Annotated[
+        bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")
+    ] = False,
     limit: Annotated[int, typer.Option(help="Use at most this many gate photos (0: all).")] = 0,
 ) -> None:
     """Verify a bundle, compare it with the champion on a gate set, store it as bearid:<version>
@@ -57,8 +71,8 @@ def promote(
 
     Example: bearid promote bundle --gate splits/test.xml --gate splits/holdout.xml
     """
-    from exporters.promotion import promote as run
     from bearid.store import ModelStore
+    from exporters.promotion import promote as run
 
     r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
     if r.candidate:
@@ -66,7 +80,10 @@ def promote(
         for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set"):
             table.add_row(key, str(r.candidate.get(key)), str((r.champion or {}).get(key, "")))
         console.print(table)
-    console.print(("[green]promoted[/] " if r.promoted else "[yellow]not promoted[/] ") + f"{r.version}: {r.reason}", highlight=False)
+    console.print(
+        ("[green]promoted[/] " if r.promoted else "[yellow]not promoted[/] ") + f"{r.version}: {r.reason}",
+        highlight=False,
+    )
     if not r.promoted and r.reason != "already the champion":
         raise typer.Exit(1)
 

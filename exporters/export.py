@@ -40,12 +40,16 @@ def stage_dirs(path: Path) -> list[Path]:
     dirs = [path, path.parent, path.parent.parent, path.parent.parent.parent][::-1]
     for d, stage in zip(dirs, STAGE_ORDER):
         if not d.name.startswith(stage + "_") or not (d / "config.yaml").is_file():
-            raise BearIDError(f"{path}: not a results path ending in a class config "
-                              f"(expected RESULTS/face_config_XX/chip_config_XX/embed_config_XX/class_config_XX)")
+            raise BearIDError(
+                f"{path}: not a results path ending in a class config "
+                f"(expected RESULTS/face_config_XX/chip_config_XX/embed_config_XX/class_config_XX)"
+            )
         if not read_metrics(d):
             raise BearIDError(f"{d}: this stage has not finished (no metrics.json); run bearid train first")
         if is_pruned(d):
-            raise BearIDError(f"{d}: its weights were pruned (bearid runs prune); run bearid train again to recompute it")
+            raise BearIDError(
+                f"{d}: its weights were pruned (bearid runs prune); run bearid train again to recompute it"
+            )
     return dirs
 
 
@@ -53,9 +57,16 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axe
     axes = {0: "batch", 2: "height", 3: "width"} if image_axes else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model.eval(), example, str(out), input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": axes, "output": {0: "batch"} if not image_axes else {0: "batch", 2: "h", 3: "w"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model.eval(),
+            example,
+            str(out),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": {0: "batch"} if not image_axes else {0: "batch", 2: "h", 3: "w"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path], chips: list[Path]) -> dict:
@@ -92,9 +103,16 @@ def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[
             named += fa.bear_id is not None
         faces += len(a.faces)
         same += agree and worst_box <= DECISION_BOX_TOLERANCE
-    return {"photos": len(photos), "chips": len(chips), "faces": faces, "named": named,
-            "identical_decisions": same == len(photos), "photos_with_identical_decisions": same,
-            "max_box_diff_px": round(worst_box, 4), "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()}}
+    return {
+        "photos": len(photos),
+        "chips": len(chips),
+        "faces": faces,
+        "named": named,
+        "identical_decisions": same == len(photos),
+        "photos_with_identical_decisions": same,
+        "max_box_diff_px": round(worst_box, 4),
+        "max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},
+    }
 
 
 def _test_photos(face_dir: Path, n: int) -> list[Path]:
@@ -123,8 +141,10 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
     face_cfg, chip_cfg, embed_cfg, classify_cfg = (read_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
     if face_cfg.backend != "centernet":
-        raise BearIDError(f"{face_dir.name} uses the {face_cfg.backend} face backend, which has no ONNX form; "
-                          "export a path whose face config uses the centernet backend")
+        raise BearIDError(
+            f"{face_dir.name} uses the {face_cfg.backend} face backend, which has no ONNX form; "
+            "export a path whose face config uses the centernet backend"
+        )
     out = Path(out)
     if out.exists() and not (out / bundles.MANIFEST).exists():
         raise BearIDError(f"{out} exists and is not a bundle; choose another --out")
@@ -144,26 +164,51 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
         metrics = {stage: read_metrics(d) for stage, d in zip(STAGES, (face_dir, chip_dir, embed_dir, class_dir))}
         configs = {stage: asdict(c) for stage, c in zip(STAGES, (face_cfg, chip_cfg, embed_cfg, classify_cfg))}
         fields = bundles.describe(
-            lineage={"results": str(results_root), "path": str(class_dir.relative_to(results_root)), "configs": configs},
-            detector=spec, refine_side=face_cfg.refine_side, chip=chip_cfg.spec(), embed_input_size=input_size,
-            embed_dim=embed_cfg.dim, threshold=metrics["classify"].get("threshold"), target_far=classify_cfg.target_far,
-            open_set=classify_cfg.open_set, identities=len(json.loads((work / "ids.json").read_text())),
-            metrics={"face": metrics["face"].get("test"), "embed": metrics["embed"].get("test"),
-                     "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"}})
+            lineage={
+                "results": str(results_root),
+                "path": str(class_dir.relative_to(results_root)),
+                "configs": configs,
+            },
+            detector=spec,
+            refine_side=face_cfg.refine_side,
+            chip=chip_cfg.spec(),
+            embed_input_size=input_size,
+            embed_dim=embed_cfg.dim,
+            threshold=metrics["classify"].get("threshold"),
+            target_far=classify_cfg.target_far,
+            open_set=classify_cfg.open_set,
+            identities=len(json.loads((work / "ids.json").read_text())),
+            metrics={
+                "face": metrics["face"].get("test"),
+                "embed": metrics["embed"].get("test"),
+                "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"},
+            },
+        )
         bundles.write_manifest(work, fields)
-        check = parity(bundles.load(work), {"face": network(detector), "landmarks": network(refiner), "embed": network(descriptor)},
-                       _test_photos(face_dir, parity_photos), _test_chips(chip_dir, 2 * parity_photos))
-        log(f"export: parity on {check['photos']} test photos ({check['faces']} faces) and {check['chips']} chips: max abs diff {check['max_abs_diff']}, "
-            f"identical decisions: {check['identical_decisions']}")
+        check = parity(
+            bundles.load(work),
+            {"face": network(detector), "landmarks": network(refiner), "embed": network(descriptor)},
+            _test_photos(face_dir, parity_photos),
+            _test_chips(chip_dir, 2 * parity_photos),
+        )
+        log(
+            f"export: parity on {check['photos']} test photos ({check['faces']} faces) "
+            f"and {check['chips']} chips: max abs diff {check['max_abs_diff']}, "
+            f"identical decisions: {check['identical_decisions']}"
+        )
         if not check["identical_decisions"]:
-            raise BearIDError(f"ONNX Runtime and PyTorch disagree on {check['photos'] - check['photos_with_identical_decisions']} "
-                              f"of {check['photos']} photos; bundle not written ({check})")
+            raise BearIDError(
+                f"ONNX Runtime and PyTorch disagree on {check['photos'] - check['photos_with_identical_decisions']} "
+                f"of {check['photos']} photos; bundle not written ({check})"
+            )
         manifest = bundles.write_manifest(work, {**fields, "parity": check})
         if out.exists():
             if bundles.read_manifest(out).get("version") == manifest["version"]:
                 log(f"export: {out} already holds bundle {manifest['version']}")
                 return bundles.verify(out)
-            raise BearIDError(f"{out} holds another bundle ({bundles.read_manifest(out).get('version')}); choose another --out")
+            raise BearIDError(
+                f"{out} holds another bundle ({bundles.read_manifest(out).get('version')}); choose another --out"
+            )
         work.rename(out)
         return manifest
     finally:

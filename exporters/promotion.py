@@ -23,8 +23,9 @@ class Promotion:
     reason: str
 
 
-def promote(folder: Path, gate: list[Path], store: ModelStore, metric: str = "open_set", force: bool = False,
-            limit: int = 0) -> Promotion:
+def promote(
+    folder: Path, gate: list[Path], store: ModelStore, metric: str = "open_set", force: bool = False, limit: int = 0
+) -> Promotion:
     bundle = bundles.load(folder)  # verified before anything is unpickled
     current = store.champion()
     if current == bundle.version:
@@ -36,11 +37,27 @@ def promote(folder: Path, gate: list[Path], store: ModelStore, metric: str = "op
             champion = gate_metrics(Pipeline.from_bundle(bundles.load(store.path_of(current))), gate, limit)
     elif not force:
         raise BearIDError("give a gate set (--gate XML, a faces XML with bear labels) or --force")
-    worse = champion is not None and candidate is not None and (candidate.get(metric) or 0) < (champion.get(metric) or 0)
+    worse = (
+        champion is not None and candidate is not None and (candidate.get(metric) or 0) < (champion.get(metric) or 0)
+    )
     if worse and not force:
-        return Promotion(bundle.version, False, candidate, champion, current,
-                         f"{metric} {candidate.get(metric)} is below the champion's {champion.get(metric)}: refused (use --force to promote anyway)")
+        return Promotion(
+            bundle.version,
+            False,
+            candidate,
+            champion,
+            current,
+            f"{metric} {candidate.get(metric)} is below the champion's "
+            f"{champion.get(metric)}: refused (use --force to promote anyway)",
+        )
     store.add(folder)
-    store.promote(bundle.version, {"gate": {"metric": metric, "candidate": candidate, "champion": champion}, "forced": bool(worse and force)})
-    reason = "forced past a better champion" if worse else ("no champion yet" if not current else f"{metric} at least the champion's")
+    store.promote(
+        bundle.version,
+        {"gate": {"metric": metric, "candidate": candidate, "champion": champion}, "forced": bool(worse and force)},
+    )
+    reason = (
+        "forced past a better champion"
+        if worse
+        else ("no champion yet" if not current else f"{metric} at least the champion's")
+    )
     return Promotion(bundle.version, True, candidate, champion, current, reason)

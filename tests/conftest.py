@@ -57,7 +57,9 @@ def trained(splits, tmp_path_factory) -> tuple[Path, object]:
     from training.train import train
 
     results = tmp_path_factory.mktemp("results")
-    report = train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None)
+    report = train(
+        Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None
+    )
     return results, report
 
 

@@ -53,7 +53,13 @@ def tree_state(root: Path) -> dict[str, tuple[str, int]]:
 
 def test_layout_conventions():
     p = layout.place_of("brooks_falls/freels_201708/bf_051/x.jpg")
-    assert (p.location, p.contributor, str(p.contribution_date), p.label, p.kind) == ("brooks_falls", "freels", "2017-08-01", "bf_051", "known")
+    assert (p.location, p.contributor, str(p.contribution_date), p.label, p.kind) == (
+        "brooks_falls",
+        "freels",
+        "2017-08-01",
+        "bf_051",
+        "known",
+    )
     assert layout.place_of("brooks_falls/nps_20170907/bf_051_cub/x.jpg").kind == "cub"
     assert layout.place_of("brooks_falls/nps_20170907/bear_unknown/x.jpg").kind == "unknown"
     bad = layout.place_of("brooks_falls/nps_20170907/BF 51 (Otis)/x.jpg")
@@ -72,7 +78,11 @@ def test_catalog_indexes_every_image_and_rescans_incrementally(archive):
             e = entries[photo["path"]]
             assert e.taken == photo["taken"] and e.orientation == photo["orientation"]
             assert e.location == photo["location"] and e.contributor == photo["contributor"]
-            assert e.label == (photo["folder"] if photo["kind"] == "single" or (photo["kind"] == "empty" and e.kind == "known") else None)
+            assert e.label == (
+                photo["folder"]
+                if photo["kind"] == "single" or (photo["kind"] == "empty" and e.kind == "known")
+                else None
+            )
             assert e.width and e.height and e.sha256 and e.phash is not None and e.error is None
         again = cat.scan()
         assert (again.unchanged, again.added, again.updated, again.bytes_read) == (first.files, 0, 0, 0)
@@ -96,7 +106,9 @@ def test_catalog_reports_unreadable_files_with_a_reason(archive):
     with Catalog(archive) as cat:
         cat.scan()
         errors = {e.path: e.error for e in cat.entries() if e.error}
-    assert {p for p, d in planted.items() if d in ("truncated", "garbage", "not_image") and not p.startswith("_")} == set(errors)
+    assert {
+        p for p, d in planted.items() if d in ("truncated", "garbage", "not_image") and not p.startswith("_")
+    } == set(errors)
     assert all(reason for reason in errors.values())
 
 
@@ -181,7 +193,11 @@ def test_ingest_killed_at_random_points_then_rerun_files_each_photo_once(archive
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     ingest(drop, archive, "brooks_falls", "hartley", "20190815", id_from=ID_FROM)
-    filed = Counter(hashlib.sha256(p.read_bytes()).hexdigest() for p in (archive / "brooks_falls/hartley_20190815").rglob("*") if p.is_file())
+    filed = Counter(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (archive / "brooks_falls/hartley_20190815").rglob("*")
+        if p.is_file()
+    )
     wanted = {hashlib.sha256((archive / p).read_bytes()).hexdigest() for p in drop_truth(archive)}
     assert set(filed) == wanted and set(filed.values()) == {1}
     assert not [p for p in (archive / "brooks_falls/hartley_20190815").rglob(".*")]  # no temp files left
@@ -191,14 +207,32 @@ def test_clean_finds_the_planted_defects(archive):
     faces = [read_faces(archive / "_truth/faces.xml"), read_faces(archive / "_labels/faces_imglab.xml")]
     report = clean(archive, faces=faces)
     scores = {s.reason: s for s in score_clean(report, archive)}
-    for reason in ("exact_duplicate", "near_duplicate", "corrupt", "not_image", "tiny", "blurry", "too_dark",
-                   "too_bright", "bad_place", "no_bear", "cub", "unknown_part", "missing_landmarks",
-                   "missing_label", "label_mismatch"):
+    for reason in (
+        "exact_duplicate",
+        "near_duplicate",
+        "corrupt",
+        "not_image",
+        "tiny",
+        "blurry",
+        "too_dark",
+        "too_bright",
+        "bad_place",
+        "no_bear",
+        "cub",
+        "unknown_part",
+        "missing_landmarks",
+        "missing_label",
+        "label_mismatch",
+    ):
         s = scores[reason]
         assert s.planted >= 1 and s.recall == 1.0 and s.precision == 1.0, s
     # Pose from landmark geometry is a heuristic (pitch and roll blur it): what it flags must
     # be turned much further than the rest.
-    yaw = {p["path"]: max(abs(f["yaw"]) for f in p["faces"]) for p in json.loads((archive / "_truth/world.json").read_text())["photos"] if p["faces"]}
+    yaw = {
+        p["path"]: max(abs(f["yaw"]) for f in p["faces"])
+        for p in json.loads((archive / "_truth/world.json").read_text())["photos"]
+        if p["faces"]
+    }
     posed = {f.path for f in report.findings if f.reason == "extreme_pose" and f.path in yaw}
     assert posed and np.mean([yaw[p] for p in posed]) > 2 * np.mean([y for p, y in yaw.items() if p not in posed])
     json_path, html_path = write_clean_report(report, archive / ".bearid" / "clean")
@@ -224,7 +258,9 @@ def test_apply_then_restore_is_exact_and_safe(archive):
     assert tree_state(archive) == before  # same files, bytes and timestamps
     assert quarantine.restore(archive).moved == []  # restoring twice does nothing
     # A file that reappeared at its place is never overwritten by a restore.
-    again = quarantine.apply(clean(archive, faces=[read_faces(archive / "_truth/faces.xml")]), reasons={"exact_duplicate"})
+    again = quarantine.apply(
+        clean(archive, faces=[read_faces(archive / "_truth/faces.xml")]), reasons={"exact_duplicate"}
+    )
     src, _ = again.moved[0]
     (archive / src).write_bytes(b"new")
     result = quarantine.restore(archive)
@@ -233,7 +269,12 @@ def test_apply_then_restore_is_exact_and_safe(archive):
 
 def _split(archive, tmp_path, **kw):
     config = SplitConfig(**kw)
-    return split(archive, tmp_path / f"split_{kw.get('by', 'image')}_{kw.get('seed', 0)}", config, read_faces(archive / "_truth/faces.xml"))
+    return split(
+        archive,
+        tmp_path / f"split_{kw.get('by', 'image')}_{kw.get('seed', 0)}",
+        config,
+        read_faces(archive / "_truth/faces.xml"),
+    )
 
 
 def test_split_by_bear_keeps_identities_disjoint(archive, tmp_path):
@@ -351,7 +392,13 @@ def test_recover_rebuilds_a_backup_verified_and_never_overwrites(archive, tmp_pa
     rotten = object_path(dest, files[b]["sha256"])
     rotten.write_bytes(rotten.read_bytes()[:-10])
     r = recover(dest, out)
-    assert not r.ok and r.conflicts == [a] and r.damaged == [b] and (out / a).read_bytes() == b"mine" and not (out / b).exists()
+    assert (
+        not r.ok
+        and r.conflicts == [a]
+        and r.damaged == [b]
+        and (out / a).read_bytes() == b"mine"
+        and not (out / b).exists()
+    )
     only = recover(dest, tmp_path / "part", only=a.split("/")[0] + "/")
     assert 0 < only.restored < len(files)
     assert not [p for p in out.rglob("*.tmp")]
@@ -359,8 +406,8 @@ def test_recover_rebuilds_a_backup_verified_and_never_overwrites(archive, tmp_pa
 
 def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts(archive, tmp_path):
     from bearid.data.workset import MANIFEST, workset
-    from bearid.fsio import sha256_file
     from bearid.errors import BearIDError
+    from bearid.fsio import sha256_file
 
     r = _split(archive, tmp_path, by="image")
     train, val = r.files["train"], r.files["val"]
@@ -385,7 +432,11 @@ def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts
     assert third.copied == 1
     # Dropping a set and evicting removes exactly the copies no remaining set needs.
     only_train = workset(archive, [train], fast, evict=True)
-    val_only = {read_faces(val).path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in read_faces(val).images}
+    val_only = {
+        read_faces(val).path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in read_faces(val).images
+    }
     val_only -= {original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images}
     assert set(only_train.evicted) == val_only and all(not (fast / rel).exists() for rel in val_only)
-    assert set(json.loads((fast / MANIFEST).read_text())["files"]) == {original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images}
+    assert set(json.loads((fast / MANIFEST).read_text())["files"]) == {
+        original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images
+    }

@@ -28,7 +28,13 @@ def validate(doc: dict) -> None:
 
 def test_every_manifest_validates_against_the_kubernetes_schema():
     docs = documents()
-    assert {d["kind"] for d in docs} == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"}
+    assert {d["kind"] for d in docs} == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+    }
     for doc in docs:
         validate(doc)
 

@@ -54,7 +54,11 @@ def test_a_change_is_journalled_then_saved_and_the_original_kept(xml):
     assert saved.label == "bf_900" and list(saved.parts["nose"]) == boxes[0]["parts"]["nose"]
     assert contents(store.original) == before != contents(xml)  # the XML as it was, kept once
     (entry,) = store.history(0)
-    assert entry["volunteer"] == "alice" and entry["after"][0]["label"] == "bf_900" and entry["before"][0]["label"] != "bf_900"
+    assert (
+        entry["volunteer"] == "alice"
+        and entry["after"][0]["label"] == "bf_900"
+        and entry["before"][0]["label"] != "bf_900"
+    )
     assert store.update(0, boxes, 1, "alice") == 1  # the same boxes again: no new version, no journal line
     assert len(store.history()) == 1 and dlib_loads(xml) == 4
     assert not [p for p in xml.parent.iterdir() if p.name.endswith(".tmp")]
@@ -77,8 +81,12 @@ def test_bad_edits_are_refused_with_the_reason_and_change_nothing(xml):
     store = LabelStore(xml)
     before = xml.read_bytes()
     good = store.boxes(0)[0]
-    for bad, reason in ((dict(good, width=0), "positive"), (dict(good, label="a<b"), "without &"),
-                        (dict(good, left="x"), "must be a number"), (dict(good, parts={"nose": [1]}), "landmark")):
+    for bad, reason in (
+        (dict(good, width=0), "positive"),
+        (dict(good, label="a<b"), "without &"),
+        (dict(good, left="x"), "must be a number"),
+        (dict(good, parts={"nose": [1]}), "landmark"),
+    ):
         with pytest.raises(BearIDError, match=reason):
             store.update(0, [bad], 0, "alice")
     with pytest.raises(BearIDError, match="volunteer name"):
@@ -93,8 +101,14 @@ def test_a_crash_between_journal_and_xml_loses_nothing_and_a_second_server_is_re
         LabelStore(xml)
     boxes = store.boxes(2)
     boxes.pop()  # delete a face ...
-    entry = {"kind": "edit", "volunteer": "bob", "file": store.dataset.images[2].file, "version": 1,
-             "before": store.boxes(2), "after": boxes}
+    entry = {
+        "kind": "edit",
+        "volunteer": "bob",
+        "file": store.dataset.images[2].file,
+        "version": 1,
+        "before": store.boxes(2),
+        "after": boxes,
+    }
     store.journal.write_text(json.dumps(entry) + "\n" + '{"kind": "edit", "torn')  # ... journalled, then the crash
     store.close()
     assert len(read_faces(xml).images[2].boxes) == len(entry["before"])
@@ -124,10 +138,17 @@ def test_queues_volunteers_and_the_api(xml, tmp_path):
     b = client.get("/api/next", params={"queue": "all", "volunteer": "bob"}).json()["index"]
     assert (a, b) == (0, 1)
     # Moving on records a review: the photo leaves that queue.
-    assert client.get("/api/next", params={"queue": "all", "volunteer": "alice", "after": a}).json() == {"index": 2, "todo": 3}
-    assert client.get("/api/next", params={"queue": "all", "volunteer": "carol"}).json()["index"] == 3  # 1 and 2 are held
+    assert client.get("/api/next", params={"queue": "all", "volunteer": "alice", "after": a}).json() == {
+        "index": 2,
+        "todo": 3,
+    }
+    assert (
+        client.get("/api/next", params={"queue": "all", "volunteer": "carol"}).json()["index"] == 3
+    )  # 1 and 2 are held
     now[0] += 61
-    assert client.get("/api/next", params={"queue": "all", "volunteer": "dave"}).json()["index"] == 1  # bob's lease lapsed
+    assert (
+        client.get("/api/next", params={"queue": "all", "volunteer": "dave"}).json()["index"] == 1
+    )  # bob's lease lapsed
     # Saving through the API: a fix takes the photo out of the landmarks queue; conflicts are 409.
     image = client.get("/api/images/1").json()
     image["boxes"][0]["parts"]["lear"] = [10, 10]
@@ -157,7 +178,9 @@ def test_a_folder_of_photos_gets_a_new_xml_and_running_again_carries_on(splits, 
     xml = photo_list(world, tmp_path / "faces.xml")
     photos = read_faces(xml).images
     assert photos and not any(image.boxes for image in photos)
-    assert not any("/_" in image.file or image.file.startswith("_") for image in photos)  # BearID's own folders left out
+    assert not any(
+        "/_" in image.file or image.file.startswith("_") for image in photos
+    )  # BearID's own folders left out
     store = LabelStore(xml)
     store.update(0, [{"left": 5, "top": 6, "width": 50, "height": 40, "label": "bf_001", "parts": {}}], 0, "alice")
     store.close()
@@ -180,8 +203,12 @@ def test_the_cli_serves_a_folder_and_names_a_missing_source(splits, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     world = splits.parent / "world"
-    server = subprocess.Popen([*bearid, str(world), "--xml", str(tmp_path / "todo.xml"), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [*bearid, str(world), "--xml", str(tmp_path / "todo.xml"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, info = time.monotonic() + 60, None
         while info is None and time.monotonic() < deadline and server.poll() is None:

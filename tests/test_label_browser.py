@@ -14,22 +14,31 @@ import time
 from pathlib import Path
 
 import pytest
+from test_label import contents, dlib_loads, labelling_copy
 
 from bearid.label.app import Labeler, create_app
 from bearid.label.store import LabelStore
 from bearid.metadata import read_faces
-from test_label import contents, dlib_loads, labelling_copy
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
     found = os.environ.get("BEARID_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         if os.environ.get("BEARID_BROWSER_TESTS") == "required":
-            pytest.fail("no Chromium found (scripts/install-browser.sh installs Debian's); the browser tests are required here")
+            pytest.fail(
+                "no Chromium found (scripts/install-browser.sh installs Debian's); the browser tests are required here"
+            )
         pytest.skip("no Chromium on this machine: run scripts/install-browser.sh (make test does)")
     return found
 
@@ -68,8 +77,13 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
         page.wait_for_selector("body[data-ready='0']")
 
         def screen(x: float, y: float) -> tuple[float, float]:
-            return tuple(page.evaluate("([x, y]) => { const m = document.getElementById('canvas').getScreenCTM();"
-                                       " return [m.a * x + m.e, m.d * y + m.f]; }", [x, y]))
+            return tuple(
+                page.evaluate(
+                    "([x, y]) => { const m = document.getElementById('canvas').getScreenCTM();"
+                    " return [m.a * x + m.e, m.d * y + m.f]; }",
+                    [x, y],
+                )
+            )
 
         def drag(start, end, shift: bool = False) -> None:
             page.mouse.move(*screen(*start))
@@ -140,7 +154,12 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
     assert abs(moved.parts["nose"][0] - (nx + 15)) <= 1 and abs(moved.parts["nose"][1] - (ny - 10)) <= 1
     assert {k: v for k, v in moved.parts.items() if k != "nose"} == {k: v for k, v in face.parts.items() if k != "nose"}
     assert len(after.boxes) == len(before.boxes) + 1 and before.boxes[1:] == after.boxes[1:-1]
-    assert abs(drawn.left - x0) <= 1 and abs(drawn.top - y0) <= 1 and abs(drawn.width - 70) <= 2 and abs(drawn.height - 60) <= 2
+    assert (
+        abs(drawn.left - x0) <= 1
+        and abs(drawn.top - y0) <= 1
+        and abs(drawn.width - 70) <= 2
+        and abs(drawn.height - 60) <= 2
+    )
     edits = [e for e in store.history(0) if e["kind"] == "edit"]
     assert [e["version"] for e in edits] == [1, 2, 3, 4, 5, 6] and {e["volunteer"] for e in edits} == {"alice"}
     assert contents(xml)[1:] == contents(store.original)[1:]  # the other photos untouched
@@ -152,6 +171,7 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
 
     faces = read_samples(xml)[0].faces
     assert faces[0].landmarks is not None and faces[0].label == "bf_777" and faces[-1].landmarks is None
+
     def findings(path):
         return {(f.code, f.box) for f in validate(read_faces(path), path) if f.image == read_faces(path).images[0].file}
 

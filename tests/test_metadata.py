@@ -7,7 +7,8 @@ from pathlib import Path
 
 import dlib
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bearid.metadata import (
     LANDMARKS,
@@ -47,7 +48,15 @@ def our_view(dataset: Dataset) -> list[tuple]:
     return [
         (
             img.file,
-            [((b.left, b.top, b.width, b.height), b.label or "", b.parts, (b.difficult, b.truncated, b.occluded, b.ignore)) for b in img.boxes],
+            [
+                (
+                    (b.left, b.top, b.width, b.height),
+                    b.label or "",
+                    b.parts,
+                    (b.difficult, b.truncated, b.occluded, b.ignore),
+                )
+                for b in img.boxes
+            ],
         )
         for img in dataset.images
     ]
@@ -62,7 +71,14 @@ def test_gold_faces_fixture_reads_as_the_original_tools_wrote_it(gold_faces):
     assert max(len(i.boxes) for i in data.images) == 2  # one photo with two
     first = data.images[0].boxes[0]
     assert (first.left, first.top, first.width, first.height, first.label) == (554, 199, 237, 236, "bf_051")
-    assert first.parts == {"lear": (744, 204), "leye": (717, 300), "nose": (659, 434), "rear": (619, 200), "reye": (632, 299), "head_top": (682, 178)}
+    assert first.parts == {
+        "lear": (744, 204),
+        "leye": (717, 300),
+        "nose": (659, 434),
+        "rear": (619, 200),
+        "reye": (632, 299),
+        "head_top": (682, 178),
+    }
     assert all(os.path.isabs(i.file) for i in data.images)
     assert validate(data) == []
 
@@ -95,11 +111,26 @@ def rich_dataset(base: Path) -> Dataset:
         comment="labels with <markup> and accents: Ot\u00eds",
         base_dir=base,
         images=[
-            ImageEntry("photos/a b/one.jpg", width=640, height=480, boxes=[
-                Box(5, 6, 100, 90, "bf_051", dict(full, head_top=(50, 1)), difficult=True),
-                Box(300, 200, 40, 40, "bf_1&2 <x>", dict(full), occluded=True, truncated=True, attrs={"detection_score": "0.75", "pose": "12"}),
-                Box(0, 0, 10, 10, None, {}, ignore=True),
-            ]),
+            ImageEntry(
+                "photos/a b/one.jpg",
+                width=640,
+                height=480,
+                boxes=[
+                    Box(5, 6, 100, 90, "bf_051", dict(full, head_top=(50, 1)), difficult=True),
+                    Box(
+                        300,
+                        200,
+                        40,
+                        40,
+                        "bf_1&2 <x>",
+                        dict(full),
+                        occluded=True,
+                        truncated=True,
+                        attrs={"detection_score": "0.75", "pose": "12"},
+                    ),
+                    Box(0, 0, 10, 10, None, {}, ignore=True),
+                ],
+            ),
             ImageEntry("photos/two.jpg"),
             ImageEntry("/abs/path/three.JPG", boxes=[Box(1, 2, 3, 4, "bf_003", dict(full))]),
         ],
@@ -135,13 +166,19 @@ def test_non_ascii_text_is_written_as_utf8_which_dlib_reads(tmp_path):
 
 def test_imglab_files_with_utf8_bytes_under_a_latin1_declaration_read_as_utf8(tmp_path):
     path = tmp_path / "imglab.xml"
-    body = "<?xml version='1.0' encoding='ISO-8859-1'?>\n<dataset><images><image file='\u00e9t\u00e9.jpg'/></images></dataset>"
+    body = (
+        "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+        "<dataset><images><image file='\u00e9t\u00e9.jpg'/></images></dataset>"
+    )
     path.write_bytes(body.encode("utf-8"))
     assert read_faces(path).images[0].file == "\u00e9t\u00e9.jpg"
 
 
 def test_utf8_and_latin1_input(tmp_path):
-    body = "<dataset><name>n</name><images><image file='x.jpg'><box top='1' left='2' width='3' height='4'><label>Ot\u00eds</label></box></image></images></dataset>"
+    body = (
+        "<dataset><name>n</name><images><image file='x.jpg'>"
+        "<box top='1' left='2' width='3' height='4'><label>Ot\u00eds</label></box></image></images></dataset>"
+    )
     utf8 = tmp_path / "utf8.xml"
     utf8.write_bytes(("<?xml version='1.0' encoding='UTF-8'?>\n" + body).encode("utf-8"))
     latin = tmp_path / "latin.xml"
@@ -155,10 +192,24 @@ def test_utf8_and_latin1_input(tmp_path):
     [
         ("<dataset><images><image file='a.jpg'><box top='1'", "malformed XML"),
         ("<images/>", "root element is <images>"),
-        ("<dataset><images><image file='a.jpg'><box top='x' left='0' width='1' height='1'/></image></images></dataset>", "top='x' is not an integer"),
-        ("<dataset><images><image file='a.jpg'><box left='0' width='1' height='1'/></image></images></dataset>", "missing its 'top'"),
-        ("<dataset><images><image><box top='0' left='0' width='1' height='1'/></image></images></dataset>", "missing its 'file'"),
-        ("<dataset><images><image file='a.jpg'><box top='0' left='0' width='1' height='1'><part name='nose' x='1' y='1'/><part name='nose' x='2' y='2'/></box></image></images></dataset>", "appears twice"),
+        (
+            "<dataset><images><image file='a.jpg'><box top='x' left='0' "
+            "width='1' height='1'/></image></images></dataset>",
+            "top='x' is not an integer",
+        ),
+        (
+            "<dataset><images><image file='a.jpg'><box left='0' width='1' height='1'/></image></images></dataset>",
+            "missing its 'top'",
+        ),
+        (
+            "<dataset><images><image><box top='0' left='0' width='1' height='1'/></image></images></dataset>",
+            "missing its 'file'",
+        ),
+        (
+            "<dataset><images><image file='a.jpg'><box top='0' left='0' width='1' height='1'><part "
+            "name='nose' x='1' y='1'/><part name='nose' x='2' y='2'/></box></image></images></dataset>",
+            "appears twice",
+        ),
     ],
 )
 def test_unreadable_files_raise_an_error_naming_the_file(tmp_path, text, needle):
@@ -178,17 +229,31 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_validation_names_image_and_box_for_each_problem(tmp_path):
     full = {name: (1, 1) for name in LANDMARKS}
-    data = Dataset(base_dir=tmp_path, images=[
-        ImageEntry("a.jpg", width=100, height=100, boxes=[
-            Box(0, 0, 10, 10, "bf_1", dict(full, chin=(1, 1))),
-            Box(0, 0, 10, 10, "bf_1", {k: v for k, v in full.items() if k != "rear"}),
-            Box(0, 0, -5, 10, "bf_1", dict(full)),
-            Box(0, 0, 10, 10, None, dict(full)),
-            Box(95, 95, 10, 10, "bf_1", dict(full)),
-        ]),
-    ])
+    data = Dataset(
+        base_dir=tmp_path,
+        images=[
+            ImageEntry(
+                "a.jpg",
+                width=100,
+                height=100,
+                boxes=[
+                    Box(0, 0, 10, 10, "bf_1", dict(full, chin=(1, 1))),
+                    Box(0, 0, 10, 10, "bf_1", {k: v for k, v in full.items() if k != "rear"}),
+                    Box(0, 0, -5, 10, "bf_1", dict(full)),
+                    Box(0, 0, 10, 10, None, dict(full)),
+                    Box(95, 95, 10, 10, "bf_1", dict(full)),
+                ],
+            ),
+        ],
+    )
     found = {(f.code, f.box) for f in validate(data, tmp_path / "x.xml")}
-    assert found == {("unknown_part", 0), ("missing_landmarks", 1), ("bad_box_size", 2), ("missing_label", 3), ("box_outside_image", 4)}
+    assert found == {
+        ("unknown_part", 0),
+        ("missing_landmarks", 1),
+        ("bad_box_size", 2),
+        ("missing_label", 3),
+        ("box_outside_image", 4),
+    }
     assert all("a.jpg" in str(f) and "x.xml" in str(f) for f in validate(data, tmp_path / "x.xml"))
 
 
@@ -208,11 +273,22 @@ def test_an_interrupted_write_leaves_the_old_file_intact(tmp_path, monkeypatch, 
 
 
 def test_chips_xml_round_trip_and_rebase(tmp_path):
-    chips = ChipSet(base_dir=tmp_path / "results", chips=[
-        Chip("chip_images/brooks_falls/bf_051/x_chip_0.jpg", "bf_051", {"leye": (94, 72), "reye": (56, 72), "nose": (75, 105)},
-             ChipSource("../photos/x.jpg", 554, 199, 237, 236), 150, 150, ["reye", "leye", "nose"], 55932),
-        Chip("/abs/c.jpg"),
-    ])
+    chips = ChipSet(
+        base_dir=tmp_path / "results",
+        chips=[
+            Chip(
+                "chip_images/brooks_falls/bf_051/x_chip_0.jpg",
+                "bf_051",
+                {"leye": (94, 72), "reye": (56, 72), "nose": (75, 105)},
+                ChipSource("../photos/x.jpg", 554, 199, 237, 236),
+                150,
+                150,
+                ["reye", "leye", "nose"],
+                55932,
+            ),
+            Chip("/abs/c.jpg"),
+        ],
+    )
     out = tmp_path / "results" / "chip_meta" / "chips.xml"
     write_chips(chips, out)
     again = read_chips(out)
@@ -222,15 +298,38 @@ def test_chips_xml_round_trip_and_rebase(tmp_path):
     assert again.chips[1] == chips.chips[1]
     first = again.chips[0]
     assert (first.label, first.parts, first.width, first.height, first.transform_features, first.resolution) == (
-        "bf_051", {"leye": (94, 72), "reye": (56, 72), "nose": (75, 105)}, 150, 150, ["reye", "leye", "nose"], 55932)
+        "bf_051",
+        {"leye": (94, 72), "reye": (56, 72), "nose": (75, 105)},
+        150,
+        150,
+        ["reye", "leye", "nose"],
+        55932,
+    )
 
 
-labels = st.one_of(st.none(), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)), min_size=1, max_size=12).map(str.strip).filter(bool))
+labels = st.one_of(
+    st.none(),
+    st.text(
+        alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=12,
+    )
+    .map(str.strip)
+    .filter(bool),
+)
 coords = st.integers(-5000, 5000)
 boxes = st.builds(
-    Box, coords, coords, st.integers(0, 4000), st.integers(0, 4000), labels,
+    Box,
+    coords,
+    coords,
+    st.integers(0, 4000),
+    st.integers(0, 4000),
+    labels,
     st.dictionaries(st.sampled_from([*LANDMARKS, "head_top", "chin"]), st.tuples(coords, coords), max_size=7),
-    st.booleans(), st.booleans(), st.booleans(), st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
 )
 
 

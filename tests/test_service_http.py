@@ -5,16 +5,16 @@ metrics, and switching champions under load without failing a request."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
 
 from bearid import bundle as bundles
 from bearid.client import BearIDClient, RequestRefused
 from bearid.metadata import read_faces
-from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
 
 TOKEN = "test-admin-token"
 
@@ -28,8 +28,13 @@ def server(bundle_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("bentoml")
     store = ModelStore(home)
     promote(bundle_dir, [], store, force=True)
-    env = dict(BENTOML_HOME=str(home), BEARID_WATCH_SECONDS="0.5", BEARID_ADMIN_TOKEN=TOKEN, BEARID_MAX_UPLOAD_MB="2",
-               BEARID_ORT_THREADS="1")
+    env = dict(
+        BENTOML_HOME=str(home),
+        BEARID_WATCH_SECONDS="0.5",
+        BEARID_ADMIN_TOKEN=TOKEN,
+        BEARID_MAX_UPLOAD_MB="2",
+        BEARID_ORT_THREADS="1",
+    )
     with LocalServer(workers=2, env=env, log=home / "server.log") as url:
         yield url, store
 
@@ -50,7 +55,9 @@ def test_identify_over_http_matches_the_pipeline_and_the_truth(server, pipeline,
     # Against the ground truth: the small test model finds most faces (boxes at IoU >= 0.5).
     scores = tally([a for a in answers if a[1]], set(pipeline.classifier.ids))
     assert scores["faces"] >= 5 and scores["face_recall"] >= 0.6, scores
-    batch = httpx.post(f"{url}/identify_batch", files=[("photos", truth.path_of(i).read_bytes()) for i in images[:3]], timeout=60)
+    batch = httpx.post(
+        f"{url}/identify_batch", files=[("photos", truth.path_of(i).read_bytes()) for i in images[:3]], timeout=60
+    )
     assert batch.status_code == 200
     assert batch.json()["results"] == [a for a, _ in answers[:3]]
     with BearIDClient(url) as client:
@@ -70,13 +77,20 @@ def test_bad_input_gets_4xx_json_and_the_service_keeps_answering(server, splits,
     cases["huge body"] = {"files": {"photo": ("x.jpg", b"\xff" * (3 * 1024 * 1024))}}
     for name, request in cases.items():
         r = httpx.post(f"{url}/identify", timeout=60, **request)
-        expect_error = name in HOSTILE_ERRORS or name in ("wrong field", "no multipart", "huge body", "a URL, not a file")
+        expect_error = name in HOSTILE_ERRORS or name in (
+            "wrong field",
+            "no multipart",
+            "huge body",
+            "a URL, not a file",
+        )
         if expect_error:
             assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
             assert r.json()["error"], name
         else:
             assert r.status_code == 200, (name, r.text)
-        assert httpx.post(f"{url}/identify", files={"photo": ("ok.jpg", good)}, timeout=60).status_code == 200, f"after {name}"
+        assert httpx.post(f"{url}/identify", files={"photo": ("ok.jpg", good)}, timeout=60).status_code == 200, (
+            f"after {name}"
+        )
     with BearIDClient(url) as client, pytest.raises(RequestRefused, match="HTTP 413"):
         client.identify(b"\xff" * (3 * 1024 * 1024))
 
@@ -160,6 +174,21 @@ def test_schema_fuzzing_from_the_openapi_document_finds_no_server_error(server):
 
     url, _ = server
     cli = Path(sys.executable).parent / "schemathesis"
-    result = subprocess.run([str(cli), "run", f"{url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "25",
-                             "--seed", "1", "--no-color"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(cli),
+            "run",
+            f"{url}/docs.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-4000:]

@@ -42,7 +42,11 @@ def test_export_writes_a_verified_bundle_with_parity(bundle_dir, trained):
     assert set(manifest["files"]) == set(bundles.FILES)
     assert manifest["lineage"]["path"] == "face_config_01/chip_config_01/embed_config_01/class_config_01"
     assert manifest["chip"]["size"] == 150 and manifest["open_set"]["threshold"] is not None
-    assert manifest["parity"]["identical_decisions"] and manifest["parity"]["photos"] == 4 and manifest["parity"]["chips"] > 0
+    assert (
+        manifest["parity"]["identical_decisions"]
+        and manifest["parity"]["photos"] == 4
+        and manifest["parity"]["chips"] > 0
+    )
     assert max(manifest["parity"]["max_abs_diff"].values()) < 1e-3
     assert {"torch", "onnxruntime", "numpy"} <= set(manifest["libraries"])
     # Exporting the same path again is safe: same models, same version, nothing rewritten.
@@ -217,18 +221,26 @@ def test_client_retries_busy_servers_but_not_bad_requests():
         bad["n"] += 1
         return httpx.Response(400, json={"error": "not a readable image", "code": "bad_image"})
 
-    with BearIDClient("http://bearid.test", backoff=0.001, transport=httpx.MockTransport(refuse)) as client:
-        with pytest.raises(RequestRefused, match="not a readable image") as info:
-            client.identify(b"x")
+    transport = httpx.MockTransport(refuse)
+    with (
+        BearIDClient("http://bearid.test", backoff=0.001, transport=transport) as client,
+        pytest.raises(RequestRefused, match="not a readable image") as info,
+    ):
+        client.identify(b"x")
     assert bad["n"] == 1 and info.value.code == "bad_image"
 
-    with BearIDClient("http://bearid.test", retries=2, backoff=0.001,
-                      transport=httpx.MockTransport(lambda r: httpx.Response(503))) as client:
-        with pytest.raises(ServiceUnavailable, match="3 attempts"):
-            client.identify(Image.new("RGB", (4, 4)))
+    with (
+        BearIDClient(
+            "http://bearid.test", retries=2, backoff=0.001, transport=httpx.MockTransport(lambda r: httpx.Response(503))
+        ) as client,
+        pytest.raises(ServiceUnavailable, match="3 attempts"),
+    ):
+        client.identify(Image.new("RGB", (4, 4)))
 
 
-def in_process_transport(pipeline: Pipeline, fail_after: int | None = None, version: str | None = None) -> httpx.MockTransport:
+def in_process_transport(
+    pipeline: Pipeline, fail_after: int | None = None, version: str | None = None
+) -> httpx.MockTransport:
     """The service's answers without the server: multipart in, the pipeline's JSON out
     (as if from model `version`, where given); GET /model names the model."""
     count = {"n": 0}
@@ -266,7 +278,9 @@ def test_score_is_resumable_and_writes_xml_and_csv(pipeline, splits, tmp_path):
     with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline)) as client:
         second = score(photos, client, out, concurrency=2)
     assert second.skipped == 4 and second.scored == 2 and second.errors == 0 and second.outdated == 0
-    with BearIDClient("http://bearid.test", transport=in_process_transport(pipeline, version="a-newer-model")) as client:
+    with BearIDClient(
+        "http://bearid.test", transport=in_process_transport(pipeline, version="a-newer-model")
+    ) as client:
         third = score(photos, client, out, concurrency=2)
     assert third.scored == 6 and third.outdated == 6 and third.skipped == 0  # a new champion: every answer asked again
     assert {r["answer"]["model"]["version"] for r in read_journal(out).values()} == {"a-newer-model"}

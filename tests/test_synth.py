@@ -12,14 +12,13 @@ from pathlib import Path
 import dlib
 import numpy as np
 import pytest
+from conftest import SMALL
 from PIL import Image, ImageOps
 
 from bearid.errors import BearIDError
 from bearid.metadata import LANDMARKS, read_faces, validate
 from bearid.synth import WorldConfig, config_with, synthesize
 from bearid.synth.photo_io import open_displayed
-
-from conftest import SMALL
 
 TREE = re.compile(r"^(?P<loc>[a-z_]+)/(?P<who>[a-z]+)_(?P<date>\d{6}|\d{8})/(?P<folder>[^/]+)/[^/]+\.(jpg|JPG)$")
 
@@ -77,8 +76,20 @@ def test_landmarks_sit_on_the_drawn_features_as_a_viewer_sees_the_photo(tmp_path
     """The nose pad and eyes are drawn near-black: at the truth's coordinates, in the upright
     photo, they must be among the darkest pixels of the face (also for rotated-EXIF photos)."""
     root = tmp_path / "w"
-    config = WorldConfig(bears=4, photos=30, seed=8, rotated_exif_rate=0.6, blur_rate=0, occlusion_rate=0,
-                         max_yaw=15, max_pitch=10, extreme_pose_rate=0, min_face=90, light_range=0.1, **SMALL)
+    config = WorldConfig(
+        bears=4,
+        photos=30,
+        seed=8,
+        rotated_exif_rate=0.6,
+        blur_rate=0,
+        occlusion_rate=0,
+        max_yaw=15,
+        max_pitch=10,
+        extreme_pose_rate=0,
+        min_face=90,
+        light_range=0.1,
+        **SMALL,
+    )
     synthesize(config, root)
     faces, facts = truth(root)
     checked = rotated = 0
@@ -175,9 +186,26 @@ def _decodes(path: Path) -> bool:
 def test_messy_world_plants_defects_and_records_them(messy_world):
     planted = json.loads((messy_world / "_truth" / "messy.json").read_text())
     by_kind = Counter(p["defect"] for p in planted)
-    for kind in ("exact_duplicate", "near_duplicate", "truncated", "garbage", "not_image", "tiny", "blurry",
-                 "too_dark", "too_bright", "bad_label_dir", "drop_photo", "drop_already_archived",
-                 "drop_name_clash", "corrupt", "unknown_part", "missing_landmarks", "missing_label", "label_mismatch"):
+    for kind in (
+        "exact_duplicate",
+        "near_duplicate",
+        "truncated",
+        "garbage",
+        "not_image",
+        "tiny",
+        "blurry",
+        "too_dark",
+        "too_bright",
+        "bad_label_dir",
+        "drop_photo",
+        "drop_already_archived",
+        "drop_name_clash",
+        "corrupt",
+        "unknown_part",
+        "missing_landmarks",
+        "missing_label",
+        "label_mismatch",
+    ):
         assert by_kind[kind] >= 1, kind
     for p in planted:
         path = messy_world / p["path"]
@@ -195,7 +223,11 @@ def test_messy_world_plants_defects_and_records_them(messy_world):
     # The curator's XML: validation finds exactly the planted structural errors.
     labels = messy_world / "_labels" / "faces_imglab.xml"
     found = {(f.code, f.image) for f in validate(read_faces(labels))}
-    want = {(p["defect"], "../" + p["path"]) for p in planted if p["defect"] in ("unknown_part", "missing_landmarks", "missing_label")}
+    want = {
+        (p["defect"], "../" + p["path"])
+        for p in planted
+        if p["defect"] in ("unknown_part", "missing_landmarks", "missing_label")
+    }
     assert found == want
     # Every drop photo has ground truth saying which bear it is.
     drop = read_faces(messy_world / "_truth" / "drop_faces.xml")

@@ -11,13 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-
-from bearid.metadata import read_chips, write_chips
 from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
-from training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
-from training.train import train
-from training.runs import runs
+
 from bearid.embed import load_embeddings
+from bearid.metadata import read_chips, write_chips
+from training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
+from training.runs import runs
+from training.train import train
+
 
 def test_the_four_stages_write_the_results_tree(trained):
     results, report = trained
@@ -40,7 +41,9 @@ def test_the_four_stages_write_the_results_tree(trained):
     views, train = np.load(embed / "embeddings/train_views.npz"), np.load(embed / "embeddings/train.npz")
     labelled = [str(label) for label in train["labels"] if label]
     assert [str(label) for label in views["labels"]] == labelled * 4  # four augmented views of each labelled chip
-    assert views["vectors"].shape == (4 * len(labelled), 128) and not np.allclose(views["vectors"][: len(labelled)], train["vectors"][train["labels"] != ""])
+    assert views["vectors"].shape == (4 * len(labelled), 128) and not np.allclose(
+        views["vectors"][: len(labelled)], train["vectors"][train["labels"] != ""]
+    )
     em = json.loads((embed / "metrics.json").read_text())
     assert 0 <= em["test"]["verification_auc"] <= 1 and (embed / "plots/embeddings.png").exists()
     cm = json.loads((cls / "metrics.json").read_text())
@@ -70,10 +73,17 @@ def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
 
 def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, splits):
     results, first = trained
-    again = train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None)
+    again = train(
+        Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None
+    )
     assert again.computed == [] and len(again.reused) == 4
     other = EmbedConfig(steps=61, p=6, k=3)
-    branched = train(Sweep([TINY_FACE], [TINY_CHIP], [other], [ClassifyConfig(), ClassifyConfig(C=10.0)]), splits, results, log=lambda m: None)
+    branched = train(
+        Sweep([TINY_FACE], [TINY_CHIP], [other], [ClassifyConfig(), ClassifyConfig(C=10.0)]),
+        splits,
+        results,
+        log=lambda m: None,
+    )
     names = [p.name for p in branched.computed]
     assert names == ["embed_config_02", "class_config_01", "class_config_02"]
     r = runs(results, "top1")
@@ -82,8 +92,12 @@ def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, s
 
 def test_runs_command_marks_the_best_path(trained):
     results, _ = trained
-    done = subprocess.run([sys.executable, "-c", "from bearid.cli import main; main()", "runs", str(results), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "from bearid.cli import main; main()", "runs", str(results), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["best"] and data["paths"][0]["stages"][0]["headline"]["AP50"] is not None
@@ -114,7 +128,12 @@ def test_splits_without_faces_are_refused_before_training(splits, tmp_path):
         image.boxes = []
     write_faces(data, bare / "train.xml")
     with pytest.raises(BearIDError, match=r"train\.xml: no faces with all five landmarks.*--faces"):
-        train(Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), bare, tmp_path / "results", log=lambda m: None)
+        train(
+            Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]),
+            bare,
+            tmp_path / "results",
+            log=lambda m: None,
+        )
     assert not list((tmp_path / "results").glob("*/metrics.json"))
 
 
@@ -132,7 +151,9 @@ def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_pa
     resumed, _, losses = train_embedder(data, cfg, tmp_path / "a", resume=True, log=lambda m: None, workers=1)
     assert len(losses) == 12  # 10 from the checkpoint, 2 more
     assert checksum(resumed) == checksum(a)  # resuming reproduces the uninterrupted run
-    c, _, _ = train_embedder(data, EmbedConfig(steps=12, p=4, k=2, seed=1), tmp_path / "c", log=lambda m: None, workers=0)
+    c, _, _ = train_embedder(
+        data, EmbedConfig(steps=12, p=4, k=2, seed=1), tmp_path / "c", log=lambda m: None, workers=0
+    )
     assert checksum(c) != checksum(a)  # the seed matters: the check above can fail
 
 
@@ -144,7 +165,9 @@ def test_chip_cache_holds_the_chip_pixels_and_is_rebuilt_when_the_chips_change(t
     _, report = trained
     xml = report.branches[0][1] / "chip_meta/train.xml"
     cache = open_cache(xml)
-    assert cache.root == report.branches[0][1] / f"chip_cache/train/{cache.size}" and fresh(cache.root, xml)  # built by the chip stage
+    assert cache.root == report.branches[0][1] / f"chip_cache/train/{cache.size}" and fresh(
+        cache.root, xml
+    )  # built by the chip stage
     chips = read_chips(xml).chips
     assert len(cache) == len(chips) and cache.labels == [c.label or "" for c in chips]
     small = open_cache(xml, 32)  # at a network's input size: the serving preprocessing's resize, done once
@@ -159,7 +182,9 @@ def test_chip_cache_holds_the_chip_pixels_and_is_rebuilt_when_the_chips_change(t
     write_chips(chipset, copy)
     assert not fresh(cache_dir_for(copy, cache.size), copy)
     built = open_cache(copy, log=lambda m: None)
-    assert built.root == tmp_path / f"chips/chip_cache/train/{cache.size}" and np.array_equal(built.pixels(3), cache.pixels(3))
+    assert built.root == tmp_path / f"chips/chip_cache/train/{cache.size}" and np.array_equal(
+        built.pixels(3), cache.pixels(3)
+    )
     chipset.chips[0].label = "renamed_bear"
     write_chips(chipset, copy)
     assert not fresh(built.root, copy)
@@ -173,9 +198,32 @@ def test_torchrun_ddp_processes_agree(trained, tmp_path):
     _, report = trained
     chips = report.branches[0][1] / "chip_meta/train.xml"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                           "-m", "training.embed", str(chips), "--out", str(tmp_path / "ddp"), "--set", "steps=6", "--set", "p=4", "--set", "k=2"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "training.embed",
+            str(chips),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--set",
+            "steps=6",
+            "--set",
+            "p=4",
+            "--set",
+            "k=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     sums = [(tmp_path / f"ddp/rank{r}.sha256").read_text() for r in (0, 1)]
     assert sums[0] == sums[1] and (tmp_path / "ddp/embed.pt").exists()
@@ -185,7 +233,12 @@ def test_dlib_backend_trains_from_xml_and_is_measured_the_same_way(splits, tmp_p
     from training.stages import run_face
 
     cfg = FaceConfig(backend="dlib", max_train_photos=30)
-    metrics = run_face(tmp_path, cfg, {"train": splits / "train.xml", "val": splits / "val.xml", "test": splits / "test.xml"}, log=lambda m: None)
+    metrics = run_face(
+        tmp_path,
+        cfg,
+        {"train": splits / "train.xml", "val": splits / "val.xml", "test": splits / "test.xml"},
+        log=lambda m: None,
+    )
     assert metrics["backend"] == "dlib" and (tmp_path / "model/detector.svm").exists()
     assert 0.2 < metrics["test"]["ap50"] <= 1 and metrics["test"]["nme"] is not None
 
@@ -199,7 +252,9 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
     shutil.copytree(trained[0], results)
     config_of = {}
     for extra in (EmbedConfig(steps=62, p=6, k=3), EmbedConfig(steps=63, p=6, k=3)):
-        report = train(Sweep([TINY_FACE], [TINY_CHIP], [extra], [ClassifyConfig()]), splits, results, log=lambda m: None)
+        report = train(
+            Sweep([TINY_FACE], [TINY_CHIP], [extra], [ClassifyConfig()]), splits, results, log=lambda m: None
+        )
         config_of[report.branches[0][2]] = extra
     paths = runs(results, "top1").paths
     best = runs(results, "top1").best
@@ -222,5 +277,7 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
         assert housekeeping.usage(d).total == before[d]
     assert len(runs(results, "top1").paths) == len(paths)  # the history is still readable
     # Training the pruned branch again recomputes it instead of reusing a stage without weights.
-    again = train(Sweep([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassifyConfig()]), splits, results, log=lambda m: None)
+    again = train(
+        Sweep([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassifyConfig()]), splits, results, log=lambda m: None
+    )
     assert target in again.computed and (target / "model").exists() and not (target / "PRUNED.json").exists()

@@ -11,8 +11,8 @@ from bearid.chip import ChipSpec, make_chip, similarity
 from bearid.face import Detection
 from bearid.face.centernet import CHANNELS, SIZE_UNIT, STRIDE, DetectorSpec, decode
 from bearid.face.detection import suppress
-from training import results
 from bearid.metrics import average_precision, balanced_accuracy, detection_report, nme, roc_auc
+from training import results
 
 
 def test_similarity_recovers_a_known_transform():
@@ -27,7 +27,13 @@ def test_similarity_recovers_a_known_transform():
 def test_chip_puts_landmarks_on_the_template_and_is_deterministic():
     rng = np.random.default_rng(1)
     img = Image.fromarray(rng.integers(0, 255, (400, 600, 3), dtype=np.uint8))
-    marks = {"leye": (330.0, 180.0), "reye": (270.0, 175.0), "nose": (298.0, 240.0), "lear": (360, 120), "rear": (240, 118)}
+    marks = {
+        "leye": (330.0, 180.0),
+        "reye": (270.0, 175.0),
+        "nose": (298.0, 240.0),
+        "lear": (360, 120),
+        "rear": (240, 118),
+    }
     spec = ChipSpec()
     a, b = make_chip(img, marks, spec), make_chip(img, marks, spec)
     assert a.image.size == (150, 150) and a.image.tobytes() == b.image.tobytes()
@@ -36,7 +42,9 @@ def test_chip_puts_landmarks_on_the_template_and_is_deterministic():
     # A photo decoded at half size gives (nearly) the same chip for the same landmarks.
     half = img.resize((300, 200), Image.BILINEAR)
     c = make_chip(half, marks, spec, scale=0.5)
-    assert np.allclose(c.matrix[:, :2] * 0.5, a.matrix[:, :2]) and c.landmarks["nose"] == pytest.approx(a.landmarks["nose"])
+    assert np.allclose(c.matrix[:, :2] * 0.5, a.matrix[:, :2]) and c.landmarks["nose"] == pytest.approx(
+        a.landmarks["nose"]
+    )
     assert make_chip(img, {"leye": (1, 1)}, spec).problem.startswith("missing landmark")
     tiny = {k: (v[0] / 40, v[1] / 40) for k, v in marks.items()}
     assert "too small" in make_chip(img, tiny, spec).problem
@@ -101,11 +109,16 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
 
     def bears(ids, n):
         v = np.concatenate([centres[i] + 0.15 * rng.normal(size=(n, 16)) for i in ids])
-        return Embedded(v / np.linalg.norm(v, axis=1, keepdims=True), [f"b{i}" for i in ids for _ in range(n)], [""] * len(v))
+        return Embedded(
+            v / np.linalg.norm(v, axis=1, keepdims=True), [f"b{i}" for i in ids for _ in range(n)], [""] * len(v)
+        )
 
     lonely = bears([5], 1)
     both = bears(range(5), 6)
-    clf = fit(Embedded(np.vstack([both.vectors, lonely.vectors]), both.labels + lonely.labels, both.paths + lonely.paths), ClassifyConfig())
+    clf = fit(
+        Embedded(np.vstack([both.vectors, lonely.vectors]), both.labels + lonely.labels, both.paths + lonely.paths),
+        ClassifyConfig(),
+    )
     assert clf.ids == ["b0", "b1", "b2", "b3", "b4"]  # one chip is too few to calibrate: b5 stays unknown
     clf = fit(bears(range(6), 6), ClassifyConfig())
     clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
@@ -149,8 +162,8 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
     """The default SVM (C=1, classes weighed alike) against BearID's (C=100, every chip
     alike): a bear with four training chips, close to one with sixty, is named right more
     often in every world and by at least 0.1 on average (0.88 against 0.75 here)."""
-    from bearid.errors import BearIDError
     from bearid.embed import Embedded
+    from bearid.errors import BearIDError
     from training.classify import fit
     from training.config import ClassifyConfig
 
@@ -163,8 +176,15 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
         vectors = np.concatenate([centres[i] + 0.5 * rng.normal(size=(n, 16)) for i, n in enumerate(counts)])
         labels = [f"b{i}" for i, n in enumerate(counts) for _ in range(n)]
         rare = centres[7] + 0.5 * rng.normal(size=(200, 16))
-        named = [np.mean([p.candidates[0][0] == "b7" for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predict(rare)])
-                 for cfg in (ClassifyConfig(), ClassifyConfig(C=100, class_weight=None))]
+        named = [
+            np.mean(
+                [
+                    p.candidates[0][0] == "b7"
+                    for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predict(rare)
+                ]
+            )
+            for cfg in (ClassifyConfig(), ClassifyConfig(C=100, class_weight=None))
+        ]
         gains.append(named[0] - named[1])
     assert min(gains) > 0 and np.mean(gains) >= 0.1
     with pytest.raises(BearIDError, match="unknown class_weight 'even'"):
@@ -184,12 +204,17 @@ def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
     nuisance, identity = np.eye(16)[0], np.eye(16)[1]
     train = np.concatenate([m + 0.3 * rng.normal(size=(40, 16)) for m in means])
     labels = [f"b{i}" for i in range(6) for _ in range(40)]
-    views = np.concatenate([train + rng.normal(size=(len(train), 1)) * 1.5 * nuisance + 0.1 * rng.normal(size=train.shape)
-                            for _ in range(4)])
+    views = np.concatenate(
+        [
+            train + rng.normal(size=(len(train), 1)) * 1.5 * nuisance + 0.1 * rng.normal(size=train.shape)
+            for _ in range(4)
+        ]
+    )
     turned, stranger = means[0] + 2 * nuisance, means[0] + 2 * identity
     plain = fit(Embedded(train, labels, [""] * len(labels)), ClassifyConfig()).familiarity(np.stack([turned, stranger]))
-    taught = fit(Embedded(train, labels, [""] * len(labels)), ClassifyConfig(),
-                 Embedded(views, labels * 4, [""] * len(views))).familiarity(np.stack([turned, stranger]))
+    taught = fit(
+        Embedded(train, labels, [""] * len(labels)), ClassifyConfig(), Embedded(views, labels * 4, [""] * len(views))
+    ).familiarity(np.stack([turned, stranger]))
     assert abs(plain[0] - plain[1]) < 5 and taught[0] - taught[1] > 20
 
 
@@ -234,7 +259,7 @@ def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
     assert torch.allclose(untouched, x, atol=1e-5)  # every knob off: the chips as they were
     relit = (plain - untouched).abs().mean(dim=(1, 2, 3))
     assert torch.all(relit > 0.005) and torch.all(relit < 0.25)  # light and tint on by default, within range
-    detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean(dim=(1, 2, 3))
     assert torch.all(detail(run(blur=1.0)) < 0.5 * detail(plain))
     erased = run(erase=1.0)
     for chip, before in zip(erased, plain):
@@ -248,8 +273,9 @@ def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
 def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own():
     import torch
 
-    from bearid.preprocess import MEAN as EMBED_MEAN, STD as EMBED_STD
     from bearid.errors import BearIDError
+    from bearid.preprocess import MEAN as EMBED_MEAN
+    from bearid.preprocess import STD as EMBED_STD
     from training.config import EmbedConfig
     from training.embed.loader import ChipsInMemory
     from training.embed.madeup import CLEARLY_APART, MadeUpBears, colour_gains
@@ -261,9 +287,13 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
         worn = colours[c] * gains[:, c]
         donors = [int(np.argmin(np.abs(colours - w).sum(1))) for w in worn]
         assert np.allclose(worn, colours[donors])  # exactly another bear's colour...
-        assert all(np.abs(np.log(colours[d] / colours[c])).max() >= np.log(CLEARLY_APART) for d in donors)  # ...clearly not its own
+        assert all(
+            np.abs(np.log(colours[d] / colours[c])).max() >= np.log(CLEARLY_APART) for d in donors
+        )  # ...clearly not its own
         assert len(set(donors)) == 2  # each copy a different bear's (there are enough)
-    assert {0, 2}.isdisjoint({int(np.argmin(np.abs(colours - colours[0] * g).sum(1))) for g in gains[:, 0]})  # 2 is 0's look-alike
+    assert {0, 2}.isdisjoint(
+        {int(np.argmin(np.abs(colours - colours[0] * g).sum(1))) for g in gains[:, 0]}
+    )  # 2 is 0's look-alike
 
     # Two bears of flat colour, three chips each: the made-up copies are recoloured, the real chips untouched.
     flat = np.repeat(colours[[0, 0, 0, 1, 1, 1]], 16 * 16, axis=0).reshape(6, 16, 16, 3)
@@ -273,10 +303,14 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
     assert list(made_up.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3] and len(made_up.dataset(data)) == 12
     items, idx = made_up.dataset(data).__getitems__([0, 4, 6, 9])
     out = items * EMBED_STD + EMBED_MEAN
-    assert torch.equal(idx, torch.tensor([0, 4, 6, 9])) and torch.equal(out[:2], x[[0, 4]] * EMBED_STD + EMBED_MEAN)  # real chips as they were
+    assert torch.equal(idx, torch.tensor([0, 4, 6, 9])) and torch.equal(
+        out[:2], x[[0, 4]] * EMBED_STD + EMBED_MEAN
+    )  # real chips as they were
     assert np.allclose(out[2, :, 0, 0].numpy(), colours[1], atol=1e-5)  # bear a wearing b's colour
     assert np.allclose(out[3, :, 0, 0].numpy(), colours[0], atol=1e-5)  # and b wearing a's
-    assert MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=0, seed=0).dataset(data) is data  # none asked: no change
+    assert (
+        MadeUpBears.of(data, np.array([0, 0, 0, 1, 1, 1]), 2, copies=0, seed=0).dataset(data) is data
+    )  # none asked: no change
     with pytest.raises(BearIDError, match="recolour"):
         EmbedConfig(recolour=-1)
 
@@ -296,7 +330,9 @@ def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_st
         return centre + np.concatenate([rng.normal(0, nuisance, (n, 4)), rng.normal(0, identity, (n, 4))], axis=1)
 
     centres = 4 + rng.normal(size=(6, 8))
-    train = Embedded(np.vstack([photos(c, 30) for c in centres]), [f"b{i}" for i in range(6) for _ in range(30)], [""] * 180)
+    train = Embedded(
+        np.vstack([photos(c, 30) for c in centres]), [f"b{i}" for i in range(6) for _ in range(30)], [""] * 180
+    )
     known = np.vstack([photos(c, 20) for c in centres])
     stranger = photos(centres[0] + np.r_[np.zeros(4), rng.choice([-0.5, 0.5], 4)], 20)
     cosine, mahalanobis = fit(train, ClassifyConfig(open_set="cosine")), fit(train, ClassifyConfig())

@@ -48,11 +48,19 @@ def chip_dataset(faces: Dataset, images_dir: Path, xml_base: Path, spec: ChipSpe
             out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(out) as tmp:
                 result.image.save(tmp, "PNG")
-            chips.append(Chip(
-                file=relative_file(out, xml_base), label=box.label,
-                parts={n: (round(x), round(y)) for n, (x, y) in result.landmarks.items()},
-                source=ChipSource(relative_file(path, xml_base), box.left, box.top, box.width, box.height),
-                width=spec.size, height=spec.size, transform_features=list(spec.points), resolution=box.width * box.height,
-            ))
+            chips.append(
+                Chip(
+                    file=relative_file(out, xml_base),
+                    label=box.label,
+                    parts={n: (round(x), round(y)) for n, (x, y) in result.landmarks.items()},
+                    source=ChipSource(relative_file(path, xml_base), box.left, box.top, box.width, box.height),
+                    width=spec.size,
+                    height=spec.size,
+                    transform_features=list(spec.points),
+                    resolution=box.width * box.height,
+                )
+            )
             report.chipped += 1
-    return ChipSet(chips, name="bearid chips", comment=f"size {spec.size}, points {' '.join(spec.points)}", base_dir=xml_base), report
+    return ChipSet(
+        chips, name="bearid chips", comment=f"size {spec.size}, points {' '.join(spec.points)}", base_dir=xml_base
+    ), report

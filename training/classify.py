@@ -22,7 +22,6 @@ from bearid.fsio import atomic_write_text
 from bearid.metrics import balanced_accuracy, roc_auc, topk
 from training.config import ClassifyConfig
 
-
 MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
 
 
@@ -34,7 +33,9 @@ def fit(train: Embedded, cfg: ClassifyConfig, views: Embedded | None = None) -> 
     counts = {label: train.labels.count(label) for label in set(train.labels)}
     ids = sorted(label for label, n in counts.items() if n >= MIN_CHIPS)
     if len(ids) < 2:
-        raise BearIDError(f"the classifier needs at least 2 bears with {MIN_CHIPS} or more training chips; got {len(ids)}")
+        raise BearIDError(
+            f"the classifier needs at least 2 bears with {MIN_CHIPS} or more training chips; got {len(ids)}"
+        )
     train = train.subset([i for i, label in enumerate(train.labels) if label in ids])
     y = np.array([ids.index(label) for label in train.labels])
     # Probabilities are a softmax of the SVM's decision values at one temperature, fitted on
@@ -43,7 +44,9 @@ def fit(train: Embedded, cfg: ClassifyConfig, views: Embedded | None = None) -> 
     folds = int(min(5, max(2, np.bincount(y).min())))
     # SVC trains one-vs-one (as BearID did) whatever the shape; "ovr" aggregates its decision
     # values per class, which the calibration needs (an "ovo" shape has one column per pair).
-    svm = SVC(kernel=cfg.kernel, C=cfg.C, class_weight=cfg.class_weight, decision_function_shape="ovr", random_state=cfg.seed)
+    svm = SVC(
+        kernel=cfg.kernel, C=cfg.C, class_weight=cfg.class_weight, decision_function_shape="ovr", random_state=cfg.seed
+    )
     model = CalibratedClassifierCV(svm, method="temperature", cv=folds, ensemble=False)
     directions = unit(train.vectors)
     model.fit(directions, y)
@@ -70,8 +73,9 @@ def relative_mahalanobis(vectors: np.ndarray, y: np.ndarray) -> RelativeMahalano
     return RelativeMahalanobis(means, shared.precision_, everything.location_, everything.precision_)
 
 
-def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded, target_far: float,
-                     min_known_accept: float = 0.9) -> tuple[float, str]:
+def choose_threshold(
+    clf: OpenSetClassifier, known: Embedded, unknown: Embedded, target_far: float, min_known_accept: float = 0.9
+) -> tuple[float, str]:
     """The lowest familiarity at which unknown bears are falsely accepted at about
     `target_far`, averaged over the unknown *identities* (as BAUS is): a stranger photographed
     often must not outweigh one photographed twice. It is capped where it would accept
@@ -90,7 +94,10 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
     candidates = np.unique(np.concatenate([scores, [scores.max() + 1e-6]]))
     threshold = float(next(t for t in candidates if far(t) <= target_far))
     if not len(known.labels):
-        return threshold, f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced)"
+        return (
+            threshold,
+            f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced)",
+        )
     familiar = clf.familiarity(known.vectors)
 
     def accepted(t: float) -> float:  # known chips accepted, balanced over known bears as BAKS is
@@ -101,10 +108,14 @@ def choose_threshold(clf: OpenSetClassifier, known: Embedded, unknown: Embedded,
         threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= min_known_accept))
         worst = max(names, key=lambda name: np.mean(scores[labels == name] >= threshold))
         nearest = Counter(clf.nearest(unknown.vectors[labels == worst])).most_common(1)[0][0]
-        capped = (f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
-                  f"{worst} passes for {nearest} {np.mean(scores[labels == worst] >= threshold):.2f} of the time")
-    return threshold, (f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced) "
-                       f"and {accepted(threshold):.3f} of {len(known.labels)} known validation chips (balanced){capped}")
+        capped = (
+            f"; capped to keep {min_known_accept:.2f} of known bears, so the false-accept target is not met: "
+            f"{worst} passes for {nearest} {np.mean(scores[labels == worst] >= threshold):.2f} of the time"
+        )
+    return threshold, (
+        f"accepts {far(threshold):.3f} of {len(scores)} chips of {len(names)} unknown bears (balanced) "
+        f"and {accepted(threshold):.3f} of {len(known.labels)} known validation chips (balanced){capped}"
+    )
 
 
 def evaluate(clf: OpenSetClassifier, known: Embedded, unknown: Embedded) -> dict:
@@ -141,6 +152,14 @@ def write_predictions(folder: Path, clf: OpenSetClassifier, data: dict[str, Embe
     """<split>.json in `folder` (a class stage's class_meta/): per chip, the truth and the prediction."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, e in data.items():
-        rows = [{"chip": p, "truth": t or None, "bear_id": pr.bear_id, "known": pr.known, "confidence": round(pr.confidence, 4)}
-                for p, t, pr in zip(e.paths, e.labels, clf.predict(e.vectors))]
+        rows = [
+            {
+                "chip": p,
+                "truth": t or None,
+                "bear_id": pr.bear_id,
+                "known": pr.known,
+                "confidence": round(pr.confidence, 4),
+            }
+            for p, t, pr in zip(e.paths, e.labels, clf.predict(e.vectors))
+        ]
         atomic_write_text(folder / f"{name}.json", json.dumps(rows, indent=1))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
 from rich.tree import Tree
+from typer.core import TyperGroup
 
 console = Console()
 
@@ -20,8 +20,13 @@ def _log(message: str) -> None:
 
 
 def train(
-    pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline YAML (configs per stage; lists make a sweep). Default: the default configs.")] = None,
-    data: Annotated[Path, typer.Option(help="Directory with train.xml, val.xml, test.xml (and holdout.xml) from bearid data split.")] = Path("splits"),
+    pipeline: Annotated[
+        Path | None,
+        typer.Argument(help="Pipeline YAML (configs per stage; lists make a sweep). Default: the default configs."),
+    ] = None,
+    data: Annotated[
+        Path, typer.Option(help="Directory with train.xml, val.xml, test.xml (and holdout.xml) from bearid data split.")
+    ] = Path("splits"),
     results_dir: Annotated[Path, typer.Option("--results", help="The results tree.")] = Path("results"),
 ) -> None:
     """Run face -> chip -> embed -> classify for every branch, reusing unchanged stages.
@@ -45,13 +50,19 @@ class _RunsGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-runs_app = typer.Typer(cls=_RunsGroup, no_args_is_help=True, help="The results tree: metrics and best path (show), disk use (du), pruning (prune).")
+runs_app = typer.Typer(
+    cls=_RunsGroup,
+    no_args_is_help=True,
+    help="The results tree: metrics and best path (show), disk use (du), pruning (prune).",
+)
 
 
 @runs_app.command("show")
 def runs(
     results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
-    by: Annotated[str, typer.Option(help="Best path by: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc.")] = "open_set",
+    by: Annotated[
+        str, typer.Option(help="Best path by: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc.")
+    ] = "open_set",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the results tree with each stage's headline metrics and the best path marked.
@@ -78,8 +89,15 @@ def runs_du(results_dir: Annotated[Path, typer.Argument(help="The results tree."
     rows = du(results_dir)
     table = Table("stage directory", *CATEGORIES, "total", "")
     for u in rows:
-        table.add_row(str(u.dir.relative_to(results_dir)), *(_mib(u.bytes[c]) for c in CATEGORIES), _mib(u.total), "pruned" if u.pruned else "")
-    table.add_row("all", *(_mib(sum(u.bytes[c] for u in rows)) for c in CATEGORIES), _mib(sum(u.total for u in rows)), "")
+        table.add_row(
+            str(u.dir.relative_to(results_dir)),
+            *(_mib(u.bytes[c]) for c in CATEGORIES),
+            _mib(u.total),
+            "pruned" if u.pruned else "",
+        )
+    table.add_row(
+        "all", *(_mib(sum(u.bytes[c] for u in rows)) for c in CATEGORIES), _mib(sum(u.total for u in rows)), ""
+    )
     console.print(table)
 
 
@@ -88,7 +106,7 @@ def runs_prune(
     results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
     apply: Annotated[bool, typer.Option("--apply", help="Delete (without it: only say what would go).")] = False,
     by: Annotated[str, typer.Option(help="The best path (kept) by this metric.")] = "open_set",
-    keep: Annotated[Optional[list[Path]], typer.Option(help="Also keep this results path (repeat).")] = None,
+    keep: Annotated[list[Path] | None, typer.Option(help="Also keep this results path (repeat).")] = None,
 ) -> None:
     """Remove weights, chip images and embeddings of abandoned branches; keep configs,
     metrics, plots and XML. Never touches the best path or a promoted bundle's lineage.
@@ -96,7 +114,8 @@ def runs_prune(
 
     Example: bearid runs prune results --apply
     """
-    from training.housekeeping import apply as run_apply, plan, promoted_lineage, protected
+    from training.housekeeping import apply as run_apply
+    from training.housekeeping import plan, promoted_lineage, protected
 
     promoted: list[str] = []
     try:
@@ -107,16 +126,22 @@ def runs_prune(
         pass  # no [serve] extra: no model store to protect
     p = plan(results_dir, protected(results_dir, by, keep, promoted))
     for d, freed in p.dirs:
-        console.print(f"{'prune' if apply else 'would prune'} {d.relative_to(results_dir)}: {_mib(freed)}", highlight=False)
-    console.print(f"{len(p.dirs)} stage dir(s), {_mib(p.bytes)} {'freed' if apply else 'to free (dry run: add --apply)'}; "
-                  f"kept untouched: {len(p.kept)} on the best or promoted paths", highlight=False)
+        console.print(
+            f"{'prune' if apply else 'would prune'} {d.relative_to(results_dir)}: {_mib(freed)}", highlight=False
+        )
+    console.print(
+        f"{len(p.dirs)} stage dir(s), {_mib(p.bytes)} {'freed' if apply else 'to free (dry run: add --apply)'}; "
+        f"kept untouched: {len(p.kept)} on the best or promoted paths",
+        highlight=False,
+    )
     if apply:
         run_apply(p)
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
     from bearid.errors import BearIDError
-    from training.runs import BY, headline, runs as find
+    from training.runs import BY, headline
+    from training.runs import runs as find
 
     if by not in BY:
         raise BearIDError(f"--by {by}: choose one of {', '.join(BY)}")
@@ -143,7 +168,7 @@ def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
 face_app = typer.Typer(help="bearface: train, detect, evaluate.", no_args_is_help=True)
 embed_app = typer.Typer(help="bearembed: train, run, evaluate.", no_args_is_help=True)
 classify_app = typer.Typer(help="bearsvm: train, run, evaluate.", no_args_is_help=True)
-Settings = Annotated[Optional[list[str]], typer.Option("--set", help="A config setting, e.g. --set steps=500.")]
+Settings = Annotated[list[str] | None, typer.Option("--set", help="A config setting, e.g. --set steps=500.")]
 
 
 def _config(stage: str, config: Path | None, settings: list[str] | None):
@@ -164,18 +189,21 @@ def _splits(train_xml: Path, others: dict[str, Path | None]) -> dict[str, Path]:
 def face_train(
     train_xml: Annotated[Path, typer.Argument(help="faces XML of the training photos")],
     out: Annotated[Path, typer.Option(help="output directory (model/, face_meta/, metrics.json, plots/)")],
-    val: Annotated[Optional[Path], typer.Option(help="faces XML to validate on")] = None,
-    test: Annotated[Optional[Path], typer.Option(help="faces XML to test on")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="face config YAML")] = None,
+    val: Annotated[Path | None, typer.Option(help="faces XML to validate on")] = None,
+    test: Annotated[Path | None, typer.Option(help="faces XML to test on")] = None,
+    config: Annotated[Path | None, typer.Option(help="face config YAML")] = None,
     setting: Settings = None,
 ) -> None:
     """Train the face finder and measure AP@0.5, precision, recall and landmark NME.
 
-    Example: bearid face train splits/train.xml --val splits/val.xml --test splits/test.xml --out face1 --set backend=dlib
+    Example: bearid face train splits/train.xml --val splits/val.xml --test splits/test.xml --out face1
+    --set backend=dlib
     """
     from training import results, stages
 
-    metrics = stages.run_face(out, _config("face", config, setting), _splits(train_xml, {"val": val, "test": test}), _log)
+    metrics = stages.run_face(
+        out, _config("face", config, setting), _splits(train_xml, {"val": val, "test": test}), _log
+    )
     results.write_metrics(out, metrics)
 
 
@@ -189,8 +217,8 @@ def face_detect(
 
     Example: bearid face detect results/face_config_01 new_photos/ --out new_faces.xml
     """
-    from training.face.detect import detect_all, faces_dataset, finder_from_dir
     from training.data import photo_samples
+    from training.face.detect import detect_all, faces_dataset, finder_from_dir
 
     finder, cfg = finder_from_dir(model)
     samples = photo_samples(photos)
@@ -215,13 +243,18 @@ def face_eval(
 
     finder, cfg = finder_from_dir(model)
     samples = read_samples(truth)
-    print(json.dumps(evaluate(samples, detect_all(samples, finder.find, cfg.refine_side, threshold=0.05), cfg.score_threshold), indent=1))
+    print(
+        json.dumps(
+            evaluate(samples, detect_all(samples, finder.find, cfg.refine_side, threshold=0.05), cfg.score_threshold),
+            indent=1,
+        )
+    )
 
 
 def chip(
     faces: Annotated[list[Path], typer.Argument(help="faces XML files (one per split)")],
     out: Annotated[Path, typer.Option(help="output directory (chip_images/, chip_meta/)")],
-    config: Annotated[Optional[Path], typer.Option(help="chip config YAML")] = None,
+    config: Annotated[Path | None, typer.Option(help="chip config YAML")] = None,
     setting: Settings = None,
 ) -> None:
     """Cut pose-normalised face chips from landmarks; report faces that could not be chipped.
@@ -237,14 +270,18 @@ def chip(
         chipset, report = chip_dataset(read_faces(path), out / "chip_images", out / "chip_meta", spec)
         write_chips(chipset, out / "chip_meta" / path.name)
         note = f"; packed into {build_cache(out / 'chip_meta' / path.name).root}" if chipset.chips else ""
-        console.print(f"{path.name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else "") + note)
+        console.print(
+            f"{path.name}: {report.chipped} of {report.faces} faces chipped"
+            + (f"; not chipped: {dict(report.problems)}" if report.problems else "")
+            + note
+        )
 
 
 @embed_app.command("train")
 def embed_train(
     chip_meta: Annotated[Path, typer.Argument(help="chip_meta directory with train.xml (and val/test/holdout.xml)")],
     out: Annotated[Path, typer.Option(help="output directory (model/, embeddings/, embed_meta/, metrics.json)")],
-    config: Annotated[Optional[Path], typer.Option(help="embed config YAML")] = None,
+    config: Annotated[Path | None, typer.Option(help="embed config YAML")] = None,
     setting: Settings = None,
 ) -> None:
     """Train the embedding network (ArcFace or triplet), embed every split, evaluate.
@@ -261,7 +298,9 @@ def embed_train(
 def embed_run(
     model: Annotated[Path, typer.Argument(help="an embed config directory (with model/embed.pt)")],
     chips: Annotated[Path, typer.Argument(help="chips XML")],
-    out: Annotated[Path, typer.Option(help="embedding file to write (.npz with paths, labels, unit vectors and their lengths)")],
+    out: Annotated[
+        Path, typer.Option(help="embedding file to write (.npz with paths, labels, unit vectors and their lengths)")
+    ],
 ) -> None:
     """Embed chips into the original tools' embedding file (and an embeddings XML beside it).
 
@@ -275,7 +314,9 @@ def embed_run(
     net, size = load(model / "model")
     data = open_chips(chips, size, labelled_only=False, log=console.print)
     vectors = embed(net, data)
-    write_embeddings(out, out.parent / "embed_meta" / f"{out.stem}.xml", read_chips(chips), vectors, data.labels, data.paths)
+    write_embeddings(
+        out, out.parent / "embed_meta" / f"{out.stem}.xml", read_chips(chips), vectors, data.labels, data.paths
+    )
     console.print(f"{len(data)} chips -> {out}")
 
 
@@ -297,9 +338,15 @@ def embed_eval(
 
 @classify_app.command("train")
 def classify_train(
-    embeddings: Annotated[Path, typer.Argument(help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz; train_views.npz, augmented views of the training chips, joins the open-set Gaussians)")],
+    embeddings: Annotated[
+        Path,
+        typer.Argument(
+            help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz; train_views.npz, "
+            "augmented views of the training chips, joins the open-set Gaussians)"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="output directory (classifier/, class_meta/, metrics.json)")],
-    config: Annotated[Optional[Path], typer.Option(help="classify config YAML")] = None,
+    config: Annotated[Path | None, typer.Option(help="classify config YAML")] = None,
     setting: Settings = None,
 ) -> None:
     """Fit the SVM, choose the unknown-bear threshold on validation, evaluate on test.
@@ -326,14 +373,25 @@ def classify_run(
     clf = load_classifier(model / "classifier" / "classifier.pkl")
     e = load_embeddings(embeddings)
     for path, pred in zip(e.paths, clf.predict(e.vectors)):
-        print(json.dumps({"chip": path, "bear_id": pred.bear_id, "known": pred.known, "confidence": round(pred.confidence, 4),
-                          "candidates": [{"bear_id": b, "score": round(s, 4)} for b, s in pred.candidates]}))
+        print(
+            json.dumps(
+                {
+                    "chip": path,
+                    "bear_id": pred.bear_id,
+                    "known": pred.known,
+                    "confidence": round(pred.confidence, 4),
+                    "candidates": [{"bear_id": b, "score": round(s, 4)} for b, s in pred.candidates],
+                }
+            )
+        )
 
 
 @classify_app.command("eval")
 def classify_eval(
     model: Annotated[Path, typer.Argument(help="a class config directory")],
-    embeddings: Annotated[Path, typer.Argument(help="embedding file (.npz): bears not in the classifier count as unknown")],
+    embeddings: Annotated[
+        Path, typer.Argument(help="embedding file (.npz): bears not in the classifier count as unknown")
+    ],
 ) -> None:
     """Top-1/top-5, BAKS, BAUS, AUROC and the confusion matrix on an embedding file.
 

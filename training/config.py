@@ -47,8 +47,13 @@ class FaceConfig:
 
     def detector_spec(self) -> DetectorSpec:
         """The inference settings of this config (what the bundle's manifest records)."""
-        return dataclasses.replace(_DETECTOR, input_sides=tuple(self.input_sides), max_face_input=self.max_face_input,
-                                   score_threshold=self.score_threshold, crop_size=self.crop_size)
+        return dataclasses.replace(
+            _DETECTOR,
+            input_sides=tuple(self.input_sides),
+            max_face_input=self.max_face_input,
+            score_threshold=self.score_threshold,
+            crop_size=self.crop_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,17 @@ class EmbedConfig:
         # Checked here, so a mistyped loss fails when the pipeline is read, not after the face stage.
         unknown = sorted(set(self.losses) - {"arcface", "triplet"})
         if unknown:
-            raise BearIDError(f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet")
+            raise BearIDError(
+                f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet"
+            )
         if self.views < 0:
-            raise BearIDError(f"embed config: views is the number of augmented views per training chip, 0 or more; got {self.views}")
+            raise BearIDError(
+                f"embed config: views is the number of augmented views per training chip, 0 or more; got {self.views}"
+            )
         if self.recolour < 0:
-            raise BearIDError(f"embed config: recolour is the number of made-up bears per bear, 0 or more; got {self.recolour}")
+            raise BearIDError(
+                f"embed config: recolour is the number of made-up bears per bear, 0 or more; got {self.recolour}"
+            )
 
     @property
     def losses(self) -> list[str]:
@@ -106,7 +117,9 @@ class EmbedConfig:
 @dataclass(frozen=True)
 class ClassifyConfig:
     C: float = 1.0
-    class_weight: str | None = "balanced"  # every bear's errors weigh alike, however many chips it has; null: every chip alike
+    class_weight: str | None = (
+        "balanced"  # every bear's errors weigh alike, however many chips it has; null: every chip alike
+    )
     kernel: str = "linear"
     target_far: float = 0.1  # false-accept rate of unknown bears on validation, per identity
     min_known_accept: float = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
@@ -131,8 +144,15 @@ class Stage:
     dir_prefix: str
 
 
-STAGES = {s.name: s for s in (Stage("face", FaceConfig, "face_config"), Stage("chip", ChipConfig, "chip_config"),
-                              Stage("embed", EmbedConfig, "embed_config"), Stage("classify", ClassifyConfig, "class_config"))}
+STAGES = {
+    s.name: s
+    for s in (
+        Stage("face", FaceConfig, "face_config"),
+        Stage("chip", ChipConfig, "chip_config"),
+        Stage("embed", EmbedConfig, "embed_config"),
+        Stage("classify", ClassifyConfig, "class_config"),
+    )
+}
 
 
 def stage_of_dir(name: str) -> Stage:
@@ -141,7 +161,9 @@ def stage_of_dir(name: str) -> Stage:
     for stage in STAGES.values():
         if stage.dir_prefix == prefix:
             return stage
-    raise BearIDError(f"{name}: not a results-tree stage directory ({', '.join(s.dir_prefix + '_NN' for s in STAGES.values())})")
+    raise BearIDError(
+        f"{name}: not a results-tree stage directory ({', '.join(s.dir_prefix + '_NN' for s in STAGES.values())})"
+    )
 
 
 def make(stage: str, values: dict | None) -> object:

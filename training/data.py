@@ -36,7 +36,11 @@ def samples(dataset: Dataset) -> list[Sample]:
     for image in dataset.images:
         faces = []
         for b in image.boxes:
-            marks = np.array([b.parts[n] for n in LANDMARKS], dtype=np.float32) if all(n in b.parts for n in LANDMARKS) else None
+            marks = (
+                np.array([b.parts[n] for n in LANDMARKS], dtype=np.float32)
+                if all(n in b.parts for n in LANDMARKS)
+                else None
+            )
             faces.append(Face((b.left, b.top, b.width, b.height), marks, b.label, b.ignore))
         out.append(Sample(dataset.path_of(image), image.file, image.width or 0, image.height or 0, faces))
     return out

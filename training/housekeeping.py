@@ -126,7 +126,9 @@ def apply(p: PrunePlan) -> None:
     """Mark each directory pruned first (so a half-pruned one is never reused), then delete."""
     for d, freed in p.dirs:
         names = [n for names in BULKY[_kind(d)].values() for n in names if (d / n).exists()]
-        atomic_write_text(d / results.PRUNED, json.dumps({"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                                          "removed": names, "bytes": freed}))
+        atomic_write_text(
+            d / results.PRUNED,
+            json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "removed": names, "bytes": freed}),
+        )
         for n in names:
             shutil.rmtree(d / n)

@@ -16,7 +16,8 @@ class Optimiser:
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         warm = max(1, steps // 20)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+            self.opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
+        )
         self.losses: list[float] = []
         self.started = time.perf_counter()
 
@@ -29,7 +30,10 @@ class Optimiser:
 
     def report(self, name: str, step: int, steps: int, log: Callable[[str], None], every: int = 100) -> None:
         if step % every == 0 or step == steps - 1:
-            log(f"{name} step {step}/{steps} loss {np.mean(self.losses[-every:]):.4g} ({time.perf_counter() - self.started:.0f} s)")
+            log(
+                f"{name} step {step}/{steps} loss {np.mean(self.losses[-every:]):.4g} "
+                f"({time.perf_counter() - self.started:.0f} s)"
+            )
 
     def state_dict(self) -> dict:
         return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "losses": self.losses}

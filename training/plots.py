@@ -88,7 +88,7 @@ def detections(path: Path, examples: list[tuple[object, list, list]]) -> Path:
         k = 320 / max(img.size)
         img = img.resize((max(1, int(img.width * k)), max(1, int(img.height * k))))
         d = ImageDraw.Draw(img)
-        for (x, y, w, h) in truths:
+        for x, y, w, h in truths:
             d.rectangle((x * k, y * k, (x + w) * k, (y + h) * k), outline=(0, 230, 0), width=2)
         for det in found:
             x, y, w, h = det.box

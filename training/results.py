@@ -103,7 +103,11 @@ def stage_paths(results: Path, finished_only: bool = True) -> list[list[Path]]:
     paths: list[list[Path]] = []
 
     def down(d: Path, trail: list[Path], depth: int) -> None:
-        children = [c for c in sorted(d.glob(f"{STAGE_ORDER[depth]}_[0-9]*")) if c.is_dir()] if depth < len(STAGE_ORDER) else []
+        children = (
+            [c for c in sorted(d.glob(f"{STAGE_ORDER[depth]}_[0-9]*")) if c.is_dir()]
+            if depth < len(STAGE_ORDER)
+            else []
+        )
         if finished_only:
             children = [c for c in children if (c / METRICS).exists()]
         if depth == len(STAGE_ORDER) or (not children and not finished_only and trail):

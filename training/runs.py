@@ -13,10 +13,20 @@ HEADLINES = {
     "face_config": [("AP50", ("test", "ap50")), ("NME", ("test", "nme")), ("recall", ("test", "recall"))],
     "chip_config": [("chipped", ("test", "chipped"))],
     "embed_config": [("AUC", ("test", "verification_auc")), ("1-NN top1", ("test", "nn_top1"))],
-    "class_config": [("top1", ("test", "top1")), ("BAKS", ("test", "baks")), ("BAUS", ("test", "baus")), ("AUROC", ("test", "auroc"))],
+    "class_config": [
+        ("top1", ("test", "top1")),
+        ("BAKS", ("test", "baks")),
+        ("BAUS", ("test", "baus")),
+        ("AUROC", ("test", "auroc")),
+    ],
 }
-BY = {"top1": ("test", "top1"), "baks": ("test", "baks"), "baus": ("test", "baus"), "auroc": ("test", "auroc"),
-      "open_set": None}  # open_set: mean of BAKS and BAUS
+BY = {
+    "top1": ("test", "top1"),
+    "baks": ("test", "baks"),
+    "baus": ("test", "baus"),
+    "auroc": ("test", "auroc"),
+    "open_set": None,
+}  # open_set: mean of BAKS and BAUS
 
 
 def _get(metrics: dict, where: tuple[str, ...]):
@@ -47,10 +57,16 @@ class Runs:
         def node(d: Path) -> dict:
             m = results.read_metrics(d)
             stage = d.name.rsplit("_", 1)[0]
-            return {"dir": str(d.relative_to(root)), "headline": {name: _get(m, where) for name, where in HEADLINES[stage]}}
+            return {
+                "dir": str(d.relative_to(root)),
+                "headline": {name: _get(m, where) for name, where in HEADLINES[stage]},
+            }
 
-        return {"by": self.by, "best": [str(p.relative_to(root)) for p in self.best] if self.best else None,
-                "paths": [{"stages": [node(d) for d in p], "score": score(p, self.by)} for p in self.paths]}
+        return {
+            "by": self.by,
+            "best": [str(p.relative_to(root)) for p in self.best] if self.best else None,
+            "paths": [{"stages": [node(d) for d in p], "score": score(p, self.by)} for p in self.paths],
+        }
 
 
 def runs(root: Path, by: str = "open_set") -> Runs:

@@ -17,7 +17,8 @@ from bearid.metadata import read_chips, read_faces, write_chips, write_faces
 from bearid.metrics import roc_auc, roc_curve
 from training import plots
 from training.chip import chip_dataset
-from training.classify import choose_threshold, evaluate as evaluate_classifier, fit, write_predictions
+from training.classify import choose_threshold, fit, write_predictions
+from training.classify import evaluate as evaluate_classifier
 from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from training.data import read_samples
 from training.embed.chipcache import build_cache
@@ -39,8 +40,10 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     if cfg.max_train_photos:
         train = train[: cfg.max_train_photos]
     if not any(f.landmarks is not None and not f.ignore for s in train for f in s.faces):
-        raise BearIDError(f"{splits['train']}: no faces with all five landmarks to train the face finder on "
-                          "(were the splits made without --faces? `bearid data split WORLD --out SPLITS --faces FACES.xml`)")
+        raise BearIDError(
+            f"{splits['train']}: no faces with all five landmarks to train the face finder on "
+            "(were the splits made without --faces? `bearid data split WORLD --out SPLITS --faces FACES.xml`)"
+        )
     if cfg.backend == "dlib":
         from training.face import dlib_backend
 
@@ -63,7 +66,10 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
             log(f"face {name}: {metrics[name]}")
         if name == "test":
             examples = [face_detect.example(s, dets, cfg.score_threshold) for s, dets in list(zip(samples, found))[:8]]
-        write_faces(face_detect.faces_dataset(samples, found, cfg.score_threshold, out / "face_meta"), out / "face_meta" / f"{name}.xml")
+        write_faces(
+            face_detect.faces_dataset(samples, found, cfg.score_threshold, out / "face_meta"),
+            out / "face_meta" / f"{name}.xml",
+        )
     if curves:
         plots.loss_curve(out / "plots" / "loss.png", curves)
     plots.detections(out / "plots" / "detections.png", examples)
@@ -86,7 +92,10 @@ def run_chip(out: Path, cfg: ChipConfig, face_meta: Path, truth: dict[str, Path]
         if chipset.chips:
             build_cache(out / "chip_meta" / f"{name}.xml")
         metrics[name] = report.as_dict()
-        log(f"chip {name}: {report.chipped} of {report.faces} faces chipped" + (f"; not chipped: {dict(report.problems)}" if report.problems else ""))
+        log(
+            f"chip {name}: {report.chipped} of {report.faces} faces chipped"
+            + (f"; not chipped: {dict(report.problems)}" if report.problems else "")
+        )
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return metrics
 
@@ -111,12 +120,25 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         data = open_chips(path, cfg.input_size, labelled_only=False, log=log)
         v = embed_train.embed(net, data)
         vectors[name] = Embedded(v, data.labels, data.paths)
-        write_embeddings(out / "embeddings" / f"{name}.npz", out / "embed_meta" / f"{name}.xml", read_chips(path), v, data.labels, data.paths)
+        write_embeddings(
+            out / "embeddings" / f"{name}.npz",
+            out / "embed_meta" / f"{name}.xml",
+            read_chips(path),
+            v,
+            data.labels,
+            data.paths,
+        )
     if cfg.views:
         views = embed_train.embed_views(net, train_chips, cfg)
-        write_embedding_file(out / "embeddings" / VIEWS_FILE, views, train_chips.labels * cfg.views, train_chips.paths * cfg.views)
-    metrics = {"train_seconds": round(train_seconds, 1), "train_chips": len(train_chips), "identities": len(classes),
-               "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1)}
+        write_embedding_file(
+            out / "embeddings" / VIEWS_FILE, views, train_chips.labels * cfg.views, train_chips.paths * cfg.views
+        )
+    metrics = {
+        "train_seconds": round(train_seconds, 1),
+        "train_chips": len(train_chips),
+        "identities": len(classes),
+        "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1),
+    }
     for name in ("val", "test"):
         if name in vectors:
             metrics[name] = embedding_report(vectors[name], vectors["train"], classes)
@@ -139,7 +161,9 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     the holdout split, never trained on, are new bears: half of them join validation, the
     other half test."""
     t0 = time.perf_counter()
-    data = {name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()}
+    data = {
+        name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()
+    }
     train = data["train"].labelled()
     clf = fit(train, cfg, load_views(embeddings))
     classes = set(clf.ids)
@@ -157,17 +181,30 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     left_out = sorted(set(train.labels) - set(clf.ids))
     if left_out:
         log(f"classify: too few training chips to know {', '.join(left_out)}: treated as unknown bears")
-    metrics = {"threshold": round(clf.threshold, 4), "threshold_note": why, "identities": len(clf.ids), "left_out": left_out,
-               "val": evaluate_classifier(clf, val_known, val_unknown), "test": evaluate_classifier(clf, test_known, test_unknown)}
+    metrics = {
+        "threshold": round(clf.threshold, 4),
+        "threshold_note": why,
+        "identities": len(clf.ids),
+        "left_out": left_out,
+        "val": evaluate_classifier(clf, val_known, val_unknown),
+        "test": evaluate_classifier(clf, test_known, test_unknown),
+    }
     for name in ("val", "test"):
         log(f"classify {name}: " + ", ".join(f"{k} {v}" for k, v in metrics[name].items() if k != "confusion"))
     if "confusion" in metrics["test"]:
-        plots.confusion(out / "plots" / "confusion.png", metrics["test"]["confusion"]["labels"], metrics["test"]["confusion"]["matrix"])
+        plots.confusion(
+            out / "plots" / "confusion.png",
+            metrics["test"]["confusion"]["labels"],
+            metrics["test"]["confusion"]["matrix"],
+        )
     if len(test_known.labels) and len(test_unknown.labels):
         scores = np.concatenate([clf.familiarity(test_known.vectors), clf.familiarity(test_unknown.vectors)])
         is_known = np.concatenate([np.ones(len(test_known.labels), bool), np.zeros(len(test_unknown.labels), bool)])
         fpr, tpr = roc_curve(scores, is_known)
-        plots.roc(out / "plots" / "open_set_roc.png", {"known vs new bear (test)": (fpr, tpr, metrics["test"].get("auroc", float("nan")))})
+        plots.roc(
+            out / "plots" / "open_set_roc.png",
+            {"known vs new bear (test)": (fpr, tpr, metrics["test"].get("auroc", float("nan")))},
+        )
     write_predictions(out / "class_meta", clf, data)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     return metrics

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bearid.errors import BearIDError
@@ -31,7 +32,9 @@ def split_files(data: Path) -> dict[str, Path]:
     files = {name: Path(data) / f"{name}.xml" for name in stages.SPLITS}
     missing = [n for n in ("train", "val", "test") if not files[n].exists()]
     if missing:
-        raise BearIDError(f"{data}: missing {', '.join(m + '.xml' for m in missing)} (make them with bearid data split)")
+        raise BearIDError(
+            f"{data}: missing {', '.join(m + '.xml' for m in missing)} (make them with bearid data split)"
+        )
     return {n: p for n, p in files.items() if p.exists()}
 
 
@@ -56,13 +59,15 @@ def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print) -> Trai
         return d
 
     for face_cfg, chip_cfg, embed_cfg, classify_cfg in sweep.branches():
-        face = step(results_dir, "face", face_cfg, data_key, lambda out: stages.run_face(out, face_cfg, splits, log))
-        chip = step(face.path, "chip", chip_cfg, face.key,
-                    lambda out: stages.run_chip(out, chip_cfg, face.path / "face_meta", splits, log))
-        embed = step(chip.path, "embed", embed_cfg, chip.key,
-                     lambda out: stages.run_embed(out, embed_cfg, chip.path / "chip_meta", log))
-        classify = step(embed.path, "classify", classify_cfg, embed.key,
-                        lambda out: stages.run_classify(out, classify_cfg, embed.path / "embeddings", log))
+        face = step(
+            results_dir, "face", face_cfg, data_key, partial(stages.run_face, cfg=face_cfg, splits=splits, log=log)
+        )
+        run_chip = partial(stages.run_chip, cfg=chip_cfg, face_meta=face.path / "face_meta", truth=splits, log=log)
+        chip = step(face.path, "chip", chip_cfg, face.key, run_chip)
+        run_embed = partial(stages.run_embed, cfg=embed_cfg, chip_meta=chip.path / "chip_meta", log=log)
+        embed = step(chip.path, "embed", embed_cfg, chip.key, run_embed)
+        run_classify = partial(stages.run_classify, cfg=classify_cfg, embeddings=embed.path / "embeddings", log=log)
+        classify = step(embed.path, "classify", classify_cfg, embed.key, run_classify)
         report.branches.append([face.path, chip.path, embed.path, classify.path])
     report.seconds = time.perf_counter() - t0
     return report

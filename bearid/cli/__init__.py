@@ -44,5 +44,7 @@ def main() -> None:
     try:
         app()
     except BearIDError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)  # a path is never broken over lines
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {exc}", highlight=False
+        )  # a path is never broken over lines
         sys.exit(2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,11 +14,30 @@ console = Console()
 
 
 def label(
-    source: Annotated[Path, typer.Argument(help="An imglab XML (a split, a `bearid face detect` or `bearid score` output), or a folder of photos.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="An imglab XML (a split, a `bearid face detect` or `bearid score` output), or a folder of photos."
+        ),
+    ],
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0 for volunteers on the network).")] = "127.0.0.1",
-    xml: Annotated[Optional[Path], typer.Option(help="For a folder: the XML to create and label (default FOLDER/.bearid/label/faces.xml).")] = None,
-    flags: Annotated[Optional[Path], typer.Option(help="A `bearid data clean` report.json for the 'flagged' queue (default: FOLDER/.bearid/clean/report.json if there).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0 for volunteers on the network)."
+        ),
+    ] = "127.0.0.1",
+    xml: Annotated[
+        Path | None,
+        typer.Option(help="For a folder: the XML to create and label (default FOLDER/.bearid/label/faces.xml)."),
+    ] = None,
+    flags: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `bearid data clean` report.json for the 'flagged' queue "
+            "(default: FOLDER/.bearid/clean/report.json if there)."
+        ),
+    ] = None,
     unsure_below: Annotated[float, typer.Option(help="Detections scored below this go to the 'unsure' queue.")] = 0.5,
 ) -> None:
     """Review and fix faces, landmarks and bear IDs in the browser; every change is saved at
@@ -49,7 +68,10 @@ def label(
         if opened.recovered:
             console.print(f"Restored {opened.recovered} change(s) from the journal that a crash kept out of the XML.")
         if opened.outside:
-            console.print(f"{opened.outside} photo(s) were changed by another tool since they were labelled here; the XML's version is kept.")
+            console.print(
+                f"{opened.outside} photo(s) were changed by another tool "
+                "since they were labelled here; the XML's version is kept."
+            )
         console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
         uvicorn.run(create_app(labeler), host=host, port=port, log_level="warning")
     finally:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bearid.metadata import read_faces, validate as validate_faces
+from bearid.metadata import read_faces
+from bearid.metadata import validate as validate_faces
 
 console = Console()
 
@@ -31,6 +32,9 @@ def validate(
             console.print(str(f), style="red" if f.severity == "error" else "yellow", highlight=False)
         errors = sum(f.severity == "error" for f in findings)
         warnings = len(findings) - errors
-        console.print(f"{path}: {len(dataset.images)} images, {faces} faces, {errors} errors, {warnings} warnings", highlight=False)
+        console.print(
+            f"{path}: {len(dataset.images)} images, {faces} faces, {errors} errors, {warnings} warnings",
+            highlight=False,
+        )
         bad |= errors > 0 or (strict and warnings > 0)
     raise typer.Exit(1 if bad else 0)

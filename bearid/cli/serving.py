@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,10 +16,14 @@ console = Console()
 
 
 def serve(
-    bundle: Annotated[Optional[Path], typer.Option(help="Serve this bundle folder instead of the model store's champion.")] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Serve this bundle folder instead of the model store's champion.")
+    ] = None,
     port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(help="Worker processes (ONNX Runtime threads are shared out among them).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (ONNX Runtime threads are shared out among them).")
+    ] = 1,
 ) -> None:
     """Serve the champion (or a bundle) over HTTP with BentoML: /identify, /identify_batch,
     /model, /metrics, /readyz, /livez.
@@ -34,11 +38,17 @@ def serve(
 
 
 def score(
-    photos: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively), or a faces XML listing them.")],
+    photos: Annotated[
+        Path, typer.Argument(help="Folder of photos (searched recursively), or a faces XML listing them.")
+    ],
     url: Annotated[str, typer.Option(help="The BearID service.")] = "http://127.0.0.1:3000",
-    out: Annotated[Path, typer.Option(help="Results journal (JSON Lines); .xml and .csv are written beside it.")] = Path("results.jsonl"),
+    out: Annotated[
+        Path, typer.Option(help="Results journal (JSON Lines); .xml and .csv are written beside it.")
+    ] = Path("results.jsonl"),
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
-    truth: Annotated[Optional[Path], typer.Option(help="A faces XML with bear labels: report accuracy against it.")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="A faces XML with bear labels: report accuracy against it.")
+    ] = None,
     table: Annotated[bool, typer.Option(help="Print a table with one row per photo.")] = False,
 ) -> None:
     """Identify every photo of a folder through the service. Re-running skips photos already
@@ -47,23 +57,42 @@ def score(
     Example: bearid score photos/ --url http://127.0.0.1:3000 --out results.jsonl
     """
     from bearid.client import BearIDClient
-    from bearid.score import accuracy, read_journal, score as run
+    from bearid.score import accuracy, read_journal
+    from bearid.score import score as run
 
-    with BearIDClient(url) as client, Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                               console=console, transient=True) as bar:
+    with (
+        BearIDClient(url) as client,
+        Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task("score", total=None)
-        report = run(photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total))
+        report = run(
+            photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total)
+        )
     model = report.model
     again = f" ({report.outdated} of them answered before by another model)" if report.outdated else ""
-    console.print(f"{report.photos} photos: {report.scored} scored now{again}, {report.skipped} already scored, {report.errors} errors; "
-                  f"{report.faces} faces. Wrote {out}, {report.xml}, {report.csv} (model {model.get('version')})", highlight=False)
+    console.print(
+        f"{report.photos} photos: {report.scored} scored now{again}, "
+        f"{report.skipped} already scored, {report.errors} errors; "
+        f"{report.faces} faces. Wrote {out}, {report.xml}, {report.csv} (model {model.get('version')})",
+        highlight=False,
+    )
     rows = read_journal(out)
     if table:
         t = Table("photo", "faces", "bears")
         for photo, row in sorted(rows.items()):
             faces = row.get("answer", {}).get("faces", [])
-            t.add_row(photo, str(len(faces)) if "answer" in row else "error",
-                      ", ".join(f["bear_id"] or "unknown" for f in faces) if "answer" in row else row.get("error", ""))
+            t.add_row(
+                photo,
+                str(len(faces)) if "answer" in row else "error",
+                ", ".join(f["bear_id"] or "unknown" for f in faces) if "answer" in row else row.get("error", ""),
+            )
         console.print(t)
     if truth:
         m = accuracy(rows, report.base, truth, set(model.get("ids", [])))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,11 +20,20 @@ def synth(
     bears: Annotated[int, typer.Option(help="Number of identified bears.")] = 12,
     photos: Annotated[int, typer.Option(help="Number of photos in the tree.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same world.")] = 0,
-    messy: Annotated[bool, typer.Option(help="Also plant what real drops hold: a differently shaped drop, duplicates, corrupt files, ...")] = False,
-    difficulty: Annotated[float, typer.Option(help="Scale pose, blur, occlusion, light and look-alike knobs (1 = default).")] = 1.0,
-    setting: Annotated[Optional[list[str]], typer.Option("--set", help="Override one knob, e.g. --set max_yaw=50 --set max_side=1200.")] = None,
+    messy: Annotated[
+        bool,
+        typer.Option(help="Also plant what real drops hold: a differently shaped drop, duplicates, corrupt files, ..."),
+    ] = False,
+    difficulty: Annotated[
+        float, typer.Option(help="Scale pose, blur, occlusion, light and look-alike knobs (1 = default).")
+    ] = 1.0,
+    setting: Annotated[
+        list[str] | None, typer.Option("--set", help="Override one knob, e.g. --set max_yaw=50 --set max_side=1200.")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Processes rendering photos (0 = one per core).")] = 0,
-    contact_sheet: Annotated[Optional[Path], typer.Option(help="Also save a PNG of faces with their ground truth drawn.")] = None,
+    contact_sheet: Annotated[
+        Path | None, typer.Option(help="Also save a PNG of faces with their ground truth drawn.")
+    ] = None,
 ) -> None:
     """Make a synthetic bear world: a source tree of photos plus ground truth.
 
@@ -32,9 +41,18 @@ def synth(
     """
     config = WorldConfig(bears=bears, photos=photos, seed=seed).harder(difficulty)
     config = config_with(config, setting or [])
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("rendering photos", total=photos)
-        report = synthesize(config, out, messy=messy, workers=workers or default_workers(), progress=lambda n: bar.advance(task, n))
+        report = synthesize(
+            config, out, messy=messy, workers=workers or default_workers(), progress=lambda n: bar.advance(task, n)
+        )
     print_report(report)
     if contact_sheet:
         from bearid.metadata import read_faces
@@ -56,6 +74,10 @@ def print_report(report) -> None:
     if report.planted:
         table.add_row("planted defects (--messy)", ", ".join(f"{k} {v}" for k, v in sorted(report.planted.items())))
         table.add_row("  listed in", str(report.root / "_truth" / "messy.json"))
-    table.add_row("time", f"{report.seconds:.1f} s ({report.photos_per_second:.1f} photos/s, {report.megapixels / max(1, report.photos):.2f} MP/photo)")
+    table.add_row(
+        "time",
+        f"{report.seconds:.1f} s ({report.photos_per_second:.1f} photos/s, "
+        f"{report.megapixels / max(1, report.photos):.2f} MP/photo)",
+    )
     table.add_row("ground truth", str(report.root / "_truth" / "faces.xml"))
     console.print(table)

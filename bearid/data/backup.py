@@ -69,7 +69,9 @@ def _copy_object(src: Path, dest: Path, expected: str | None) -> tuple[str, int]
     sha = copy_hashed(src, tmp)
     if expected and sha != expected:
         tmp.unlink()
-        raise BearIDError(f"{src}: its content changed since the catalog hashed it; run bearid data scan, then back up again")
+        raise BearIDError(
+            f"{src}: its content changed since the catalog hashed it; run bearid data scan, then back up again"
+        )
     target = object_path(dest, sha)
     if target.exists():
         tmp.unlink()
@@ -105,7 +107,7 @@ def backup(root: Path, dest: Path, extra: list[Path] | None = None) -> BackupRep
         entries[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         report.count(n)
     report.files = len(entries)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     manifest = {"archive": str(root.resolve()), "made": stamp, "files": entries}
     report.manifest = dest / MANIFESTS / f"{stamp}.json"
     atomic_write_text(report.manifest, json.dumps(manifest, indent=0, sort_keys=True))

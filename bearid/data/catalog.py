@@ -110,9 +110,11 @@ class Catalog:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             # The catalog is derived data: an old schema is simply rebuilt from the tree.
-            self.db.executescript(f"DROP TABLE IF EXISTS images; CREATE TABLE images ({_COLUMNS});"
-                                  "CREATE INDEX images_sha ON images(sha256);"
-                                  f"PRAGMA user_version={SCHEMA_VERSION};")
+            self.db.executescript(
+                f"DROP TABLE IF EXISTS images; CREATE TABLE images ({_COLUMNS});"
+                "CREATE INDEX images_sha ON images(sha256);"
+                f"PRAGMA user_version={SCHEMA_VERSION};"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -136,15 +138,24 @@ class Catalog:
         return self.entries("sha256 = ?", (sha256,))
 
     # -- scanning --------------------------------------------------------------------
-    def scan(self, workers: int = 0, progress: Callable[[int, int], None] | None = None,
-             near_distance: int = NEAR_DISTANCE, quick: bool = False) -> ScanReport:
+    def scan(
+        self,
+        workers: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+        near_distance: int = NEAR_DISTANCE,
+        quick: bool = False,
+    ) -> ScanReport:
         """Bring the catalog up to date with the tree. `progress(done, total)` is called as
         changed files are probed. `quick` skips decoding pixels (no quality scores or
         perceptual hash): the next full scan completes those files."""
         t0 = dt.datetime.now()
         report = ScanReport()
         known = {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM images")}
-        unanalysed = set() if quick else {p for (p,) in self.db.execute("SELECT path FROM images WHERE phash IS NULL AND error IS NULL")}
+        unanalysed = (
+            set()
+            if quick
+            else {p for (p,) in self.db.execute("SELECT path FROM images WHERE phash IS NULL AND error IS NULL")}
+        )
         seen: set[str] = set()
         todo: list[str] = []
         for rel, st in layout.walk(self.root):
@@ -189,16 +200,32 @@ class Catalog:
     def _store(self, rel: str, facts: ImageFacts) -> None:
         place = layout.place_of(rel)
         row = Entry(
-            path=rel, size=facts.size, mtime_ns=facts.mtime_ns, sha256=facts.sha256, format=facts.format,
-            width=facts.width, height=facts.height, orientation=facts.orientation, taken=facts.taken,
-            location=place.location, contributor=place.contributor,
+            path=rel,
+            size=facts.size,
+            mtime_ns=facts.mtime_ns,
+            sha256=facts.sha256,
+            format=facts.format,
+            width=facts.width,
+            height=facts.height,
+            orientation=facts.orientation,
+            taken=facts.taken,
+            location=place.location,
+            contributor=place.contributor,
             contribution_date=place.contribution_date.isoformat() if place.contribution_date else None,
-            folder=place.folder, label=place.label, kind=place.kind, place_problem=place.problem,
-            sharpness=facts.sharpness, brightness=facts.brightness, contrast=facts.contrast,
-            phash=facts.phash, error=facts.error,
+            folder=place.folder,
+            label=place.label,
+            kind=place.kind,
+            place_problem=place.problem,
+            sharpness=facts.sharpness,
+            brightness=facts.brightness,
+            contrast=facts.contrast,
+            phash=facts.phash,
+            error=facts.error,
         )
         values = dataclasses.astuple(row)
-        self.db.execute(f"INSERT OR REPLACE INTO images ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})", values)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO images ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})", values
+        )
 
     def _recluster(self, near_distance: int) -> None:
         rows = self.db.execute("SELECT rowid, sha256, phash FROM images ORDER BY path").fetchall()
@@ -209,16 +236,20 @@ class Catalog:
         counts: dict[str, int] = {}
         for _, sha, _ in rows:
             counts[sha] = counts.get(sha, 0) + 1
-        self.db.executemany("UPDATE images SET dup_cluster = ? WHERE rowid = ?",
-                            [(first_of[sha], rowid) for rowid, sha, _ in rows if counts[sha] > 1])
+        self.db.executemany(
+            "UPDATE images SET dup_cluster = ? WHERE rowid = ?",
+            [(first_of[sha], rowid) for rowid, sha, _ in rows if counts[sha] > 1],
+        )
         hashed = [(rowid, ph) for rowid, _, ph in rows if ph is not None]
         if len(hashed) < 2:
             return
         ids = np.array([r for r, _ in hashed], dtype=np.int64)
         labels = near_clusters(np.array([h for _, h in hashed], dtype=np.int64), near_distance)
         sizes = np.bincount(labels, minlength=len(labels))
-        self.db.executemany("UPDATE images SET near_cluster = ? WHERE rowid = ?",
-                            [(int(ids[labels[k]]), int(ids[k])) for k in np.flatnonzero(sizes[labels] > 1)])
+        self.db.executemany(
+            "UPDATE images SET near_cluster = ? WHERE rowid = ?",
+            [(int(ids[labels[k]]), int(ids[k])) for k in np.flatnonzero(sizes[labels] > 1)],
+        )
 
     def record(self, rel: str, facts: ImageFacts) -> None:
         """Add a file whose facts the caller already has (e.g. ingest, which just wrote it).

@@ -24,8 +24,18 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "PNG"})
 QUARANTINE = "quarantine"
 REPORT = "report"
 # When a file fails several checks it is quarantined under the first of these.
-PRIORITY = ["not_image", "corrupt", "unsupported_format", "exact_duplicate", "near_duplicate", "no_bear",
-            "tiny", "blurry", "too_dark", "too_bright"]
+PRIORITY = [
+    "not_image",
+    "corrupt",
+    "unsupported_format",
+    "exact_duplicate",
+    "near_duplicate",
+    "no_bear",
+    "tiny",
+    "blurry",
+    "too_dark",
+    "too_bright",
+]
 
 
 @dataclass(frozen=True)
@@ -98,16 +108,26 @@ def check_files(entries: list[Entry], t: Thresholds) -> list[Finding]:
             out.append(Finding(e.path, reason, QUARANTINE, e.error))
             continue
         if e.format not in SUPPORTED_FORMATS:
-            out.append(Finding(e.path, "unsupported_format", QUARANTINE, f"{e.format} is not one of {sorted(SUPPORTED_FORMATS)}"))
+            out.append(
+                Finding(
+                    e.path, "unsupported_format", QUARANTINE, f"{e.format} is not one of {sorted(SUPPORTED_FORMATS)}"
+                )
+            )
         side = min(e.width or 0, e.height or 0)
         if side < t.min_side:
             out.append(Finding(e.path, "tiny", QUARANTINE, f"{e.width}x{e.height}", side, t.min_side))
         if e.sharpness is not None and e.sharpness < t.min_sharpness:
-            out.append(Finding(e.path, "blurry", QUARANTINE, "little fine detail", round(e.sharpness, 2), t.min_sharpness))
+            out.append(
+                Finding(e.path, "blurry", QUARANTINE, "little fine detail", round(e.sharpness, 2), t.min_sharpness)
+            )
         if e.brightness is not None and e.brightness < t.min_brightness:
-            out.append(Finding(e.path, "too_dark", QUARANTINE, "mean grey level", round(e.brightness, 1), t.min_brightness))
+            out.append(
+                Finding(e.path, "too_dark", QUARANTINE, "mean grey level", round(e.brightness, 1), t.min_brightness)
+            )
         if e.brightness is not None and e.brightness > t.max_brightness:
-            out.append(Finding(e.path, "too_bright", QUARANTINE, "mean grey level", round(e.brightness, 1), t.max_brightness))
+            out.append(
+                Finding(e.path, "too_bright", QUARANTINE, "mean grey level", round(e.brightness, 1), t.max_brightness)
+            )
         if e.kind in ("nonconforming", "outside") or e.place_problem:
             out.append(Finding(e.path, "bad_place", REPORT, e.place_problem or e.kind))
         if e.kind == "cub":
@@ -115,18 +135,25 @@ def check_files(entries: list[Entry], t: Thresholds) -> list[Finding]:
     return out
 
 
-def check_duplicates(entries: list[Entry], near: dict[int, list[Entry]], exact: dict[int, list[Entry]]) -> list[Finding]:
+def check_duplicates(
+    entries: list[Entry], near: dict[int, list[Entry]], exact: dict[int, list[Entry]]
+) -> list[Finding]:
     out: list[Finding] = []
     for group in exact.values():
         keep, *rest = sorted(group, key=_keeper_order)
-        out += [Finding(e.path, "exact_duplicate", QUARANTINE, f"same bytes as {keep.path}", 0, 0, keep.path) for e in rest]
+        out += [
+            Finding(e.path, "exact_duplicate", QUARANTINE, f"same bytes as {keep.path}", 0, 0, keep.path) for e in rest
+        ]
     for group in near.values():
         # Exact copies are handled above: keep one file per distinct content.
         distinct = {e.sha256: e for e in sorted(group, key=_keeper_order, reverse=True)}
         if len(distinct) < 2:
             continue
         keep, *rest = sorted(distinct.values(), key=_keeper_order)
-        out += [Finding(e.path, "near_duplicate", QUARANTINE, f"looks like {keep.path}", None, None, keep.path) for e in rest]
+        out += [
+            Finding(e.path, "near_duplicate", QUARANTINE, f"looks like {keep.path}", None, None, keep.path)
+            for e in rest
+        ]
     return out
 
 
@@ -138,8 +165,17 @@ def check_balance(entries: list[Entry], flagged: set[str], t: Thresholds) -> lis
     out = []
     for bear, items in sorted(per_bear.items()):
         if len(items) < t.min_images:
-            out += [Finding(e.path, "few_images", REPORT, f"{bear} has {len(items)} usable photo(s): hold-out (unknown) bear",
-                            len(items), t.min_images) for e in items]
+            out += [
+                Finding(
+                    e.path,
+                    "few_images",
+                    REPORT,
+                    f"{bear} has {len(items)} usable photo(s): hold-out (unknown) bear",
+                    len(items),
+                    t.min_images,
+                )
+                for e in items
+            ]
     return out
 
 
@@ -163,7 +199,16 @@ def check_faces(faces: Dataset, by_path: dict[str, Entry], root: Path, t: Thresh
             if entry.kind == "known" and len(image.boxes) == 1 and box.label and box.label != entry.label:
                 out.append(Finding(rel, "label_mismatch", REPORT, f"XML says {box.label}, folder says {entry.label}"))
             if (offset := nose_offset(box)) is not None and offset > t.max_nose_offset:
-                out.append(Finding(rel, "extreme_pose", REPORT, "head turned far to one side (nose far off the eyes' midline)", round(offset, 2), t.max_nose_offset))
+                out.append(
+                    Finding(
+                        rel,
+                        "extreme_pose",
+                        REPORT,
+                        "head turned far to one side (nose far off the eyes' midline)",
+                        round(offset, 2),
+                        t.max_nose_offset,
+                    )
+                )
     return out
 
 
@@ -181,7 +226,9 @@ def nose_offset(box) -> float | None:
     return abs((nx - (lx + rx) / 2) * ux + (ny - (ly + ry) / 2) * uy) / eyes
 
 
-def clean(root: Path, thresholds: Thresholds | None = None, faces: list[Dataset] | None = None, workers: int = 0) -> CleanReport:
+def clean(
+    root: Path, thresholds: Thresholds | None = None, faces: list[Dataset] | None = None, workers: int = 0
+) -> CleanReport:
     """Scan the archive (incrementally) and run every check; changes nothing on disk."""
     root = Path(root)
     t = thresholds or Thresholds()

@@ -21,8 +21,8 @@ import re
 import tarfile
 import zipfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -122,7 +122,12 @@ def _archive_members(path: Path, rel: str):
             with zipfile.ZipFile(path) as zf:
                 names = sorted(i.filename for i in zf.infolist() if not i.is_dir())
             for name in names:
-                yield f"{rel}!{name}", outer + PurePosixPath(name).parts, functools.partial(_zip_member, path, name), None
+                yield (
+                    f"{rel}!{name}",
+                    outer + PurePosixPath(name).parts,
+                    functools.partial(_zip_member, path, name),
+                    None,
+                )
             return
         with tarfile.open(path) as tf:
             names = sorted(m.name for m in tf.getmembers() if m.isfile())
@@ -164,9 +169,17 @@ def _check_args(location: str, contributor: str, date: str) -> str:
     return name
 
 
-def ingest(drop: Path, root: Path, location: str, contributor: str, date: str,
-           id_from: list[str] | None = None, link: bool = False, workers: int = 0,
-           progress: Callable[[int], None] | None = None) -> IngestReport:
+def ingest(
+    drop: Path,
+    root: Path,
+    location: str,
+    contributor: str,
+    date: str,
+    id_from: list[str] | None = None,
+    link: bool = False,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
     """File every photo of `drop` into the archive at `root` (see the module docstring).
 
     Work runs in phases: read, hash and check every file (all cores); decide each file's
@@ -191,7 +204,9 @@ def ingest(drop: Path, root: Path, location: str, contributor: str, date: str,
             for folder in [base, *[p for p in base.iterdir() if p.is_dir()]]:
                 remove_stale_temps(folder)
         files = list(drop_files(drop))
-        staged = _pool_map(_stage, [(read, parts, rules, base, src_path, link) for _, parts, read, src_path in files], workers)
+        staged = _pool_map(
+            _stage, [(read, parts, rules, base, src_path, link) for _, parts, read, src_path in files], workers
+        )
         os.sync()  # one flush for every staged copy, before any of them appears in the tree
         records = _decide(files, staged, root, catalog)
         with open(manifest, "a", encoding="utf-8") as log:
@@ -224,8 +239,9 @@ class Staged:
     linked: str | None = None  # with --link: the destination, already in place
 
 
-def _stage(read: Callable[[], bytes], parts: tuple[str, ...], rules: list[IdRule], base: Path,
-           src_path: str | None, link: bool) -> Staged:
+def _stage(
+    read: Callable[[], bytes], parts: tuple[str, ...], rules: list[IdRule], base: Path, src_path: str | None, link: bool
+) -> Staged:
     """In a worker: read, hash and check one drop file, and stage a verified copy."""
     if not layout.is_image_name(parts[-1]):
         return Staged(problem=NOT_AN_IMAGE_NAME)
@@ -265,7 +281,11 @@ def _decide(files, staged: list[Staged], root: Path, catalog: Catalog) -> list[R
     seen: dict[str, str] = {}  # sha256 -> archive path, this run first, then the catalog
     for (source, parts, _, _), st in zip(files, staged):
         if st.problem is not None:
-            records.append(Record(source, "skipped" if st.problem == NOT_AN_IMAGE_NAME else "unreadable", st.sha256, reason=st.problem))
+            records.append(
+                Record(
+                    source, "skipped" if st.problem == NOT_AN_IMAGE_NAME else "unreadable", st.sha256, reason=st.problem
+                )
+            )
             continue
         sha = st.sha256
         if st.linked:
@@ -273,13 +293,31 @@ def _decide(files, staged: list[Staged], root: Path, catalog: Catalog) -> list[R
             hits = [h for h in catalog.find_sha(sha) if h.path != rel]
             if sha in seen or hits:
                 os.unlink(st.linked)
-                records.append(Record(source, "already_archived", sha, seen.get(sha) or hits[0].path, st.label, reason="the same bytes are already in the archive"))
+                records.append(
+                    Record(
+                        source,
+                        "already_archived",
+                        sha,
+                        seen.get(sha) or hits[0].path,
+                        st.label,
+                        reason="the same bytes are already in the archive",
+                    )
+                )
                 continue
             records.append(_filed(Record(source, "linked", sha, rel, st.label), root, st.facts, catalog, seen))
             continue
         if sha in seen or (hits := catalog.find_sha(sha)):
             Path(st.temp).unlink()
-            records.append(Record(source, "already_archived", sha, seen.get(sha) or hits[0].path, st.label, reason="the same bytes are already in the archive"))
+            records.append(
+                Record(
+                    source,
+                    "already_archived",
+                    sha,
+                    seen.get(sha) or hits[0].path,
+                    st.label,
+                    reason="the same bytes are already in the archive",
+                )
+            )
             continue
         name = parts[-1]
         stem, suffix = Path(name).stem, Path(name).suffix
@@ -292,8 +330,14 @@ def _decide(files, staged: list[Staged], root: Path, catalog: Catalog) -> list[R
             except FileExistsError:
                 continue  # another file has this name: keep both
         rel = target.relative_to(root).as_posix()
-        record = Record(source, "renamed" if n > 1 else "copied", sha, rel, st.label,
-                        reason=f"{name} was taken by a different file" if n > 1 else None)
+        record = Record(
+            source,
+            "renamed" if n > 1 else "copied",
+            sha,
+            rel,
+            st.label,
+            reason=f"{name} was taken by a different file" if n > 1 else None,
+        )
         records.append(_filed(record, root, st.facts, catalog, seen))
     return records
 

@@ -99,7 +99,12 @@ def place_of(relpath: str) -> TreePlace:
     parts = PurePosixPath(relpath).parts
     if len(parts) != 4:
         return TreePlace(
-            parts[0] if len(parts) > 1 else None, None, None, None, None, "outside",
+            parts[0] if len(parts) > 1 else None,
+            None,
+            None,
+            None,
+            None,
+            "outside",
             f"expected <location>/<contributor>_<date>/<folder>/<file>, found {len(parts) - 1} folder level(s)",
         )
     location, contribution, folder, _ = parts
@@ -113,5 +118,12 @@ def place_of(relpath: str) -> TreePlace:
         return TreePlace(location, who, date, folder, None, "cub", problem)
     if is_bear_id(folder):
         return TreePlace(location, who, date, folder, folder, "known", problem)
-    return TreePlace(location, who, date, folder, None, "nonconforming",
-                     problem or f"folder '{folder}' is not a bear ID (like bf_051), bear_unknown, bear_multiple or <id>_cub")
+    return TreePlace(
+        location,
+        who,
+        date,
+        folder,
+        None,
+        "nonconforming",
+        problem or f"folder '{folder}' is not a bear ID (like bf_051), bear_unknown, bear_multiple or <id>_cub",
+    )

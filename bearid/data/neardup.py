@@ -17,7 +17,9 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a.view(np.uint64), b.view(np.uint64))).astype(np.int64)
 
 
-def near_pairs(hashes: np.ndarray, max_distance: int, tables: int = 32, key_bits: int = 14, seed: int = 0) -> np.ndarray:
+def near_pairs(
+    hashes: np.ndarray, max_distance: int, tables: int = 32, key_bits: int = 14, seed: int = 0
+) -> np.ndarray:
     """All pairs (i, j, distance), i < j, of hashes within `max_distance` (with high probability).
 
     `hashes` is an int64 (or uint64) array. Returns an (n, 3) int64 array, sorted.

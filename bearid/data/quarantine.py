@@ -59,9 +59,19 @@ def apply(report: CleanReport, reasons: set[str] | None = None) -> MoveReport:
         dst.parent.mkdir(parents=True, exist_ok=True)
         # Log first: a crash between the two leaves a log line whose file is still in place,
         # which restore recognises and skips.
-        _log(root, {"op": "move", "batch": out.batch, "from": path, "to": dst.relative_to(root).as_posix(),
-                    "sha256": sha, "reason": finding.reason, "detail": finding.detail,
-                    "time": dt.datetime.now().isoformat(timespec="seconds")})
+        _log(
+            root,
+            {
+                "op": "move",
+                "batch": out.batch,
+                "from": path,
+                "to": dst.relative_to(root).as_posix(),
+                "sha256": sha,
+                "reason": finding.reason,
+                "detail": finding.detail,
+                "time": dt.datetime.now().isoformat(timespec="seconds"),
+            },
+        )
         os.rename(src, dst)
         out.moved.append((path, dst.relative_to(root).as_posix()))
     with Catalog(root) as catalog:
@@ -95,8 +105,17 @@ def restore(root: Path, batch: str | None = None, reason: str | None = None) -> 
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.rename(src, dst)
-        _log(root, {"op": "restore", "batch": r["batch"], "from": r["from"], "to": r["to"], "sha256": r["sha256"],
-                    "time": dt.datetime.now().isoformat(timespec="seconds")})
+        _log(
+            root,
+            {
+                "op": "restore",
+                "batch": r["batch"],
+                "from": r["from"],
+                "to": r["to"],
+                "sha256": r["sha256"],
+                "time": dt.datetime.now().isoformat(timespec="seconds"),
+            },
+        )
         out.moved.append((r["to"], r["from"]))
         _prune_empty(src.parent, root / QUARANTINE_DIR)
     with Catalog(root) as catalog:

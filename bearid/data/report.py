@@ -38,7 +38,8 @@ def write_clean_report(report: CleanReport, out_dir: Path, max_per_reason: int =
     parts = [
         "<!doctype html><meta charset='utf-8'><title>BearID clean report</title>",
         "<style>body{font-family:sans-serif;margin:1.5em} .grid{display:flex;flex-wrap:wrap;gap:10px}"
-        " figure{margin:0;width:170px;font-size:11px;word-break:break-all} img{max-width:160px;max-height:160px;display:block}"
+        " figure{margin:0;width:170px;font-size:11px;word-break:break-all} "
+        "img{max-width:160px;max-height:160px;display:block}"
         " .q{color:#a00} .r{color:#555} td,th{padding:2px 10px;text-align:left}</style>",
         f"<h1>Clean report</h1><p>{html.escape(str(report.root))}: {report.checked} photos checked.</p>",
         "<table><tr><th>reason</th><th>photos</th><th>action</th><th>threshold</th></tr>",
@@ -46,8 +47,10 @@ def write_clean_report(report: CleanReport, out_dir: Path, max_per_reason: int =
     groups = report.by_reason()
     for reason, items in groups.items():
         action = items[0].action
-        parts.append(f"<tr><td><a href='#{reason}'>{reason}</a></td><td>{len(items)}</td><td class='{action[0]}'>{action}</td>"
-                     f"<td>{'' if items[0].threshold is None else items[0].threshold}</td></tr>")
+        parts.append(
+            f"<tr><td><a href='#{reason}'>{reason}</a></td><td>{len(items)}</td><td class='{action[0]}'>{action}</td>"
+            f"<td>{'' if items[0].threshold is None else items[0].threshold}</td></tr>"
+        )
     parts.append("</table>")
     for reason, items in groups.items():
         parts.append(f"<h2 id='{reason}'>{reason} ({len(items)})</h2><div class='grid'>")
@@ -55,7 +58,9 @@ def write_clean_report(report: CleanReport, out_dir: Path, max_per_reason: int =
             uri = thumbnail_data_uri(report.root / f.path)
             img = f"<img src='{uri}' alt=''>" if uri else "<div style='height:60px;background:#eee'>no preview</div>"
             score = "" if f.score is None else f"<br>score {f.score} (threshold {f.threshold})"
-            parts.append(f"<figure>{img}<figcaption><b>{html.escape(f.path)}</b><br>{html.escape(f.detail)}{score}</figcaption></figure>")
+            parts.append(
+                f"<figure>{img}<figcaption><b>{html.escape(f.path)}</b><br>{html.escape(f.detail)}{score}</figcaption></figure>"
+            )
         if len(items) > max_per_reason:
             parts.append(f"<p>... and {len(items) - max_per_reason} more (see report.json)</p>")
         parts.append("</div>")

@@ -135,7 +135,11 @@ def assign(items: list[Item], config: SplitConfig) -> dict[str, str]:
             units = [groups[k] for k in sorted(groups)]
         ratios = config.ratios
         if config.year_cutoff is not None:  # test is the late photos: divide the rest into train/val
-            ratios = (config.ratios[0] / (config.ratios[0] + config.ratios[1]), config.ratios[1] / (config.ratios[0] + config.ratios[1]), 0.0)
+            ratios = (
+                config.ratios[0] / (config.ratios[0] + config.ratios[1]),
+                config.ratios[1] / (config.ratios[0] + config.ratios[1]),
+                0.0,
+            )
         for unit, split in zip(units, _divide(units, ratios, rng) if units else []):
             result.update({i.entry.path: split for i in unit})
     return result
@@ -144,7 +148,7 @@ def assign(items: list[Item], config: SplitConfig) -> dict[str, str]:
 def find_leaks(assignment: dict[str, str], entries: dict[str, Entry]) -> list[dict]:
     """Near-duplicate (or identical) photos that sit in different splits."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for path, split in assignment.items():
+    for path in assignment:
         e = entries[path]
         if e.near_cluster is not None:
             groups[("near", e.near_cluster)].append(path)
@@ -207,10 +211,17 @@ def split(root: Path, out: Path, config: SplitConfig, faces: Dataset | None = No
     images = {i.entry.path: i.image for i in known + holdout}
     for name in (*SPLITS, HOLDOUT):
         chosen = [images[p] for p, s in sorted(report.assignment.items()) if s == name]
-        dataset = Dataset(chosen, name=f"bearid {name} split", comment=f"by {config.by}, seed {config.seed}", base_dir=root)
+        dataset = Dataset(
+            chosen, name=f"bearid {name} split", comment=f"by {config.by}, seed {config.seed}", base_dir=root
+        )
         write_faces(dataset, out / f"{name}.xml")
         report.files[name] = out / f"{name}.xml"
-    summary = {"config": dataclasses.asdict(config), "counts": report.counts(), "leaks": report.leaks,
-               "skipped": dict(report.skipped), "holdout_bears": sorted(rare)}
+    summary = {
+        "config": dataclasses.asdict(config),
+        "counts": report.counts(),
+        "leaks": report.leaks,
+        "skipped": dict(report.skipped),
+        "holdout_bears": sorted(rare),
+    }
     atomic_write_text(out / "split.json", json.dumps(summary, indent=1))
     return report

@@ -14,8 +14,20 @@ from bearid.data.catalog import Catalog, Entry
 from bearid.fsio import atomic_write_text
 from bearid.metadata import Dataset
 
-SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-           6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "autumn",
+    10: "autumn",
+    11: "autumn",
+}
 
 
 @dataclass
@@ -111,13 +123,21 @@ def _plot(title: str, rows: list[tuple[str, int]]) -> str | None:
 
 
 def write_stats_html(stats: ArchiveStats, path: Path, title: str) -> Path:
-    parts = ["<!doctype html><meta charset='utf-8'><title>BearID stats</title>",
-             "<style>body{font-family:sans-serif;margin:1.5em} td,th{padding:1px 10px;text-align:left} section{display:inline-block;vertical-align:top;margin:0 2em 2em 0}</style>",
-             f"<h1>{html.escape(title)}</h1><p>{stats.photos} photos, {stats.bytes / 1e6:.1f} MB, {stats.unreadable} unreadable, {len(stats.per_bear)} bears.</p>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>BearID stats</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em} td,th{padding:1px 10px;text-align:left} "
+        "section{display:inline-block;vertical-align:top;margin:0 2em 2em 0}</style>",
+        f"<h1>{html.escape(title)}</h1><p>{stats.photos} photos, {stats.bytes / 1e6:.1f} "
+        f"MB, {stats.unreadable} unreadable, {len(stats.per_bear)} bears.</p>",
+    ]
     for name, rows in stats.tables().items():
         parts.append(f"<section><h2>{html.escape(name)}</h2>")
         if (uri := _plot(name, rows)) is not None:
             parts.append(f"<img src='{uri}' alt='{html.escape(name)}'>")
-        parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rows) + "</table></section>")
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
+            + "</table></section>"
+        )
     atomic_write_text(Path(path), "\n".join(parts))
     return Path(path)

@@ -51,12 +51,16 @@ def _copy_verified(src: Path, target: Path, sha: str) -> int:
     tmp = target.parent / f".{target.name}.tmp"
     if copy_hashed(src, tmp) != sha:
         tmp.unlink()
-        raise BearIDError(f"{src}: its content does not match the catalog (changed, or bit rot); run bearid data scan or verify")
+        raise BearIDError(
+            f"{src}: its content does not match the catalog (changed, or bit rot); run bearid data scan or verify"
+        )
     os.replace(tmp, target)
     return target.stat().st_size
 
 
-def workset(root: Path, splits: list[Path], fast: Path, max_size: int | None = None, evict: bool = False) -> WorksetReport:
+def workset(
+    root: Path, splits: list[Path], fast: Path, max_size: int | None = None, evict: bool = False
+) -> WorksetReport:
     root, fast = Path(root).resolve(), Path(fast)
     fast.mkdir(parents=True, exist_ok=True)
     state = json.loads((fast / MANIFEST).read_text()) if (fast / MANIFEST).exists() else {"files": {}}
@@ -81,8 +85,10 @@ def workset(root: Path, splits: list[Path], fast: Path, max_size: int | None = N
     report = WorksetReport(photos=len(needed), bytes=sum(needed.values()))
     if max_size is not None and report.bytes > max_size:
         over = report.bytes - max_size
-        raise BearIDError(f"the working set needs {report.bytes / 2**30:.2f} GiB for {len(needed)} photos; the budget is "
-                          f"{max_size / 2**30:.2f} GiB: {over / 2**30:.2f} GiB does not fit (drop a split or raise --max-size)")
+        raise BearIDError(
+            f"the working set needs {report.bytes / 2**30:.2f} GiB for {len(needed)} photos; the budget is "
+            f"{max_size / 2**30:.2f} GiB: {over / 2**30:.2f} GiB does not fit (drop a split or raise --max-size)"
+        )
     saved = time.monotonic()
     for rel in sorted(needed):
         e, target = known[rel], fast / rel

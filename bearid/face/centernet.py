@@ -58,11 +58,15 @@ def detector_input(image: Image.Image, width: int, height: int, side: int) -> tu
 def _peaks(heat: np.ndarray) -> np.ndarray:
     """Mask of 3x3 local maxima."""
     padded = np.pad(heat, 1, constant_values=-np.inf)
-    neighbours = np.stack([padded[dy : dy + heat.shape[0], dx : dx + heat.shape[1]] for dy in range(3) for dx in range(3)])
+    neighbours = np.stack(
+        [padded[dy : dy + heat.shape[0], dx : dx + heat.shape[1]] for dy in range(3) for dx in range(3)]
+    )
     return heat >= neighbours.max(axis=0)
 
 
-def decode(output: np.ndarray, scale: float, spec: DetectorSpec, threshold: float | None = None, max_side: float | None = None) -> list[Detection]:
+def decode(
+    output: np.ndarray, scale: float, spec: DetectorSpec, threshold: float | None = None, max_side: float | None = None
+) -> list[Detection]:
     """Turn one detector output (15 x h x w) into faces in displayed-photo pixels (before
     suppression); with `max_side`, only faces up to that side in input pixels."""
     threshold = spec.score_threshold if threshold is None else threshold
@@ -76,8 +80,12 @@ def decode(output: np.ndarray, scale: float, spec: DetectorSpec, threshold: floa
         if max_side is not None and max(w, h) > max_side:
             continue
         cx, cy = (x + v[3]) * STRIDE, (y + v[4]) * STRIDE
-        marks = {name: ((cx + v[5 + 2 * i] * w) / scale, (cy + v[6 + 2 * i] * h) / scale) for i, name in enumerate(LANDMARKS)}
-        found.append(Detection((cx - w / 2) / scale, (cy - h / 2) / scale, w / scale, h / scale, float(heat[y, x]), marks))
+        marks = {
+            name: ((cx + v[5 + 2 * i] * w) / scale, (cy + v[6 + 2 * i] * h) / scale) for i, name in enumerate(LANDMARKS)
+        }
+        found.append(
+            Detection((cx - w / 2) / scale, (cy - h / 2) / scale, w / scale, h / scale, float(heat[y, x]), marks)
+        )
     return found
 
 
@@ -88,7 +96,9 @@ def crop_box(box: tuple[float, float, float, float], expand: float) -> tuple[flo
     return left + w / 2 - side / 2, top + h / 2 - side / 2, side
 
 
-def refiner_input(image: Image.Image, scale: float, box: tuple[float, float, float, float], spec: DetectorSpec) -> np.ndarray:
+def refiner_input(
+    image: Image.Image, scale: float, box: tuple[float, float, float, float], spec: DetectorSpec
+) -> np.ndarray:
     """The refiner's input (3 x crop x crop) for a face box given in displayed pixels;
     `image` is the upright photo at `scale` times the displayed size."""
     left, top, side = crop_box(box, spec.crop_expand)
@@ -101,7 +111,10 @@ def refine(det: Detection, pred: np.ndarray, spec: DetectorSpec) -> Detection:
     """Apply a refiner output (fractions of the crop: 5 landmarks, then left, top, right,
     bottom) to a detection: box and landmarks in displayed pixels."""
     left, top, side = crop_box(det.box, spec.crop_expand)
-    marks = {name: (float(left + pred[2 * i] * side), float(top + pred[2 * i + 1] * side)) for i, name in enumerate(LANDMARKS)}
+    marks = {
+        name: (float(left + pred[2 * i] * side), float(top + pred[2 * i + 1] * side))
+        for i, name in enumerate(LANDMARKS)
+    }
     b = pred[2 * len(LANDMARKS) :]
     x0, y0, x1, y1 = left + b[0] * side, top + b[1] * side, left + b[2] * side, top + b[3] * side
     return Detection(float(x0), float(y0), float(max(x1 - x0, 1.0)), float(max(y1 - y0, 1.0)), det.score, marks)

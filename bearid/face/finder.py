@@ -19,8 +19,8 @@ Network = Callable[[np.ndarray], np.ndarray]
 
 
 class FaceFinder:
-    def __init__(self, detect: Network, refine: Network, spec: DetectorSpec = DetectorSpec()):
-        self.detect, self.refine, self.spec = detect, refine, spec
+    def __init__(self, detect: Network, refine: Network, spec: DetectorSpec | None = None):
+        self.detect, self.refine, self.spec = detect, refine, spec or DetectorSpec()
 
     def find(self, photo: Photo, threshold: float | None = None) -> list[Detection]:
         """Faces in a photo (boxes and landmarks in displayed pixels), best first."""

@@ -29,7 +29,9 @@ STATIC = Path(__file__).parent / "static"
 class Labeler:
     """What the routes share: the store, the queue settings, the leases, a few decoded photos."""
 
-    def __init__(self, store: LabelStore, ctx: QueueContext | None = None, leases: Leases | None = None, photos_kept: int = 8):
+    def __init__(
+        self, store: LabelStore, ctx: QueueContext | None = None, leases: Leases | None = None, photos_kept: int = 8
+    ):
         self.store, self.ctx, self.leases = store, ctx or QueueContext(), leases or Leases()
         self._photos: OrderedDict[int, bytes] = OrderedDict()
         self._photos_lock = threading.Lock()
@@ -49,10 +51,17 @@ class Labeler:
         queues = []
         for name, (desc, _) in QUEUES.items():
             members = self.members(name)
-            queues.append({"name": name, "description": desc, "todo": len(self.todo(name, members)), "total": len(members)})
-        return {"xml": str(self.store.xml), "photos": len(self.store), "queues": queues,
-                "ids": self.store.dataset.labels(), "landmarks": list(LANDMARKS),
-                "recovered": self.store.opened.recovered}
+            queues.append(
+                {"name": name, "description": desc, "todo": len(self.todo(name, members)), "total": len(members)}
+            )
+        return {
+            "xml": str(self.store.xml),
+            "photos": len(self.store),
+            "queues": queues,
+            "ids": self.store.dataset.labels(),
+            "landmarks": list(LANDMARKS),
+            "recovered": self.store.opened.recovered,
+        }
 
     def next(self, queue: str, volunteer: str, after: int | None, step: int) -> int | None:
         """The photo `volunteer` should see next in `queue`; moving forward from `after`
@@ -81,10 +90,19 @@ class Labeler:
                 width = height = None
         edit = store.last_edit.get(i)
         last = {"volunteer": edit["volunteer"], "time": edit["time"]} if edit else None
-        return {"index": i, "file": entry.file, "name": path.name, "width": width, "height": height,
-                "version": store.versions[i], "boxes": store.boxes(i), "holder": holder, "last_change": last,
-                "suggested_label": path.parent.name if is_bear_id(path.parent.name) else None,
-                "reasons": {q: r for q in QUEUES if q != "all" and (r := self.reason(q, i))}}
+        return {
+            "index": i,
+            "file": entry.file,
+            "name": path.name,
+            "width": width,
+            "height": height,
+            "version": store.versions[i],
+            "boxes": store.boxes(i),
+            "holder": holder,
+            "last_change": last,
+            "suggested_label": path.parent.name if is_bear_id(path.parent.name) else None,
+            "reasons": {q: r for q in QUEUES if q != "all" and (r := self.reason(q, i))},
+        }
 
     def photo(self, i: int) -> bytes:
         with self._photos_lock:
@@ -127,6 +145,7 @@ def create_app(labeler: Labeler) -> Starlette:
                 return _error(f"no photo {request.path_params.get('i')} (there are {len(labeler.store)})", 404)
             except BearIDError as exc:
                 return _error(str(exc), 400)
+
         return run
 
     def home(request: Request) -> Response:
@@ -140,7 +159,9 @@ def create_app(labeler: Labeler) -> Starlette:
         queue, volunteer = check_queue(q.get("queue", "all")), check_volunteer(q.get("volunteer", ""))
         after = int(q["after"]) if q.get("after", "").lstrip("-").isdigit() else None
         step = -1 if q.get("step") == "-1" else 1
-        found = labeler.next(queue, volunteer, after if after is None or 0 <= after < len(labeler.store) else None, step)
+        found = labeler.next(
+            queue, volunteer, after if after is None or 0 <= after < len(labeler.store) else None, step
+        )
         return JSONResponse({"index": found, "todo": len(labeler.todo(queue))})
 
     def image(request: Request) -> Response:
@@ -163,7 +184,9 @@ def create_app(labeler: Labeler) -> Starlette:
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{boxes: [...], version: N, volunteer: NAME}} ({exc})", 400)
         i = index_of(request)
-        new = await run_in_threadpool(labeler.store.update, i, boxes, version, volunteer)  # file work: off the event loop
+        new = await run_in_threadpool(
+            labeler.store.update, i, boxes, version, volunteer
+        )  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
     def history(request: Request) -> Response:

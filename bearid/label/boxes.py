@@ -19,9 +19,16 @@ class BadEdit(BearIDError):
 
 
 def box_to_json(box: Box) -> dict:
-    return {"left": box.left, "top": box.top, "width": box.width, "height": box.height, "label": box.label,
-            "parts": {name: [x, y] for name, (x, y) in sorted(box.parts.items())},
-            **{flag: getattr(box, flag) for flag in BOX_FLAGS}, "attrs": dict(box.attrs)}
+    return {
+        "left": box.left,
+        "top": box.top,
+        "width": box.width,
+        "height": box.height,
+        "label": box.label,
+        "parts": {name: [x, y] for name, (x, y) in sorted(box.parts.items())},
+        **{flag: getattr(box, flag) for flag in BOX_FLAGS},
+        "attrs": dict(box.attrs),
+    }
 
 
 def _int(value, what: str) -> int:

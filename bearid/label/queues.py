@@ -42,8 +42,11 @@ def _unsure(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
 
 
 def _landmarks(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
-    missing = [f"face {n + 1}: {' '.join(box.missing_landmarks())}" for n, box in enumerate(image.boxes)
-               if not box.ignore and box.missing_landmarks()]
+    missing = [
+        f"face {n + 1}: {' '.join(box.missing_landmarks())}"
+        for n, box in enumerate(image.boxes)
+        if not box.ignore and box.missing_landmarks()
+    ]
     return "missing " + "; ".join(missing) if missing else None
 
 

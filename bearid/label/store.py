@@ -56,7 +56,7 @@ class LabelStore:
         self.home.mkdir(exist_ok=True)
         self.journal = self.home / f"{self.xml.stem}.journal.jsonl"
         self.original = self.home / f"{self.xml.stem}.original.xml"
-        self._lockfile = open(self.home / f"{self.xml.stem}.lock", "w")
+        self._lockfile = open(self.home / f"{self.xml.stem}.lock", "w")  # noqa: SIM115 (held open: its lock lasts as long as the store)
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -104,8 +104,16 @@ class LabelStore:
             before, after = self.boxes(i), [box_to_json(b) for b in new]
             if before == after:
                 return version
-            self.last_edit[i] = self._append({"kind": "edit", "volunteer": volunteer, "file": image.file,
-                                              "version": version + 1, "before": before, "after": after})
+            self.last_edit[i] = self._append(
+                {
+                    "kind": "edit",
+                    "volunteer": volunteer,
+                    "file": image.file,
+                    "version": version + 1,
+                    "before": before,
+                    "after": after,
+                }
+            )
             image.boxes = new
             self.versions[i] = version + 1
             self._save()
@@ -117,7 +125,9 @@ class LabelStore:
         with self.lock:
             if i in self.reviewed.get(queue, set()):
                 return
-            self._append({"kind": "review", "volunteer": volunteer, "file": self.dataset.images[i].file, "queue": queue})
+            self._append(
+                {"kind": "review", "volunteer": volunteer, "file": self.dataset.images[i].file, "queue": queue}
+            )
             self.reviewed.setdefault(queue, set()).add(i)
 
     # -- inside ---------------------------------------------------------------------------
@@ -183,6 +193,13 @@ def photo_list(folder: Path, xml: Path) -> Path:
     photos = photos_under(folder)
     if not photos:
         raise BearIDError(f"{folder}: no photos found to label")
-    write_faces(Dataset([ImageEntry(str(p)) for p in photos], name="bearid label", comment=f"photos under {folder}",
-                        base_dir=xml.parent), xml)
+    write_faces(
+        Dataset(
+            [ImageEntry(str(p)) for p in photos],
+            name="bearid label",
+            comment=f"photos under {folder}",
+            base_dir=xml.parent,
+        ),
+        xml,
+    )
     return xml

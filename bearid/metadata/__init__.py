@@ -21,7 +21,23 @@ from bearid.metadata.faces import (
 )
 
 __all__ = [
-    "BOX_FLAGS", "HEAD_TOP", "KNOWN_PARTS", "LANDMARKS",
-    "Box", "Chip", "ChipSet", "ChipSource", "Dataset", "Finding", "ImageEntry", "MetadataError", "Point",
-    "read_chips", "read_faces", "relative_file", "validate", "write_chips", "write_faces",
+    "BOX_FLAGS",
+    "HEAD_TOP",
+    "KNOWN_PARTS",
+    "LANDMARKS",
+    "Box",
+    "Chip",
+    "ChipSet",
+    "ChipSource",
+    "Dataset",
+    "Finding",
+    "ImageEntry",
+    "MetadataError",
+    "Point",
+    "read_chips",
+    "read_faces",
+    "relative_file",
+    "validate",
+    "write_chips",
+    "write_faces",
 ]

@@ -86,10 +86,7 @@ def attr(value: object) -> str:
 
 def part_lines(parts: dict[str, tuple[int, int]], indent: str) -> list[str]:
     """Parts sorted by name, as dlib writes them (it keeps them in a std::map)."""
-    return [
-        f"{indent}<part name={attr(name)} x={attr(x)} y={attr(y)}/>"
-        for name, (x, y) in sorted(parts.items())
-    ]
+    return [f"{indent}<part name={attr(name)} x={attr(x)} y={attr(y)}/>" for name, (x, y) in sorted(parts.items())]
 
 
 def header_lines(name: str, comment: str, extra: dict[str, str]) -> list[str]:
@@ -109,7 +106,9 @@ def read_document(path: Path, list_tag: str, item_tag: str) -> tuple[list[ET.Ele
         "comment": text_of(root, "comment") or "",
         "base_dir": Path(path).parent,
         # Simple text children other than the known ones (e.g. bearchip's <info>, <command>).
-        "extra": {c.tag: (c.text or "").strip() for c in root if c.tag not in ("name", "comment", list_tag) and len(c) == 0},
+        "extra": {
+            c.tag: (c.text or "").strip() for c in root if c.tag not in ("name", "comment", list_tag) and len(c) == 0
+        },
     }
     return items, header
 

@@ -1,16 +1,16 @@
 """Chips XML: face chips cut from photos, in the style of the original bearchip output.
 
-    <dataset><name/><comment/>
-    <chips>
-      <chip file='chip_images/brooks_falls/bf_051/x_chip_0.jpg'>
-        <label>bf_051</label>
-        <resolution>55932</resolution>          (face box area in source pixels)
-        <chip_dimensions>150 150</chip_dimensions>
-        <transform_features>reye leye nose</transform_features>
-        <part name='leye' x='94' y='72'/> ...   (landmarks in chip pixels)
-        <source file='../photos/x.jpg' top='199' left='554' width='237' height='236'/>
-      </chip>
-    </chips></dataset>
+<dataset><name/><comment/>
+<chips>
+  <chip file='chip_images/brooks_falls/bf_051/x_chip_0.jpg'>
+    <label>bf_051</label>
+    <resolution>55932</resolution>          (face box area in source pixels)
+    <chip_dimensions>150 150</chip_dimensions>
+    <transform_features>reye leye nose</transform_features>
+    <part name='leye' x='94' y='72'/> ...   (landmarks in chip pixels)
+    <source file='../photos/x.jpg' top='199' left='554' width='237' height='236'/>
+  </chip>
+</chips></dataset>
 """
 
 from __future__ import annotations
@@ -126,7 +126,9 @@ def write_chips(chipset: ChipSet, path: Path | str) -> None:
         if chip.width and chip.height:
             lines.append(f"    <chip_dimensions>{chip.width} {chip.height}</chip_dimensions>")
         if chip.transform_features:
-            lines.append(f"    <transform_features>{_xml.escape(' '.join(chip.transform_features))}</transform_features>")
+            lines.append(
+                f"    <transform_features>{_xml.escape(' '.join(chip.transform_features))}</transform_features>"
+            )
         lines += _xml.part_lines(chip.parts, "    ")
         if (s := chip.source) is not None:
             source_file = _xml.rebase(s.file, chipset.base_dir, path.parent)

@@ -117,7 +117,10 @@ def _read_box(el, path: Path, image: str) -> Box:
     attrs = {k: v for k, v in el.attrib.items() if k not in _BOX_GEOMETRY and k not in BOX_FLAGS}
     label = _xml.text_of(el, "label")
     return Box(
-        left=left, top=top, width=width, height=height,  # type: ignore[arg-type]
+        left=left,
+        top=top,
+        width=width,
+        height=height,  # type: ignore[arg-type]
         label=label or None,
         parts=_xml.read_parts(el, path, image),
         attrs=attrs,

@@ -1,7 +1,7 @@
 """The synthetic bear world: BearID's own data for the demo, the tests and the benchmarks.
 
-    from bearid.synth import WorldConfig, synthesize
-    report = synthesize(WorldConfig(bears=12, photos=200, seed=1), Path("world"), messy=True)
+from bearid.synth import WorldConfig, synthesize
+report = synthesize(WorldConfig(bears=12, photos=200, seed=1), Path("world"), messy=True)
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.overrides import with_overrides
 from bearid.fsio import atomic_write_text
+from bearid.overrides import with_overrides
 from bearid.synth.messy import add_mess
 from bearid.synth.tree import TRUTH_DIR, SynthReport, default_workers, write_world
 from bearid.synth.world import WorldConfig
@@ -41,7 +41,9 @@ def synthesize(
         if not stamp.exists():
             raise BearIDError(f"{out} is not empty and holds no synthetic world; choose a new or empty directory")
         if not made_with(out, config, messy):
-            raise BearIDError(f"{out} holds a synthetic world made with other settings; choose a new or empty directory")
+            raise BearIDError(
+                f"{out} holds a synthetic world made with other settings; choose a new or empty directory"
+            )
     world, dataset, report = write_world(config, out, workers=workers, progress=progress)
     if messy:
         report.planted = dict(Counter(p.defect for p in add_mess(world, dataset, out)))

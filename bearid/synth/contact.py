@@ -15,13 +15,19 @@ from bearid.metadata import Box, Dataset
 from bearid.synth.photo_io import open_displayed
 
 PART_COLOURS = {
-    "leye": (255, 60, 60), "reye": (60, 255, 60), "nose": (255, 255, 0),
-    "lear": (255, 120, 255), "rear": (60, 200, 255), "head_top": (255, 255, 255),
+    "leye": (255, 60, 60),
+    "reye": (60, 255, 60),
+    "nose": (255, 255, 0),
+    "lear": (255, 120, 255),
+    "rear": (60, 200, 255),
+    "head_top": (255, 255, 255),
 }
 
 
 def _draw_face(draw: ImageDraw.ImageDraw, box: Box, k: float, dx: float, dy: float, r: float) -> None:
-    draw.rectangle(((box.left - dx) * k, (box.top - dy) * k, (box.right - dx) * k, (box.bottom - dy) * k), outline=(255, 230, 0))
+    draw.rectangle(
+        ((box.left - dx) * k, (box.top - dy) * k, (box.right - dx) * k, (box.bottom - dy) * k), outline=(255, 230, 0)
+    )
     for name, (x, y) in box.parts.items():
         cx, cy = (x - dx) * k, (y - dy) * k
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=PART_COLOURS.get(name, (128, 128, 128)))

@@ -46,7 +46,9 @@ def rotation(pose: Pose) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def _disk(center: np.ndarray, normal: np.ndarray, rx: float, ry: float, n: int = 24, up: np.ndarray | None = None) -> np.ndarray:
+def _disk(
+    center: np.ndarray, normal: np.ndarray, rx: float, ry: float, n: int = 24, up: np.ndarray | None = None
+) -> np.ndarray:
     """Points of an ellipse lying on the plane through `center` with `normal`."""
     normal = normal / np.linalg.norm(normal)
     up = np.array([0.0, -1.0, 0.0]) if up is None else up
@@ -95,13 +97,28 @@ def head_model(t: BearTraits) -> dict[str, np.ndarray]:
             k = int(np.argmax(side * lobe[:, 0] - lobe[:, 1]))
             lobe[k] = centre + 0.45 * (lobe[k] - centre)
         m[f"{name}_lobe"] = lobe
-        m[f"{name}_inner"] = _disk(centre + np.array([0, 0.02, 0.02]), np.array([0.25 * side, -0.2, 1.0]), t.ear_size * 0.55, t.ear_size * 0.6, n=20)
+        m[f"{name}_inner"] = _disk(
+            centre + np.array([0, 0.02, 0.02]),
+            np.array([0.25 * side, -0.2, 1.0]),
+            t.ear_size * 0.55,
+            t.ear_size * 0.6,
+            n=20,
+        )
     # Muzzle: a protruding snout between the eyes and the nose.
     snout_c = np.array([0.0, nose_y - 0.12, 0.75 + 0.3 * t.muzzle_length])
     m["muzzle"] = _disk(snout_c, np.array([0.0, 0.35, 1.0]), t.muzzle_width, t.muzzle_length * 0.55 + 0.08, n=32)
-    m["nose_pad"] = _disk(m["nose"][0] + np.array([0, 0, 0.02]), np.array([0, 0.1, 1.0]), t.nose_width, t.nose_width * 0.62, n=20)
+    m["nose_pad"] = _disk(
+        m["nose"][0] + np.array([0, 0, 0.02]), np.array([0, 0.1, 1.0]), t.nose_width, t.nose_width * 0.62, n=20
+    )
     mouth_t = np.linspace(-0.7, 0.7, 9)
-    m["mouth"] = np.stack([np.sin(mouth_t) * t.muzzle_width * 0.7, nose_y + 0.12 + 0.06 * np.cos(mouth_t * 2), np.full_like(mouth_t, 0.85 + 0.4 * t.muzzle_length)], axis=1)
+    m["mouth"] = np.stack(
+        [
+            np.sin(mouth_t) * t.muzzle_width * 0.7,
+            nose_y + 0.12 + 0.06 * np.cos(mouth_t * 2),
+            np.full_like(mouth_t, 0.85 + 0.4 * t.muzzle_length),
+        ],
+        axis=1,
+    )
     for name in ("leye", "reye"):
         centre = m[name][0]
         normal = centre / np.linalg.norm(centre)

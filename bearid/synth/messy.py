@@ -42,27 +42,46 @@ class Planted:
     detail: dict
 
 
-def _variant(plan: PhotoPlan, rng: np.random.Generator, filename: str, *, folder: str | None = None,
-             new_scene: bool = True, nudge: float = 0.0, seconds: int = 0) -> PhotoPlan:
+def _variant(
+    plan: PhotoPlan,
+    rng: np.random.Generator,
+    filename: str,
+    *,
+    folder: str | None = None,
+    new_scene: bool = True,
+    nudge: float = 0.0,
+    seconds: int = 0,
+) -> PhotoPlan:
     """Another shot of a planned photo: same bears, new file; optionally a new backdrop,
     faces nudged by a few pixels and degrees, taken `seconds` later."""
     scene = plan.scene
     if new_scene:
         scene = dataclasses.replace(scene, seed=int(rng.integers(2**31)))
+
     def inside(value: float, size: int, margin: float) -> float:
         return float(np.clip(value, margin, max(margin, size - margin)))
 
     faces = [
         dataclasses.replace(
             f,
-            centre=(inside(f.centre[0] + rng.normal(0, nudge) * f.scale, scene.width, 1.2 * f.scale),
-                    inside(f.centre[1] + rng.normal(0, nudge) * f.scale, scene.height, 1.2 * f.scale)),
-            pose=dataclasses.replace(f.pose, yaw=f.pose.yaw + rng.normal(0, 40 * nudge), roll=f.pose.roll + rng.normal(0, 20 * nudge)),
+            centre=(
+                inside(f.centre[0] + rng.normal(0, nudge) * f.scale, scene.width, 1.2 * f.scale),
+                inside(f.centre[1] + rng.normal(0, nudge) * f.scale, scene.height, 1.2 * f.scale),
+            ),
+            pose=dataclasses.replace(
+                f.pose, yaw=f.pose.yaw + rng.normal(0, 40 * nudge), roll=f.pose.roll + rng.normal(0, 20 * nudge)
+            ),
         )
         for f in plan.faces
     ]
-    return dataclasses.replace(plan, filename=filename, folder=folder or plan.folder, scene=scene, faces=faces,
-                               taken=plan.taken + dt.timedelta(seconds=seconds))
+    return dataclasses.replace(
+        plan,
+        filename=filename,
+        folder=folder or plan.folder,
+        scene=scene,
+        faces=faces,
+        taken=plan.taken + dt.timedelta(seconds=seconds),
+    )
 
 
 def _render(plan: PhotoPlan, seed: int) -> tuple[Image.Image, list]:
@@ -88,7 +107,9 @@ def add_mess(world: World, dataset: Dataset, root: Path) -> list[Planted]:
     def pick() -> PhotoPlan:
         return singles[int(rng.integers(len(singles)))]
 
-    def add_photo(plan: PhotoPlan, img: Image.Image, boxes, defect: str | None, detail: dict, quality: int | None = None) -> str:
+    def add_photo(
+        plan: PhotoPlan, img: Image.Image, boxes, defect: str | None, detail: dict, quality: int | None = None
+    ) -> str:
         rel = plan.relpath
         _save(root, rel, img, plan, quality)
         dataset.images.append(ImageEntry(rel, boxes, img.width, img.height))
@@ -209,7 +230,9 @@ def _write_drop(world: World, root: Path, rng: np.random.Generator) -> list[Plan
     # under a name the drop already uses for that bear.
     src = local[0]
     atomic_write_bytes(root / base / f"{src.folder}_dup.jpg", (root / src.relpath).read_bytes())
-    planted.append(Planted(f"{base}/{src.folder}_dup.jpg", "drop_already_archived", {"label": src.folder, "of": src.relpath}))
+    planted.append(
+        Planted(f"{base}/{src.folder}_dup.jpg", "drop_already_archived", {"label": src.folder, "of": src.relpath})
+    )
     src, fname = flat[1]
     shoot(src, f"clash/{src.folder}/{fname}", src.folder, defect="drop_name_clash")
     planted[-1].detail["clashes_with"] = f"{base}/{fname}"
@@ -225,7 +248,9 @@ def _write_bad_labels(dataset: Dataset, root: Path, rng: np.random.Generator) ->
     """A curator's imglab file with structural errors, each recorded."""
     labelled = [e for e in dataset.images if len(e.boxes) == 1 and e.boxes[0].label and "/bear_" not in e.file]
     chosen = [labelled[int(i)] for i in rng.choice(len(labelled), size=min(len(labelled), 12), replace=False)]
-    bad = Dataset([copy.deepcopy(e) for e in chosen], name="curator labels", comment="hand-fixed in imglab", base_dir=root)
+    bad = Dataset(
+        [copy.deepcopy(e) for e in chosen], name="curator labels", comment="hand-fixed in imglab", base_dir=root
+    )
     planted: list[Planted] = []
     errors = ["unknown_part", "missing_landmarks", "missing_label", "label_mismatch"]
     for k, code in enumerate(errors):

@@ -34,7 +34,9 @@ def as_stored(displayed: Image.Image, orientation: int) -> Image.Image:
     return displayed if op is None else displayed.transpose(op)
 
 
-def encode_jpeg(displayed: Image.Image, orientation: int, taken: dt.datetime, quality: int, make: str = "BearID synth") -> bytes:
+def encode_jpeg(
+    displayed: Image.Image, orientation: int, taken: dt.datetime, quality: int, make: str = "BearID synth"
+) -> bytes:
     exif = Image.Exif()
     exif[TAG_MAKE] = make
     exif[TAG_ORIENTATION] = orientation

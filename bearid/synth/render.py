@@ -166,7 +166,9 @@ def draw_bear(img: Image.Image, face: FaceSpec, rng: np.random.Generator) -> Ren
     draw.polygon(_poly(body, x0, y0), fill=_rgb(fur * 0.85))
     if t.collar > 0:  # a pale band across the neck
         arc = np.linspace(-0.9, 0.9, 12)
-        neck = np.column_stack([face.centre[0] + 1.3 * face.scale * np.sin(arc), face.centre[1] + face.scale * (1.05 + 0.25 * np.cos(arc))])
+        neck = np.column_stack(
+            [face.centre[0] + 1.3 * face.scale * np.sin(arc), face.centre[1] + face.scale * (1.05 + 0.25 * np.cos(arc))]
+        )
         draw.line(_poly(neck, x0, y0), fill=_rgb(fur * (1 + 0.6 * t.collar)), width=max(2, int(face.scale * 0.28)))
     for ear in ("lear", "rear"):
         draw.polygon(_poly(shapes[f"{ear}_lobe"].points, x0, y0), fill=_rgb(fur * 0.9))
@@ -180,7 +182,9 @@ def draw_bear(img: Image.Image, face: FaceSpec, rng: np.random.Generator) -> Ren
     muzzle = fur * (1 - t.muzzle_tint) + np.array([0.78, 0.64, 0.45]) * t.muzzle_tint
     draw.polygon(_poly(shapes["muzzle"].points, x0, y0), fill=_rgb(muzzle))
     if "scar" in shapes:
-        draw.line(_poly(shapes["scar"].points, x0, y0), fill=_rgb(fur * 0.4 + 0.5), width=max(1, int(face.scale * 0.05)))
+        draw.line(
+            _poly(shapes["scar"].points, x0, y0), fill=_rgb(fur * 0.4 + 0.5), width=max(1, int(face.scale * 0.05))
+        )
     for eye in ("leye", "reye"):
         ball = shapes[f"{eye}_ball"]
         if ball.visible:
@@ -226,7 +230,11 @@ def _occlude(img: Image.Image, face: FaceSpec, head: ProjectedHead, rng: np.rand
         colour = _rgb(np.array((0.25, 0.2, 0.14)) * rng.uniform(0.6, 1.3))
         y0 = top + rng.uniform(0.1, 0.9) * side
         y1 = top + rng.uniform(0.1, 0.9) * side
-        draw.line([(left - side * 0.4, y0), (left + side * 1.4, y1)], fill=colour, width=max(2, int(side * rng.uniform(0.04, 0.09))))
+        draw.line(
+            [(left - side * 0.4, y0), (left + side * 1.4, y1)],
+            fill=colour,
+            width=max(2, int(side * rng.uniform(0.04, 0.09))),
+        )
 
 
 def finish(img: Image.Image, scene: SceneSpec, assets: Assets) -> Image.Image:

@@ -57,14 +57,20 @@ class CheckScore:
 def expected_findings(world: Path) -> dict[str, set]:
     """reason -> paths (pairs, for duplicates) the world's truth says it should report."""
     world = Path(world)
-    planted = json.loads((world / TRUTH_DIR / "messy.json").read_text()) if (world / TRUTH_DIR / "messy.json").exists() else []
+    planted = (
+        json.loads((world / TRUTH_DIR / "messy.json").read_text())
+        if (world / TRUTH_DIR / "messy.json").exists()
+        else []
+    )
     facts = json.loads((world / TRUTH_DIR / "world.json").read_text())
     want: dict[str, set[str]] = {}
     for p in planted:
         if p["path"].startswith(("_", ".")):
             continue  # drops and curator files are not part of the archive tree
         if (reason := EXPECTED_REASON.get(p["defect"])) is not None:
-            want.setdefault(reason, set()).add(_duplicate_key(p["path"], p["detail"].get("of")) if reason in _PAIRED else p["path"])
+            want.setdefault(reason, set()).add(
+                _duplicate_key(p["path"], p["detail"].get("of")) if reason in _PAIRED else p["path"]
+            )
     photos = facts["photos"]
     want["no_bear"] = {p["path"] for p in photos if p["kind"] == "empty"}
     want["cub"] = {p["path"] for p in photos if p["kind"] == "cub"}
@@ -83,4 +89,3 @@ def score_clean(report: CleanReport, world: Path, reasons: list[str] | None = No
         w, g = want.get(reason, set()), got.get(reason, set())
         out.append(CheckScore(reason, len(w), len(g), len(w & g)))
     return out
-

@@ -105,12 +105,16 @@ def _sibling_of(rng: np.random.Generator, base: BearTraits, bear_id: str, closen
             values[f.name] = a
     # Siblings differ in at least one clear, discrete feature.
     distinct = rng.choice(["ear_notch", "blaze", "scar", "collar"])
-    values[distinct] = getattr(fresh, distinct) if getattr(fresh, distinct) != getattr(base, distinct) else {
-        "ear_notch": -base.ear_notch or 1,
-        "blaze": 0.0 if base.blaze else 0.15,
-        "scar": (0.0, 0.0, 0.0, 0.0) if base.scar[2] != base.scar[0] else (-0.4, -0.2, -0.1, 0.1),
-        "collar": 0.0 if base.collar else 0.5,
-    }[distinct]
+    values[distinct] = (
+        getattr(fresh, distinct)
+        if getattr(fresh, distinct) != getattr(base, distinct)
+        else {
+            "ear_notch": -base.ear_notch or 1,
+            "blaze": 0.0 if base.blaze else 0.15,
+            "scar": (0.0, 0.0, 0.0, 0.0) if base.scar[2] != base.scar[0] else (-0.4, -0.2, -0.1, 0.1),
+            "collar": 0.0 if base.collar else 0.5,
+        }[distinct]
+    )
     return BearTraits(**values)
 
 

@@ -1,9 +1,9 @@
 """Writing a synthetic world to disk: the source tree, its ground truth, and a summary.
 
-    OUT/<location>/<contributor>_<date>/<bear_id | bear_unknown | bear_multiple | <bear>_cub>/*.jpg
-    OUT/_truth/faces.xml     every photo with its faces (box, 5 landmarks + head_top, label),
-                             in display coordinates (after EXIF orientation)
-    OUT/_truth/world.json    config, bears and their traits, per-photo facts (kind, pose, ...)
+OUT/<location>/<contributor>_<date>/<bear_id | bear_unknown | bear_multiple | <bear>_cub>/*.jpg
+OUT/_truth/faces.xml     every photo with its faces (box, 5 landmarks + head_top, label),
+                         in display coordinates (after EXIF orientation)
+OUT/_truth/world.json    config, bears and their traits, per-photo facts (kind, pose, ...)
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ def to_box(face: RenderedFace) -> Box:
     left, top, side, _ = face.head.box
     parts = {name: (round(x), round(y)) for name, (x, y) in face.head.landmarks.items()}
     return Box(
-        left=round(left), top=round(top), width=round(side), height=round(side),
-        label=face.spec.label, parts=parts, occluded=face.spec.occluder is not None,
+        left=round(left),
+        top=round(top),
+        width=round(side),
+        height=round(side),
+        label=face.spec.label,
+        parts=parts,
+        occluded=face.spec.occluder is not None,
     )
 
 
@@ -95,7 +100,9 @@ def write_world(
             progress and progress(1)
     truth_dir = root / TRUTH_DIR
     # Ground-truth paths are written relative to the XML file, as BearID always does.
-    dataset = Dataset(images=entries, name="bearid synthetic world", comment=f"ground truth, seed {config.seed}", base_dir=root)
+    dataset = Dataset(
+        images=entries, name="bearid synthetic world", comment=f"ground truth, seed {config.seed}", base_dir=root
+    )
     write_faces(dataset, truth_dir / "faces.xml")
     atomic_write_text(truth_dir / "world.json", json.dumps(world_facts(world), indent=1))
     seconds = time.perf_counter() - t0

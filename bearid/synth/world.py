@@ -154,7 +154,17 @@ def plan_world(config: WorldConfig) -> World:
     popularity = np.minimum(popularity, 12.0)
     kinds = _kinds(rng, config)
     photos = [
-        _plan_photo(np.random.default_rng([config.seed, 1, i]), i, kinds[i], config, bears, strangers, home, contributions, popularity)
+        _plan_photo(
+            np.random.default_rng([config.seed, 1, i]),
+            i,
+            kinds[i],
+            config,
+            bears,
+            strangers,
+            home,
+            contributions,
+            popularity,
+        )
         for i in range(config.photos)
     ]
     _name_files(rng, photos)
@@ -196,7 +206,9 @@ def _plan_photo(rng, index, kind, cfg: WorldConfig, bears, strangers, home, cont
     local_strangers = [s for s in strangers if home[s.bear_id] == contribution.location] or strangers
     # Photos are taken on a few days before the contribution date, in bursts.
     day = contribution.date - dt.timedelta(days=int(rng.integers(0, 6)) * 3)
-    taken = dt.datetime.combine(day, dt.time(int(rng.integers(7, 20)), int(rng.integers(0, 60)), int(rng.integers(0, 60))))
+    taken = dt.datetime.combine(
+        day, dt.time(int(rng.integers(7, 20)), int(rng.integers(0, 60)), int(rng.integers(0, 60)))
+    )
 
     if not local:
         kind = "unknown" if kind != "empty" else kind
@@ -228,7 +240,9 @@ def _plan_photo(rng, index, kind, cfg: WorldConfig, bears, strangers, home, cont
         if rng.random() < 0.5:
             who.insert(0, (mother, mother.bear_id, False))
     else:  # empty: a photo with no bear, filed by a contributor under a bear or unknown
-        folder = "bear_unknown" if rng.random() < 0.5 or not local else bears[local[int(rng.integers(len(local)))]].bear_id
+        folder = (
+            "bear_unknown" if rng.random() < 0.5 or not local else bears[local[int(rng.integers(len(local)))]].bear_id
+        )
 
     width, height = _photo_size(rng, cfg)
     scene = _scene(rng, cfg, contribution.location, width, height, seed=int(rng.integers(2**31)))
@@ -270,7 +284,11 @@ def _scene(rng, cfg: WorldConfig, location: str, width: int, height: int, seed: 
 def _pose(rng, cfg: WorldConfig) -> Pose:
     if rng.random() < cfg.extreme_pose_rate:
         yaw = float(rng.choice([-1, 1]) * rng.uniform(cfg.max_yaw, min(70.0, cfg.max_yaw * 1.8)))
-        return Pose(yaw, float(rng.uniform(-cfg.max_pitch, cfg.max_pitch) * 1.5), float(rng.uniform(-cfg.max_roll, cfg.max_roll)))
+        return Pose(
+            yaw,
+            float(rng.uniform(-cfg.max_pitch, cfg.max_pitch) * 1.5),
+            float(rng.uniform(-cfg.max_roll, cfg.max_roll)),
+        )
     return Pose(*(float(rng.normal(0, m / 2.2)) for m in (cfg.max_yaw, cfg.max_pitch, cfg.max_roll)))
 
 

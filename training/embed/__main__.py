@@ -22,11 +22,15 @@ from training.embed.train import save, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("chips", type=Path, help="chips XML of the training split")
     parser.add_argument("--out", type=Path, required=True, help="model directory")
     parser.add_argument("--config", type=Path, help="embed config YAML")
-    parser.add_argument("--set", dest="settings", action="append", default=[], help="override one setting, e.g. steps=400")
+    parser.add_argument(
+        "--set", dest="settings", action="append", default=[], help="override one setting, e.g. steps=400"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.distributed.barrier()
     if rank != 0:
         data = open_chips(args.chips, cfg.input_size)
-    net, classes, _ = train_embedder(data, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None))
+    net, classes, _ = train_embedder(
+        data, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None)
+    )
     if rank == 0:
         save(args.out, net, classes, cfg)
 

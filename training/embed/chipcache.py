@@ -127,13 +127,21 @@ def build_cache(chips_xml: Path, size: int | None = None, shard_chips: int = SHA
     try:
         for start in range(0, len(chipset.chips), shard_chips):
             rows = min(shard_chips, len(chipset.chips) - start)
-            shard = np.lib.format.open_memmap(tmp / f"shard_{start // shard_chips:05d}.npy", "w+", np.uint8, (rows, size, size, 3))
+            shard = np.lib.format.open_memmap(
+                tmp / f"shard_{start // shard_chips:05d}.npy", "w+", np.uint8, (rows, size, size, 3)
+            )
             for row in range(rows):
                 shard[row] = input_pixels(next(images), size)
             shard.flush()
             del shard
-        index = {"format": FORMAT, "size": size, "shard_chips": shard_chips, "xml_sha256": digest,
-                 "labels": [c.label or "" for c in chipset.chips], "paths": [str(chipset.path_of(c)) for c in chipset.chips]}
+        index = {
+            "format": FORMAT,
+            "size": size,
+            "shard_chips": shard_chips,
+            "xml_sha256": digest,
+            "labels": [c.label or "" for c in chipset.chips],
+            "paths": [str(chipset.path_of(c)) for c in chipset.chips],
+        }
         (tmp / "index.json").write_text(json.dumps(index))
         if root.exists():
             old = root.with_name(f".{root.name}.old")

@@ -53,7 +53,11 @@ class ChipsInMemory(Dataset):
 
     @classmethod
     def of(cls, data: CachedChips) -> ChipsInMemory:
-        x = data.__getitems__(list(range(len(data))))[0] if len(data) else torch.zeros((0, 3, data.input_size, data.input_size))
+        x = (
+            data.__getitems__(list(range(len(data))))[0]
+            if len(data)
+            else torch.zeros((0, 3, data.input_size, data.input_size))
+        )
         return cls(x, data.labels, data.paths)
 
     def __len__(self) -> int:
@@ -113,7 +117,9 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) // 2))
 
 
-def batches(data: ChipData, sampler: Sampler, workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: ChipData, sampler: Sampler, workers: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, indices) per batch of `sampler`. Data in memory is indexed directly; cached
     chips come through worker processes that keep two batches each ready ahead."""
     if isinstance(data, ChipsInMemory):
@@ -122,8 +128,14 @@ def batches(data: ChipData, sampler: Sampler, workers: int | None = None) -> Ite
             yield data.x[t], t
         return
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, prefetch_factor=2 if workers else None,
-                        collate_fn=_as_is, pin_memory=torch.cuda.is_available())
+    loader = DataLoader(
+        data,
+        batch_sampler=sampler,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        collate_fn=_as_is,
+        pin_memory=torch.cuda.is_available(),
+    )
     yield from loader
 
 

@@ -36,7 +36,7 @@ def fur_colours(data: ChipData, y: np.ndarray, bears: int) -> np.ndarray:
     for start in range(0, len(y), 1024):  # a batch at a time: a large training set need not fit at once
         x = inputs(data, list(range(start, min(len(y), start + 1024)))) * STD + MEAN
         s = x.shape[-1]
-        middle.append(x[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4].flatten(2).median(dim=2).values.numpy())
+        middle.append(x[:, :, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4].flatten(2).median(dim=2).values.numpy())
     middle = np.concatenate(middle)
     return np.stack([np.median(middle[y == c], axis=0) for c in range(bears)])
 

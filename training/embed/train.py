@@ -42,7 +42,7 @@ class Trainee(nn.Module):
 def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Tensor:
     """Rotation, scale and shift; light and colour jitter; optional mirror, blur and erase."""
     n = x.shape[0]
-    rnd = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+    rnd = lambda *shape: torch.rand(*shape, generator=gen)
     angle = (rnd(n) - 0.5) * 2 * math.radians(cfg.rotate)
     scale = 1 + (rnd(n) - 0.5) * 2 * cfg.zoom
     shift = (rnd(n, 2) - 0.5) * 2 * cfg.shift
@@ -67,7 +67,7 @@ def _blur(x: torch.Tensor, chosen: torch.Tensor, factor: torch.Tensor) -> torch.
     x = x.clone()
     side = x.shape[-1]
     for i in torch.nonzero(chosen).flatten().tolist():
-        small = F.interpolate(x[i:i + 1], size=max(4, round(side / float(factor[i]))), mode="area")
+        small = F.interpolate(x[i : i + 1], size=max(4, round(side / float(factor[i]))), mode="area")
         x[i] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
     return x
 
@@ -79,8 +79,13 @@ def _erase(x: torch.Tensor, chosen: torch.Tensor, box: torch.Tensor) -> torch.Te
     corner = box[:, :2] * (1 - size)
     ys = torch.arange(h).float()[None, :, None] / h
     xs = torch.arange(w).float()[None, None, :] / w
-    inside = ((ys >= corner[:, 0, None, None]) & (ys < (corner[:, 0] + size[:, 0])[:, None, None])
-              & (xs >= corner[:, 1, None, None]) & (xs < (corner[:, 1] + size[:, 1])[:, None, None]) & chosen[:, None, None])
+    inside = (
+        (ys >= corner[:, 0, None, None])
+        & (ys < (corner[:, 0] + size[:, 0])[:, None, None])
+        & (xs >= corner[:, 1, None, None])
+        & (xs < (corner[:, 1] + size[:, 1])[:, None, None])
+        & chosen[:, None, None]
+    )
     return torch.where(inside[:, None], x.mean(dim=(2, 3), keepdim=True), x)
 
 
@@ -100,15 +105,24 @@ def checksum(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bool = False, log: Log = print,
-                   workers: int | None = None) -> tuple[EmbedNet, list[str], list[float]]:
+def train_embedder(
+    data: ChipData,
+    cfg: EmbedConfig,
+    model_dir: Path,
+    resume: bool = False,
+    log: Log = print,
+    workers: int | None = None,
+) -> tuple[EmbedNet, list[str], list[float]]:
     """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
     through the loader (`workers` processes; None: the default), augmentation runs here.
     Returns the network (eval mode), the identity list and the loss curve."""
     labels = data.labels
     if len(set(labels)) < 2:
-        raise BearIDError(f"embedding training needs labelled chips of at least 2 bears; got {len(labels)} chip(s) of {len(set(labels))}"
-                          " (did the face stage find the faces? see its metrics.json)")
+        raise BearIDError(
+            "embedding training needs labelled chips of at least 2 "
+            f"bears; got {len(labels)} chip(s) of {len(set(labels))}"
+            " (did the face stage find the faces? see its metrics.json)"
+        )
     rank, world = _distributed()
     classes = sorted(set(labels))
     y_all = np.array([classes.index(label) for label in labels])
@@ -136,8 +150,15 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
-                torch.save({"model": trainee.state_dict(), "optimiser": opt.state_dict(),
-                            "gen": gen.get_state(), "step": step + 1}, tmp)
+                torch.save(
+                    {
+                        "model": trainee.state_dict(),
+                        "optimiser": opt.state_dict(),
+                        "gen": gen.get_state(),
+                        "step": step + 1,
+                    },
+                    tmp,
+                )
     if world > 1:
         # Gradients are averaged, so weights agree; batch-norm statistics come from each
         # rank's own last batch: take rank 0's, as DDP does at every forward pass.
@@ -152,7 +173,16 @@ def train_embedder(data: ChipData, cfg: EmbedConfig, model_dir: Path, resume: bo
 def save(model_dir: Path, net: EmbedNet, classes: list[str], cfg: EmbedConfig) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(model_dir / "embed.pt") as tmp:
-        torch.save({"state": net.state_dict(), "width": cfg.width, "dim": cfg.dim, "input_size": cfg.input_size, "classes": classes}, tmp)
+        torch.save(
+            {
+                "state": net.state_dict(),
+                "width": cfg.width,
+                "dim": cfg.dim,
+                "input_size": cfg.input_size,
+                "classes": classes,
+            },
+            tmp,
+        )
 
 
 def load(model_dir: Path) -> tuple[EmbedNet, int]:
@@ -168,10 +198,14 @@ def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None =
     if not len(data):
         return np.zeros((0, net.fc.out_features), np.float32)
     with torch.inference_mode():
-        return np.concatenate([net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)])
+        return np.concatenate(
+            [net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)]
+        )
 
 
-def embed_views(net: EmbedNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None) -> np.ndarray:
+def embed_views(
+    net: EmbedNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None
+) -> np.ndarray:
     """Descriptors of `cfg.views` augmented copies of every chip of `data` (all chips of the
     first view, then the second, ...), moved, lit, blurred and part-hidden as in training,
     from a generator seeded by the config. The network has learnt its training chips by
@@ -181,5 +215,10 @@ def embed_views(net: EmbedNet, data: ChipData, cfg: EmbedConfig, batch: int = 25
     if not len(data) or not cfg.views:
         return np.zeros((0, net.fc.out_features), np.float32)
     with torch.inference_mode():
-        return np.concatenate([net.descriptor(augment(x, gen, cfg)).numpy()
-                               for _ in range(cfg.views) for x, _ in batches(data, Sequential(len(data), batch), workers)])
+        return np.concatenate(
+            [
+                net.descriptor(augment(x, gen, cfg)).numpy()
+                for _ in range(cfg.views)
+                for x, _ in batches(data, Sequential(len(data), batch), workers)
+            ]
+        )

@@ -23,7 +23,9 @@ def torch_finder(detector: Detector, refiner: Refiner, spec: DetectorSpec) -> Fa
     return FaceFinder(network(detector), network(refiner), spec)
 
 
-def detect_all(samples: list[Sample], find: Callable, refine_side: int, threshold: float = 0.05) -> list[list[Detection]]:
+def detect_all(
+    samples: list[Sample], find: Callable, refine_side: int, threshold: float = 0.05
+) -> list[list[Detection]]:
     """Detections (down to a low score, for AP) for every photo."""
     out = []
     for s in samples:
@@ -52,7 +54,9 @@ def evaluate(samples: list[Sample], detections: list[list[Detection]], threshold
     return report
 
 
-def faces_dataset(samples: list[Sample], detections: list[list[Detection]], threshold: float, base_dir: Path) -> Dataset:
+def faces_dataset(
+    samples: list[Sample], detections: list[list[Detection]], threshold: float, base_dir: Path
+) -> Dataset:
     """The detected faces as imglab XML, each labelled with the truth face it matches."""
     images = []
     for s, dets in zip(samples, detections):
@@ -61,20 +65,42 @@ def faces_dataset(samples: list[Sample], detections: list[list[Detection]], thre
         _, _, matches, _ = match_detections([[(d.box, d.score) for d in kept]], [[f.box for f in truth]])
         label_of = {m.pred: truth[m.truth].label for m in matches}
         boxes = [
-            Box(round(d.left), round(d.top), round(d.width), round(d.height), label_of.get(j),
-                {n: (round(x), round(y)) for n, (x, y) in d.landmarks.items()}, attrs={"detection_score": f"{d.score:.4f}"})
+            Box(
+                round(d.left),
+                round(d.top),
+                round(d.width),
+                round(d.height),
+                label_of.get(j),
+                {n: (round(x), round(y)) for n, (x, y) in d.landmarks.items()},
+                attrs={"detection_score": f"{d.score:.4f}"},
+            )
             for j, d in enumerate(kept)
         ]
         images.append(ImageEntry(str(s.path.resolve()), boxes, s.width, s.height))
-    return Dataset(images, name="bearface detections", comment="labels carried over from the truth by IoU >= 0.5", base_dir=base_dir)
+    return Dataset(
+        images,
+        name="bearface detections",
+        comment="labels carried over from the truth by IoU >= 0.5",
+        base_dir=base_dir,
+    )
 
 
 def example(sample: Sample, dets: list[Detection], threshold: float) -> tuple[Image.Image, list, list[Detection]]:
     """A small upright photo with its true boxes and its detections, in its own pixels."""
     image = load_photo(sample.path, max_side=640).image
     k = image.width / sample.width
-    found = [Detection(d.left * k, d.top * k, d.width * k, d.height * k, d.score, {n: (x * k, y * k) for n, (x, y) in d.landmarks.items()})
-             for d in dets if d.score >= threshold]
+    found = [
+        Detection(
+            d.left * k,
+            d.top * k,
+            d.width * k,
+            d.height * k,
+            d.score,
+            {n: (x * k, y * k) for n, (x, y) in d.landmarks.items()},
+        )
+        for d in dets
+        if d.score >= threshold
+    ]
     return image, [tuple(v * k for v in f.box) for f in sample.faces], found
 
 

@@ -45,7 +45,14 @@ def _training_set(train: list[Sample], folder: Path) -> Path:
             crop.save(folder / name)
             parts = {m: (round((x - x0) * k), round((y - y0) * k)) for m, (x, y) in zip(LANDMARKS, f.landmarks)}
             # Other faces in the crop are left unmarked: dlib would count them as mistakes.
-            box = Box(round((f.box[0] - x0) * k), round((f.box[1] - y0) * k), round(f.box[2] * k), round(f.box[3] * k), f.label, parts)
+            box = Box(
+                round((f.box[0] - x0) * k),
+                round((f.box[1] - y0) * k),
+                round(f.box[2] * k),
+                round(f.box[3] * k),
+                f.label,
+                parts,
+            )
             images.append(ImageEntry(name, [box], out, out))
     xml = folder / "training.xml"
     write_faces(Dataset(images, name="dlib training crops", base_dir=folder), xml)
@@ -95,4 +102,7 @@ def train(train_set: list[Sample], cfg: FaceConfig, model_dir: Path, log=print) 
 
 
 def load(model_dir: Path) -> DlibFinder:
-    return DlibFinder(dlib.fhog_object_detector(str(model_dir / "detector.svm")), dlib.shape_predictor(str(model_dir / "landmarks.dat")))
+    return DlibFinder(
+        dlib.fhog_object_detector(str(model_dir / "detector.svm")),
+        dlib.shape_predictor(str(model_dir / "landmarks.dat")),
+    )

@@ -53,8 +53,17 @@ class Refiner(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         w = width
-        self.features = nn.Sequential(conv(3, w, 2), conv(w, w), conv(w, 2 * w, 2), conv(2 * w, 2 * w), conv(2 * w, 4 * w, 2), conv(4 * w, 4 * w, 2))
-        self.out = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 4 * 4, 128), nn.ReLU(inplace=True), nn.Linear(128, REFINER_OUTPUTS))
+        self.features = nn.Sequential(
+            conv(3, w, 2),
+            conv(w, w),
+            conv(w, 2 * w, 2),
+            conv(2 * w, 2 * w),
+            conv(2 * w, 4 * w, 2),
+            conv(4 * w, 4 * w, 2),
+        )
+        self.out = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * w * 4 * 4, 128), nn.ReLU(inplace=True), nn.Linear(128, REFINER_OUTPUTS)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(x)) + 0.5  # fractions of the crop, centred

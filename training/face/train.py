@@ -26,7 +26,9 @@ def _seed(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def detector_batch(loaded: list[Loaded], cfg: FaceConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def detector_batch(
+    loaded: list[Loaded], cfg: FaceConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random crops at random scales around the inference scale, with their targets:
     heat (B x 1 x h x w) and regression values + mask (B x 15 x h x w)."""
     crop, out = cfg.crop, cfg.crop // STRIDE
@@ -56,7 +58,9 @@ def detector_batch(loaded: list[Loaded], cfg: FaceConfig, rng: np.random.Generat
         patch = item.image.transform((crop, crop), Image.EXTENT, data=region, resample=Image.BILINEAR)
         arr = np.asarray(patch)
         if rng.random() < 0.8:  # light and colour jitter
-            arr = np.clip(arr.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-20, 20, 3), 0, 255).astype(np.uint8)
+            arr = np.clip(arr.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-20, 20, 3), 0, 255).astype(
+                np.uint8
+            )
         images[b] = normalise(arr)
         for f in faces:
             fx, fy = (f.box[0] + f.box[2] / 2 - x0) * k / STRIDE, (f.box[1] + f.box[3] / 2 - y0) * k / STRIDE
@@ -122,13 +126,19 @@ def refiner_examples(train: list[Sample], cfg: FaceConfig, context: int = 96) ->
         for f in faces:
             left, top, side = crop_box(f.box, spec.crop_expand * 1.8)
             region = tuple(v * photo.scale for v in (left, top, left + side, top + side))
-            crops.append(np.asarray(photo.image.transform((context, context), Image.EXTENT, data=region, resample=Image.BILINEAR)))
+            crops.append(
+                np.asarray(
+                    photo.image.transform((context, context), Image.EXTENT, data=region, resample=Image.BILINEAR)
+                )
+            )
             corners = np.array([[f.box[0], f.box[1]], [f.box[0] + f.box[2], f.box[1] + f.box[3]]])
             marks.append((np.vstack([f.landmarks, corners]) - np.array([left, top])) / side)
     return np.stack(crops), np.stack(marks).astype(np.float32)
 
 
-def refiner_batch(crops: np.ndarray, marks: np.ndarray, cfg: FaceConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def refiner_batch(
+    crops: np.ndarray, marks: np.ndarray, cfg: FaceConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Jittered refiner crops (as the detector's boxes would place them) and targets."""
     ctx = crops.shape[1]
     idx = rng.integers(len(crops), size=cfg.refiner_batch)
@@ -138,10 +148,14 @@ def refiner_batch(crops: np.ndarray, marks: np.ndarray, cfg: FaceConfig, rng: np
         side = ctx / 1.8 * float(np.exp(rng.normal(0, 0.08)))
         cx, cy = ctx / 2 + rng.normal(0, 0.06) * side, ctx / 2 + rng.normal(0, 0.06) * side
         x0, y0 = cx - side / 2, cy - side / 2
-        patch = Image.fromarray(crops[i]).transform((cfg.crop_size, cfg.crop_size), Image.EXTENT, data=(x0, y0, x0 + side, y0 + side), resample=Image.BILINEAR)
+        patch = Image.fromarray(crops[i]).transform(
+            (cfg.crop_size, cfg.crop_size), Image.EXTENT, data=(x0, y0, x0 + side, y0 + side), resample=Image.BILINEAR
+        )
         arr = np.asarray(patch)
         if rng.random() < 0.8:
-            arr = np.clip(arr.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-20, 20, 3), 0, 255).astype(np.uint8)
+            arr = np.clip(arr.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-20, 20, 3), 0, 255).astype(
+                np.uint8
+            )
         x[b] = normalise(arr)
         y[b] = ((marks[i] * ctx - np.array([x0, y0])) / side).ravel()
     return torch.from_numpy(x), torch.from_numpy(y)
