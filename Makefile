@@ -33,7 +33,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 docs: venv
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 test: lint docs browser
 	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest -m "not slow"

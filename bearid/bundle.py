@@ -1,4 +1,4 @@
-"""The bundle: what training hands to serving (docs: Architecture, the bundle). This module
+"""The bundle: what training hands to serving (docs/architecture.md, "The bundle"). It
 owns its format: it writes the manifest and reads it back.
 
     BUNDLE/ manifest.json  face.onnx  landmarks.onnx  embed.onnx  classifier.pkl  ids.json

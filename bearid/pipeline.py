@@ -45,7 +45,7 @@ class Answer:
     version: str
 
     def as_json(self) -> dict:
-        """The body of a `POST /identify` answer (docs: Serving, the answer)."""
+        """The body of a `POST /identify` answer (docs/serving.md, "A request and its answer")."""
         faces = []
         for f in self.faces:
             d = asdict(f)

@@ -1,4 +1,4 @@
-"""BearID's environment variables, read in this one place (docs: Settings).
+"""BearID's environment variables, read in this one place (docs/deployment.md, "Settings").
 
 They are read when a `Settings` is made (`Settings.from_env()`), never at import, so a test
 or a worker sees the environment it runs in. A value the variable cannot take is refused,

@@ -1,4 +1,4 @@
-"""`bearid export`: turn a path of the results tree into a bundle (docs: Architecture, the bundle).
+"""`bearid export`: turn a path of the results tree into a bundle (docs/architecture.md, "The bundle").
 
 The face detector, the landmark refiner and the embedding network go to ONNX (dynamic batch
 axis; the detector also takes any photo size), the classifier is copied as it was pickled.
