@@ -9,7 +9,6 @@ rank 0 writes the model.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ import yaml
 from bearid.overrides import with_overrides
 from training.config import EmbedConfig, make
 from training.embed.loader import open_chips
-from training.embed.train import save, train_embedder
+from training.embed.train import distributed, save, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,11 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
     cfg = with_overrides(cfg, args.settings, what="embed setting")
     assert isinstance(cfg, EmbedConfig)
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world = distributed()
     if rank == 0:  # one process packs the cache; the others wait for it
         data = open_chips(args.chips, cfg.input_size, log=print)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        torch.distributed.init_process_group("gloo")
+    if world > 1:
         torch.distributed.barrier()
     if rank != 0:
         data = open_chips(args.chips, cfg.input_size)

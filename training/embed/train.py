@@ -89,7 +89,7 @@ def _erase(x: torch.Tensor, chosen: torch.Tensor, box: torch.Tensor) -> torch.Te
     return torch.where(inside[:, None], x.mean(dim=(2, 3), keepdim=True), x)
 
 
-def _distributed() -> tuple[int, int]:
+def distributed() -> tuple[int, int]:
     """(rank, world size): torchrun sets the environment; gloo works on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
@@ -123,7 +123,7 @@ def train_embedder(
             f"bears; got {len(labels)} chip(s) of {len(set(labels))}"
             " (did the face stage find the faces? see its metrics.json)"
         )
-    rank, world = _distributed()
+    rank, world = distributed()
     classes = sorted(set(labels))
     y_all = np.array([classes.index(label) for label in labels])
     made_up = MadeUpBears.of(data, y_all, len(classes), cfg.recolour, cfg.seed)

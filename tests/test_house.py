@@ -1,0 +1,94 @@
+"""The house's own rules: one name per stage on both sides, one photo lister, settings read
+in one place and documented, old bundles' classifiers still readable."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bearid.errors import BearIDError
+
+DOCS = Path(__file__).parents[1] / "docs"
+
+
+def test_every_stage_has_one_name_in_bearid_and_in_training():
+    from training.config import STAGES
+
+    assert list(STAGES) == ["face", "chip", "embed", "classify"]
+    for name in STAGES:
+        importlib.import_module(f"bearid.{name}")
+        importlib.import_module(f"training.{name}")
+
+
+def test_one_photo_lister_leaves_out_hidden_and_underscore_files_and_folders(tmp_path):
+    from PIL import Image
+
+    from bearid.label.store import photo_list
+    from bearid.metadata import read_faces
+    from bearid.score import photos_in
+    from training.data import photo_samples
+
+    for rel in (
+        "loc/a_201901/bf_001/keep.jpg",
+        "loc/a_201901/bf_001/.hidden.jpg",
+        "loc/a_201901/bf_001/_skip.jpg",
+        "_quarantine/corrupt/loc/x.jpg",
+        ".bearid/thumbs/y.jpg",
+        "loc/a_201901/notes.txt",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / rel, "JPEG") if rel.endswith(".jpg") else (tmp_path / rel).write_text(
+            "x"
+        )
+    want = [tmp_path / "loc/a_201901/bf_001/keep.jpg"]
+    assert photos_in(tmp_path)[1] == want  # bearid score
+    assert [s.path for s in photo_samples([tmp_path])] == want  # bearid face detect
+    ds = read_faces(photo_list(tmp_path, tmp_path / "label.xml"))  # bearid label
+    assert [ds.path_of(i) for i in ds.images] == want
+
+
+def test_settings_are_read_from_the_environment_and_a_bad_value_names_its_variable():
+    from bearid.settings import Settings
+
+    s = Settings.from_env({"BEARID_WORKERS": "3", "BENTOML_HOME": "/srv/bento", "BEARID_MAX_UPLOAD_MB": "2"})
+    assert s.workers == 3 and s.store_home == Path("/srv/bento") and s.max_upload_bytes == 2 * 1024 * 1024
+    assert Settings.from_env({"BEARID_STORE": "/srv/store", "BENTOML_HOME": "/srv/bento"}).store_home == Path(
+        "/srv/store"
+    )
+    with pytest.raises(BearIDError, match="BEARID_WATCH_SECONDS='soon' is not a number"):
+        Settings.from_env({"BEARID_WATCH_SECONDS": "soon"})
+
+
+def test_every_setting_is_in_the_docs_table():
+    from bearid.settings import documented
+
+    page = (DOCS / "deployment.md").read_text()
+    for name, _, _ in documented():
+        assert f"| `{name}` |" in page, f"{name} is missing from the settings table in docs/deployment.md"
+
+
+def test_no_environment_variable_is_read_outside_the_settings_module():
+    root = Path(__file__).parents[1]
+    readers = [
+        p
+        for d in ("bearid", "training", "exporters", "service")
+        for p in (root / d).rglob("*.py")
+        if "os.environ.get(" in p.read_text() or "os.environ[" in p.read_text() or "getenv(" in p.read_text()
+    ]
+    # torchrun's own variables (RANK, WORLD_SIZE) are read where DDP starts.
+    assert sorted(p.relative_to(root).as_posix() for p in readers) == ["training/embed/train.py"]
+
+
+def test_a_classifier_pickled_under_its_old_module_name_still_loads(tmp_path):
+    from bearid.classify import OpenSetClassifier, load_classifier
+
+    clf = OpenSetClassifier(model=None, ids=["bf_001", "bf_002"], centroids=np.eye(2), threshold=0.5)
+    old = pickle.dumps(clf, protocol=2).replace(b"cbearid.classify\n", b"cbearid.classifier\n")
+    assert b"bearid.classifier" in old
+    (tmp_path / "classifier.pkl").write_bytes(old)
+    loaded = load_classifier(tmp_path / "classifier.pkl")
+    assert isinstance(loaded, OpenSetClassifier) and loaded.ids == ["bf_001", "bf_002"]
