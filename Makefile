@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
-EXTRAS ?= train,serve,data,label,dev
+EXTRAS ?= train,serve,data,label,mlflow,dev
 PORT   ?= 3000
 
 .PHONY: all venv browser lint docs test test-all demo clean-demo bench serve label

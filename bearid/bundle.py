@@ -202,9 +202,9 @@ def load(folder: Path) -> Bundle:
 
 
 def copy(src: Path, dest: Path) -> None:
-    """Copy a verified bundle's files (manifest last) into `dest`."""
+    """Copy a verified bundle's files (manifest last) into `dest`, as new files (the modes the umask gives)."""
     manifest = verify(src)
     dest.mkdir(parents=True, exist_ok=True)
     for name in manifest["files"]:
-        shutil.copy2(src / name, dest / name)
-    shutil.copy2(src / MANIFEST, dest / MANIFEST)
+        shutil.copyfile(src / name, dest / name)
+    shutil.copyfile(src / MANIFEST, dest / MANIFEST)

@@ -1,7 +1,11 @@
-"""Safe file writes: every file BearID writes appears whole or not at all.
+"""Safe file writes: every file BearID writes appears whole or not at all, readable by
+whoever the process umask says may read it.
 
 A crash or a kill mid-write must leave the old file intact, so writers go to a temporary
 file in the same directory, fsync it, and `os.replace` it over the target (atomic on POSIX).
+Temporary files and folders are made private (0600, 0700) by `tempfile`; before one becomes
+a target it gets the mode a plain write would have given it (0644 and 0755 under umask 022,
+0664 and 0775 under 002), so a lab's shared archive stays readable to colleagues.
 """
 
 from __future__ import annotations
@@ -13,15 +17,71 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bearid.errors import BearIDError
+
+
+def umask() -> int:
+    """The process umask (read without changing it where Linux says it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def temp_dir(prefix: str, dir: Path, suffix: str = "") -> Path:
+    """A new hidden folder in `dir` to build in and rename into place, with the mode a plain
+    `mkdir` gives (not tempfile's private 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dir))
+    path.chmod(dir_mode())
+    return path
+
+
+def make_dirs(folder: Path) -> Path:
+    """`folder` and its parents, made where missing; a file in the way is a BearIDError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise BearIDError(f"{blocker} is a file, not a folder: cannot write into {folder}") from None
+    return folder
+
+
+def check_file_target(target: Path) -> Path:
+    """`target`, once it is sure a file can be written there (its folder made)."""
+    target = Path(target)
+    if target.is_dir():
+        raise BearIDError(f"{target} is a folder: give the name of a file to write")
+    make_dirs(target.parent)
+    return target
+
+
+def _temp_file(target: Path) -> tuple[int, Path]:
+    check_file_target(target)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, file_mode())
+    return fd, Path(name)
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` atomically."""
+    fd, tmp = _temp_file(Path(target))
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -38,18 +98,29 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_unless_same(target: Path, data: bytes) -> bool:
+    """`atomic_write_bytes`, unless `target` already holds exactly `data` (then it is left
+    alone, modification time and all); True if it was written."""
+    target = Path(target)
+    try:
+        if target.stat().st_size == len(data) and target.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(target, data)
+    return True
+
+
 def atomic_write_text(target: Path, text: str, encoding: str = "utf-8") -> None:
     atomic_write_bytes(target, text.encode(encoding))
 
 
 def write_temp(target: Path, data: bytes) -> Path:
     """Write `data` to a new hidden temporary file beside `target` (not yet synced)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _temp_file(Path(target))
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    return Path(tmp)
+    return tmp
 
 
 def publish(tmp: Path, target: Path) -> None:

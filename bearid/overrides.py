@@ -24,9 +24,12 @@ def with_overrides(config: T, settings: list[str], what: str = "setting") -> T:
             if isinstance(current, tuple):
                 changes[key] = tuple(type(current[0])(v) for v in raw.split(","))
             elif isinstance(current, bool):
-                changes[key] = raw.strip().lower() in ("1", "true", "yes", "on")
+                word = raw.strip().lower()
+                if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                    raise ValueError(raw)
+                changes[key] = word in ("1", "true", "yes", "on")
             else:
                 changes[key] = type(current)(raw)
         except ValueError:
             raise BearIDError(f"{what} {key}: '{raw}' is not a valid {type(current).__name__}") from None
-    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]  (the config checks its values)

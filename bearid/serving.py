@@ -110,9 +110,14 @@ class Champion:
                 self.error = None
                 log.info("serving bundle %s", version)
                 return True
-            except BearIDError as exc:  # keep serving the old champion
+            except BearIDError as exc:  # keep serving the old champion; say so once, not every look
+                if str(exc) != self.error:
+                    log.warning(
+                        "cannot load the champion, %s: %s",
+                        "keeping the model loaded" if self.pipeline else "no model",
+                        exc,
+                    )
                 self.error = str(exc)
-                log.error("cannot load the champion: %s", exc)
                 return False
 
     def watch(self, interval: float, stop: threading.Event) -> threading.Thread:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bearid import bundle as bundles
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_write_text
+from bearid.fsio import atomic_write_text, dir_mode
 from bearid.settings import Settings
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage reports from an offline tool
@@ -53,6 +53,9 @@ class ModelStore:
             _model_store=store,
         ) as model:
             bundles.copy(Path(folder), Path(model.path))
+        # BentoML builds each model in a private temp folder (0700) and keeps its mode: give it
+        # the mode the umask gives, so a pod running as another user can read the store.
+        self.path_of(version).chmod(dir_mode())
         return version
 
     def path_of(self, version: str) -> Path:
@@ -75,7 +78,16 @@ class ModelStore:
     def state(self) -> dict:
         if not self.pointer.exists():
             return {"champion": None, "stack": [], "history": []}
-        return json.loads(self.pointer.read_text())
+        try:
+            state = json.loads(self.pointer.read_text())
+            if not isinstance(state, dict) or not {"champion", "stack", "history"} <= set(state):
+                raise ValueError("not a champion record")
+        except (OSError, ValueError) as exc:
+            raise BearIDError(
+                f"{self.pointer}: the champion pointer is damaged ({exc}); restore it from a backup, "
+                "or promote a bundle again with --force"
+            ) from None
+        return state
 
     def champion(self) -> str | None:
         return self.state()["champion"]

@@ -13,7 +13,9 @@ from pathlib import Path
 from common import Figure, Suite, split_world
 
 from bearid.synth import WorldConfig
+from exporters.export import best_exportable
 from training.config import FaceConfig, Sweep
+from training.runs import runs
 from training.train import train
 
 # 8 strangers (the usual quarter of the bears would be 4): validation and test get four
@@ -41,10 +43,13 @@ def _accuracy_rows(report) -> list[dict]:
     rows = []
     for branch in report.branches:
         face, chip, embed, cls = (_metrics(d) for d in branch)
-        t = cls["test"]
+        t, v = cls["test"], cls["val"]
         rows.append(
             {
+                "path": "/".join(d.name for d in branch),
                 "face backend": face["backend"],
+                "val BAKS": v.get("baks"),
+                "val BAUS": v.get("baus"),
                 "AP@0.5": face["test"]["ap50"],
                 "NME": face["test"]["nme"],
                 "face recall": face["test"]["recall"],
@@ -95,6 +100,10 @@ def run(work: Path) -> Suite:
     rows = _accuracy_rows(report)
     suite.tables[_table_name(WORLD)] = rows
     default = report.branches[0]
+    # The headline is the test split of the path chosen on validation (as `bearid runs` and
+    # `bearid export --results` choose it), not of a branch picked by its test figures.
+    chosen = runs(report.branches[0][0].parent, "open_set").best
+    exported = best_exportable(report.branches[0][0].parent, "open_set")
     seconds = sum(_metrics(d)["seconds"] for d in default)
     suite.add(
         Figure(
@@ -115,8 +124,9 @@ def run(work: Path) -> Suite:
             note=f"{e['train_chips']} training chips, {e['identities']} bears",
         )
     )
-    _targets(suite, rows[0], "default pipeline, test")
-    _new_bears(suite, default[3], work)
+    chosen_row = rows[report.branches.index(chosen)]
+    _targets(suite, chosen_row, f"test, path chosen on validation: {chosen_row['face backend']} face branch")
+    _new_bears(suite, exported, work)
     return suite
 
 

@@ -27,7 +27,9 @@ def export(
     results_dir: Annotated[
         Path | None, typer.Option("--results", help="Export the best path of this results tree.")
     ] = None,
-    by: Annotated[str, typer.Option(help="With --results: best by open_set, top1, baks, baus or auroc.")] = "open_set",
+    by: Annotated[
+        str, typer.Option(help="With --results: best by this validation figure: open_set, top1, baks, baus or auroc.")
+    ] = "open_set",
     parity_photos: Annotated[int, typer.Option(help="Test photos answered by both runtimes in the parity check.")] = 12,
 ) -> None:
     """Export a results path as a bundle: ONNX networks, classifier, manifest with checksums.
@@ -35,17 +37,18 @@ def export(
     Example: bearid export results/face_config_01/chip_config_01/embed_config_01/class_config_01 --out bundle
     """
     from bearid.errors import BearIDError
+    from exporters.export import best_exportable
     from exporters.export import export as run
-    from training.runs import runs as find
 
     if path is None:
         if results_dir is None:
             raise BearIDError("give a results path, or --results RESULTS to export its best path")
-        best = find(results_dir, by).best
-        if not best:
-            raise BearIDError(f"{results_dir}: no complete face -> chip -> embed -> class path to export")
-        path = best[-1]
-    manifest = run(path, out, parity_photos, _log)
+        path = best_exportable(results_dir, by)
+        _log(f"export: the best exportable path by validation {by}: {path}")
+    from bearid.cli.bars import Bars
+
+    with Bars(console) as bars:
+        manifest = run(path, out, parity_photos, bars)
     m = manifest.get("metrics", {}).get("classify", {})
     console.print(
         f"bundle {manifest['version']} at {out} (test top-1 "

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +20,13 @@ import torch
 from bearid import bundle as bundles
 from bearid.errors import BearIDError
 from bearid.face import Network
+from bearid.fsio import temp_dir
 from bearid.metadata import read_chips, read_faces
 from bearid.pipeline import Pipeline
 from bearid.runtime import ort_sessions
-from training.config import STAGES, read_config
+from training.config import STAGES, as_dict, read_config
 from training.embed.model import Descriptor
+from training.progress import Log, advance
 from training.results import STAGE_ORDER, is_pruned, read_metrics
 from training.torchnet import network
 
@@ -53,6 +53,26 @@ def stage_dirs(path: Path) -> list[Path]:
     return dirs
 
 
+def exportable(path: list[Path]) -> bool:
+    """Whether a results path's networks have an ONNX form (the dlib face backend has none)."""
+    return read_config(path[0]).backend == "centernet"
+
+
+def best_exportable(results_dir: Path, by: str = "open_set") -> Path:
+    """The class stage directory of the best exportable path, chosen on validation."""
+    from training.runs import runs
+
+    r = runs(results_dir, by, keep=exportable)
+    if r.best is None:
+        why = (
+            "no finished face -> chip -> embed -> class path"
+            if not r.paths
+            else (f"no path with an ONNX face backend and a validation {by} figure")
+        )
+        raise BearIDError(f"{results_dir}: {why} to export")
+    return r.best[-1]
+
+
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axes: bool) -> None:
     axes = {0: "batch", 2: "height", 3: "width"} if image_axes else {0: "batch"}
     with warnings.catch_warnings():
@@ -69,7 +89,9 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, image_axe
         )
 
 
-def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path], chips: list[Path]) -> dict:
+def parity(
+    bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[Path], chips: list[Path], log: Log = print
+) -> dict:
     """Answer `photos` with the PyTorch networks and with ONNX Runtime and compare the
     decisions; compare every network's raw outputs on the photos and on the run's `chips`
     (so the landmark and embedding networks are checked even where few faces are found)."""
@@ -94,7 +116,8 @@ def parity(bundle: bundles.Bundle, torch_nets: dict[str, Network], photos: list[
         compare("landmarks", np.stack([normalise(np.asarray(im.resize((crop, crop)))) for im in images]))
     checked = Pipeline(bundle, {name: (lambda x, name=name: compare(name, x)) for name in diffs})
     same, faces, named, worst_box = 0, 0, 0, 0.0
-    for photo in photos:
+    for i, photo in enumerate(photos):
+        advance(log, "parity check (PyTorch and ONNX Runtime)", i + 1, len(photos))
         a, b = reference.identify(photo), checked.identify(photo)
         agree = len(a.faces) == len(b.faces)
         for fa, fb in zip(a.faces, b.faces):
@@ -149,7 +172,7 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     if out.exists() and not (out / bundles.MANIFEST).exists():
         raise BearIDError(f"{out} exists and is not a bundle; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    work = temp_dir(f".{out.name}.", out.parent, suffix=".partial")
     try:
         detector, refiner = face_train.load(face_dir / "model")
         embed_net, input_size = embed_train.load(embed_dir / "model")
@@ -158,11 +181,11 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
         _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
         descriptor = Descriptor(embed_net).eval()  # the classifier takes the vectors before normalisation
         _to_onnx(descriptor, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
-        shutil.copy2(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
-        shutil.copy2(class_dir / "classifier" / "ids.json", work / "ids.json")
+        shutil.copyfile(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
+        shutil.copyfile(class_dir / "classifier" / "ids.json", work / "ids.json")
         results_root = face_dir.parent
         metrics = {stage: read_metrics(d) for stage, d in zip(STAGES, (face_dir, chip_dir, embed_dir, class_dir))}
-        configs = {stage: asdict(c) for stage, c in zip(STAGES, (face_cfg, chip_cfg, embed_cfg, classify_cfg))}
+        configs = {stage: as_dict(c) for stage, c in zip(STAGES, (face_cfg, chip_cfg, embed_cfg, classify_cfg))}
         fields = bundles.describe(
             lineage={
                 "results": str(results_root),
@@ -190,6 +213,7 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
             {"face": network(detector), "landmarks": network(refiner), "embed": network(descriptor)},
             _test_photos(face_dir, parity_photos),
             _test_chips(chip_dir, 2 * parity_photos),
+            log,
         )
         log(
             f"export: parity on {check['photos']} test photos ({check['faces']} faces) "

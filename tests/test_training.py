@@ -15,6 +15,7 @@ from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
 
 from bearid.embed import load_embeddings
 from bearid.metadata import read_chips, write_chips
+from training import results as results_tree
 from training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
 from training.runs import runs
 from training.train import train
@@ -100,7 +101,10 @@ def test_runs_command_marks_the_best_path(trained):
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["best"] and data["paths"][0]["stages"][0]["headline"]["AP50"] is not None
+    assert data["selected_on"] == "val" and data["best"]
+    face = data["paths"][0]["stages"][0]
+    assert face["val"]["AP50"] is not None and face["test"]["AP50"] is not None
+    assert set(data["paths"][0]["val"]) == {"open_set", "top1", "baks", "baus", "auroc"}
 
 
 def test_pipeline_file_and_its_errors(tmp_path):
@@ -148,13 +152,22 @@ def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_pa
     b, _, _ = train_embedder(ChipsInMemory.of(data), cfg, tmp_path / "b", log=lambda m: None)
     assert checksum(a) == checksum(b)  # loader workers or data in memory: the same batches, the same weights
     assert (tmp_path / "a/checkpoint.pt").exists()
-    resumed, _, losses = train_embedder(data, cfg, tmp_path / "a", resume=True, log=lambda m: None, workers=1)
-    assert len(losses) == 12  # 10 from the checkpoint, 2 more
+    resumed, _, curves = train_embedder(data, cfg, tmp_path / "a", resume=True, log=lambda m: None, workers=1)
+    assert len(curves.loss) == 12  # 10 from the checkpoint, 2 more
     assert checksum(resumed) == checksum(a)  # resuming reproduces the uninterrupted run
     c, _, _ = train_embedder(
         data, EmbedConfig(steps=12, p=4, k=2, seed=1), tmp_path / "c", log=lambda m: None, workers=0
     )
     assert checksum(c) != checksum(a)  # the seed matters: the check above can fail
+    seen = []
+
+    def figures(net):
+        seen.append(net.training)
+        return {"embedding_norm": float(net.fc.weight.norm())}
+
+    v, _, validated = train_embedder(ChipsInMemory.of(data), cfg, tmp_path / "v", log=lambda m: None, validate=figures)
+    assert checksum(v) == checksum(a)  # validating along the way changes no weight
+    assert [r["step"] for r in validated.validation] == list(range(1, 13)) and seen == [False] * 12
 
 
 def test_chip_cache_holds_the_chip_pixels_and_is_rebuilt_when_the_chips_change(trained, tmp_path):
@@ -261,7 +274,7 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
     promoted = next(p for p in paths if p != best)
     abandoned = [p for p in paths if p not in (best, promoted)]
     target = next(p[2] for p in abandoned if p[2] in config_of)
-    before = {d: housekeeping.usage(d).total for d in housekeeping.stage_dirs(results)}
+    before = {d: housekeeping.usage(d).total for d in results_tree.stage_dirs(results)}
     assert housekeeping.usage(target).bytes["weights"] > 0
     keep = housekeeping.protected(results, "top1", promoted=[str(promoted[-1].relative_to(results))])
     plan = housekeeping.plan(results, keep)
@@ -281,3 +294,72 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
         Sweep([TINY_FACE], [TINY_CHIP], [config_of[target]], [ClassifyConfig()]), splits, results, log=lambda m: None
     )
     assert target in again.computed and (target / "model").exists() and not (target / "PRUNED.json").exists()
+
+
+def test_train_logs_each_stage_to_mlflow_nested_by_path_and_reused_stages_once(trained, splits, tmp_path, monkeypatch):
+    import yaml
+
+    from training.config import as_dict
+
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    results, report = trained
+    sweep = tmp_path / "tiny.yaml"
+    configs = {"face": TINY_FACE, "chip": TINY_CHIP, "embed": TINY_EMBED, "classify": ClassifyConfig()}
+    sweep.write_text(yaml.safe_dump({k: as_dict(v) for k, v in configs.items()}))
+    uri = f"file:{tmp_path / 'mlruns'}"
+    for _ in range(2):  # the second run reuses every stage, and logs none again
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from bearid.cli import main; main()",
+                "train",
+                str(sweep),
+                "--data",
+                str(splits),
+                "--results",
+                str(results),
+                "--mlflow",
+                uri,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "4 reused" in done.stdout
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as bearid train does for a file: URI
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("bearid").experiment_id])
+    by_stage = {r.data.tags["bearid.stage"]: r for r in runs}
+    assert len(runs) == 4 and set(by_stage) == {"face", "chip", "embed", "classify"}
+    assert by_stage["chip"].data.tags["mlflow.parentRunId"] == by_stage["face"].info.run_id
+    assert by_stage["classify"].data.tags["mlflow.parentRunId"] == by_stage["embed"].info.run_id
+    assert by_stage["embed"].data.params["steps"] == str(TINY_EMBED.steps)
+    assert (
+        by_stage["classify"].data.metrics["test.baks"]
+        == json.loads((report.branches[0][3] / "metrics.json").read_text())["test"]["baks"]
+    )
+    losses = client.get_metric_history(by_stage["embed"].info.run_id, "arcface.loss")
+    assert len(losses) == TINY_EMBED.steps
+    artifacts = {a.path for a in client.list_artifacts(by_stage["embed"].info.run_id)}
+    assert {"config.yaml", "metrics.json", "curves.json", "plots"} <= artifacts
+
+
+def test_each_stage_writes_its_curves_as_numbers(trained):
+    _, report = trained
+    face, _, embed, _ = report.branches[0]
+    curves = json.loads((face / "curves.json").read_text())
+    assert (
+        len(curves["detector"]["loss"]) == TINY_FACE.steps and len(curves["refiner"]["loss"]) == TINY_FACE.refiner_steps
+    )
+    assert (
+        curves["detector"]["validation"][-1]["step"] == TINY_FACE.steps
+        and "val_loss" in curves["detector"]["validation"][0]
+    )
+    embed_curves = json.loads((embed / "curves.json").read_text())["arcface"]
+    assert {"verification_auc", "nn_top1"} <= set(embed_curves["validation"][0])
+    rows = (embed / "curves.csv").read_text().splitlines()
+    assert rows[0] == "network,kind,step,figure,value" and any(",validation," in r for r in rows)

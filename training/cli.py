@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.tree import Tree
 from typer.core import TyperGroup
 
+from bearid.cli.bars import Bars
+
 console = Console()
 
 
@@ -28,15 +30,30 @@ def train(
         Path, typer.Option(help="Directory with train.xml, val.xml, test.xml (and holdout.xml) from bearid data split.")
     ] = Path("splits"),
     results_dir: Annotated[Path, typer.Option("--results", help="The results tree.")] = Path("results"),
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change one setting of every config of a stage, e.g. --set embed.steps=400."),
+    ] = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(help="Also log each stage as an MLflow run at this tracking URI (e.g. file:./mlruns)."),
+    ] = None,
 ) -> None:
     """Run face -> chip -> embed -> classify for every branch, reusing unchanged stages.
 
-    Example: bearid train pipeline.yaml --data splits --results results
+    Example: bearid train pipeline.yaml --data splits --results results --set embed.steps=400
     """
     from training.config import read_sweep
     from training.train import train as run
 
-    report = run(read_sweep(pipeline), data, results_dir, _log)
+    sweep = read_sweep(pipeline).with_overrides(setting or [])
+    tracker = None
+    if mlflow:
+        from training.tracking import MlflowTracker
+
+        tracker = MlflowTracker(mlflow, results_dir)
+    with Bars(console) as bars:
+        report = run(sweep, data, results_dir, bars, tracker=tracker)
     console.print(f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused, {report.seconds:.0f} s")
     show_runs(results_dir, "open_set", False)
 
@@ -61,7 +78,10 @@ runs_app = typer.Typer(
 def runs(
     results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
     by: Annotated[
-        str, typer.Option(help="Best path by: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc.")
+        str,
+        typer.Option(
+            help="Best path by this validation figure: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc."
+        ),
     ] = "open_set",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -140,17 +160,19 @@ def runs_prune(
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
     from bearid.errors import BearIDError
-    from training.runs import BY, headline
+    from training.runs import SELECTED_ON, headline
     from training.runs import runs as find
 
-    if by not in BY:
-        raise BearIDError(f"--by {by}: choose one of {', '.join(BY)}")
+    if not results_dir.is_dir():
+        raise BearIDError(f"{results_dir}: no such results tree (make one with bearid train)")
     r = find(results_dir, by)
+    if not r.paths:
+        raise BearIDError(f"{results_dir}: no finished face -> chip -> embed -> class path in this results tree")
     if as_json:
-        print(json.dumps(r.as_json(results_dir), indent=1))
+        print(json.dumps(r.as_json(), indent=1))
         return
     best = set(r.best or [])
-    tree = Tree(f"[bold]{results_dir}[/] (best by {by} marked ★)")
+    tree = Tree(f"[bold]{results_dir}[/] (best by {SELECTED_ON} {by} marked ★; figures val/test)")
     nodes: dict[Path, Tree] = {}
     for path in r.paths:
         parent = tree
@@ -161,7 +183,41 @@ def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
             parent = nodes[d]
     console.print(tree)
     if r.best:
-        console.print(f"best path: {r.best[-1]}")
+        test = r.figures(r.best, "test")
+        console.print(f"best path (chosen on {SELECTED_ON} {by}): {r.best[-1]}", highlight=False)
+        console.print("its test figures: " + ", ".join(f"{k} {_fig(v)}" for k, v in test.items()), highlight=False)
+    else:
+        console.print(f"no path has a {SELECTED_ON} {by} figure, so none is best", highlight=False)
+
+
+def _fig(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+@runs_app.command("diff")
+def runs_diff(
+    path_a: Annotated[Path, typer.Argument(help="A results path (a stage directory of the tree).")],
+    path_b: Annotated[Path, typer.Argument(help="Another results path.")],
+) -> None:
+    """The config keys that differ between two results paths, stage by stage, and their
+    figures side by side.
+
+    Example: bearid runs diff results/face_config_01/chip_config_01/embed_config_01/class_config_01
+    results/face_config_01/chip_config_01/embed_config_02/class_config_01
+    """
+    from rich.table import Table
+
+    from training.runs import path_diff
+
+    diff = path_diff(path_a, path_b)
+    configs = Table("stage", "key", str(path_a.name), str(path_b.name), title="configs that differ")
+    for stage, key, a, b in diff.configs:
+        configs.add_row(stage, key, str(a), str(b))
+    console.print(configs if diff.configs else "the configs are the same on every stage")
+    figures = Table("stage", "figure", str(path_a.name), str(path_b.name), title="figures")
+    for stage, name, a, b in diff.figures:
+        figures.add_row(stage, name, _fig(a) if not isinstance(a, str) else a, _fig(b) if not isinstance(b, str) else b)
+    console.print(figures)
 
 
 # -- each stage alone, from the previous stage's XML, like the original tools ----------
@@ -172,13 +228,9 @@ Settings = Annotated[list[str] | None, typer.Option("--set", help="A config sett
 
 
 def _config(stage: str, config: Path | None, settings: list[str] | None):
-    import yaml
+    from training.config import stage_config
 
-    from bearid.overrides import with_overrides
-    from training.config import make
-
-    cfg = make(stage, yaml.safe_load(config.read_text()) if config else {})
-    return with_overrides(cfg, settings or [], what=f"{stage} setting")
+    return stage_config(stage, config, settings)
 
 
 def _splits(train_xml: Path, others: dict[str, Path | None]) -> dict[str, Path]:
@@ -217,16 +269,25 @@ def face_detect(
 
     Example: bearid face detect results/face_config_01 new_photos/ --out new_faces.xml
     """
+    from bearid.fsio import check_file_target
+    from bearid.metadata import write_faces
     from training.data import photo_samples
     from training.face.detect import detect_all, faces_dataset, finder_from_dir
 
     finder, cfg = finder_from_dir(model)
+    check_file_target(out)
     samples = photo_samples(photos)
-    found = detect_all(samples, finder.find, cfg.refine_side, threshold=cfg.score_threshold)
-    from bearid.metadata import write_faces
-
-    write_faces(faces_dataset(samples, found, cfg.score_threshold, out.parent), out)
-    console.print(f"{sum(len(f) for f in found)} face(s) in {len(samples)} photo(s) -> {out}")
+    unreadable: dict[Path, str] = {}
+    with Bars() as bars:
+        found = detect_all(samples, finder.find, cfg.refine_side, cfg.score_threshold, unreadable, log=bars)
+    write_faces(faces_dataset(samples, found, cfg.score_threshold, out.parent, set(unreadable)), out)
+    for why in unreadable.values():
+        console.print(f"not read: {why}", highlight=False)
+    read = len(samples) - len(unreadable)
+    console.print(f"{sum(len(f) for f in found)} face(s) in {read} photo(s) -> {out}", highlight=False)
+    if unreadable:
+        console.print(f"{len(unreadable)} photo(s) could not be read and are not in {out}", highlight=False)
+        raise typer.Exit(1)
 
 
 @face_app.command("eval")

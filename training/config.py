@@ -17,8 +17,10 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bearid.chip import ChipSpec
 from bearid.errors import BearIDError
@@ -26,24 +28,34 @@ from bearid.face import DetectorSpec
 
 _DETECTOR, _CHIP = DetectorSpec(), ChipSpec()  # the inference settings' defaults are the configs' defaults
 
+Landmark = Literal["leye", "reye", "nose", "lear", "rear"]
+Positive = Annotated[int, Field(ge=1)]
+Share = Annotated[float, Field(ge=0, le=1)]  # a fraction of the chips, 0 to 1
 
-@dataclass(frozen=True)
-class FaceConfig:
-    backend: str = "centernet"  # centernet | dlib
-    input_sides: tuple[int, ...] = _DETECTOR.input_sides  # detector pyramid (long side), finest first
-    max_face_input: float = _DETECTOR.max_face_input  # faces larger than this (input px) go to the coarser level
-    width: int = 32
-    crop: int = 192  # training crop side
-    batch: int = 16
-    steps: int = 1500
-    lr: float = 2e-3
-    refiner_steps: int = 1000
-    refiner_batch: int = 64
-    crop_size: int = _DETECTOR.crop_size  # refiner input side
-    refine_side: int = 2048  # photos are decoded at most this long for landmark crops
-    score_threshold: float = _DETECTOR.score_threshold
-    max_train_photos: int = 0  # 0 = all (dlib bootstraps from a few dozen)
-    seed: int = 0
+
+class StageConfig(BaseModel):
+    """A stage's settings: typed and bounded, so a bad value is refused when the sweep file
+    (or a --set) is read, not after the stages before it have trained."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FaceConfig(StageConfig):
+    backend: Literal["centernet", "dlib"] = "centernet"  # dlib: HOG detector + shape predictor, for bootstrapping
+    input_sides: tuple[Positive, ...] = Field(_DETECTOR.input_sides, min_length=1)  # detector pyramid, finest first
+    max_face_input: float = Field(_DETECTOR.max_face_input, gt=0)  # larger faces (input px) go to the coarser level
+    width: int = Field(32, ge=2)
+    crop: int = Field(192, ge=32, multiple_of=32)  # training crop side (the detector's stride is 32)
+    batch: Positive = 16
+    steps: Positive = 1500
+    lr: float = Field(2e-3, gt=0)
+    refiner_steps: Positive = 1000
+    refiner_batch: Positive = 64
+    crop_size: Literal[64] = _DETECTOR.crop_size  # refiner input side: its network takes 64 px crops
+    refine_side: int = Field(2048, ge=256)  # photos are decoded at most this long for landmark crops
+    score_threshold: float = Field(_DETECTOR.score_threshold, gt=0, lt=1)
+    max_train_photos: int = Field(0, ge=0)  # 0 = all (dlib bootstraps from a few dozen)
+    seed: int = Field(0, ge=0)
 
     def detector_spec(self) -> DetectorSpec:
         """The inference settings of this config (what the bundle's manifest records)."""
@@ -56,81 +68,63 @@ class FaceConfig:
         )
 
 
-@dataclass(frozen=True)
-class ChipConfig:
-    size: int = _CHIP.size
-    points: tuple[str, ...] = _CHIP.points
-    padding: float = _CHIP.padding
-    source: str = "detected"  # detected | truth: which landmarks make the chips
+class ChipConfig(StageConfig):
+    size: int = Field(_CHIP.size, ge=16, le=1024)
+    points: tuple[Landmark, ...] = Field(_CHIP.points, min_length=2)  # the landmarks the chip is aligned on
+    padding: float = Field(_CHIP.padding, ge=0, le=1)
+    source: Literal["detected", "truth"] = "detected"  # which landmarks make the chips
+
+    @field_validator("points")
+    @classmethod
+    def _distinct(cls, points: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(points)) != len(points):
+            raise ValueError(f"each landmark once: {', '.join(points)}")
+        return points
 
     def spec(self) -> ChipSpec:
         return dataclasses.replace(_CHIP, size=self.size, points=tuple(self.points), padding=self.padding)
 
 
-@dataclass(frozen=True)
-class EmbedConfig:
-    loss: str = "arcface"  # arcface | triplet | arcface+triplet (summed)
-    dim: int = 128
-    input_size: int = 64  # chips are resized to this for the network
-    width: int = 32
-    steps: int = 1600
-    lr: float = 2e-3
-    p: int = 12  # identities per batch
-    k: int = 4  # chips per identity
-    margin: float = 0.3  # ArcFace angular margin (radians) or triplet margin
-    scale: float = 30.0  # ArcFace scale
+class EmbedConfig(StageConfig):
+    loss: Literal["arcface", "triplet", "arcface+triplet"] = "arcface"  # arcface+triplet: summed
+    dim: int = Field(128, ge=2)
+    input_size: int = Field(64, ge=16)  # chips are resized to this for the network
+    width: Positive = 32
+    steps: Positive = 1600
+    lr: float = Field(2e-3, gt=0)
+    p: Positive = 12  # identities per batch
+    k: Positive = 4  # chips per identity
+    margin: float = Field(0.3, ge=0)  # ArcFace angular margin (radians) or triplet margin
+    scale: float = Field(30.0, gt=0)  # ArcFace scale
     flip: bool = False  # mirror images: bears are not symmetric (notches, scars), so off
-    recolour: int = 2  # made-up bears per bear (its face in another bear's fur colour), each a new identity
-    views: int = 4  # augmented views of each training chip, embedded for the classifier's Gaussians (0: none)
+    recolour: int = Field(
+        2, ge=0
+    )  # made-up bears per bear (its face in another bear's fur colour), each a new identity
+    views: int = Field(4, ge=0)  # augmented views of each training chip, for the classifier's Gaussians (0: none)
     # Augmentation: each training chip is moved, lit and degraded the way photos differ.
-    rotate: float = 10.0  # degrees, either way
-    zoom: float = 0.25  # scale change, either way (a turned head chips larger: its eyes look closer)
-    shift: float = 0.1  # of the chip side, either way
-    blur: float = 0.2  # share of chips blurred (out-of-focus and distant photos)
-    erase: float = 0.2  # share of chips with a patch blanked out (grass, branches, another bear)
-    light: float = 0.2  # brightness change either way (gain, and offset in normalised units)
-    tint: float = 0.075  # per-channel colour change either way
-    checkpoint_every: int = 200
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        # Checked here, so a mistyped loss fails when the pipeline is read, not after the face stage.
-        unknown = sorted(set(self.losses) - {"arcface", "triplet"})
-        if unknown:
-            raise BearIDError(
-                f"embed config: unknown loss {', '.join(unknown)}; use arcface, triplet or arcface+triplet"
-            )
-        if self.views < 0:
-            raise BearIDError(
-                f"embed config: views is the number of augmented views per training chip, 0 or more; got {self.views}"
-            )
-        if self.recolour < 0:
-            raise BearIDError(
-                f"embed config: recolour is the number of made-up bears per bear, 0 or more; got {self.recolour}"
-            )
+    rotate: float = Field(10.0, ge=0, le=180)  # degrees, either way
+    zoom: float = Field(0.25, ge=0, lt=1)  # scale change, either way (a turned head chips larger: its eyes look closer)
+    shift: float = Field(0.1, ge=0, le=0.5)  # of the chip side, either way
+    blur: Share = 0.2  # share of chips blurred (out-of-focus and distant photos)
+    erase: Share = 0.2  # share of chips with a patch blanked out (grass, branches, another bear)
+    light: Share = 0.2  # brightness change either way (gain, and offset in normalised units)
+    tint: Share = 0.075  # per-channel colour change either way
+    checkpoint_every: int = Field(200, ge=0)  # steps (0: no checkpoints)
+    seed: int = Field(0, ge=0)
 
     @property
     def losses(self) -> list[str]:
         return self.loss.split("+")
 
 
-@dataclass(frozen=True)
-class ClassifyConfig:
-    C: float = 1.0
-    class_weight: str | None = (
-        "balanced"  # every bear's errors weigh alike, however many chips it has; null: every chip alike
-    )
-    kernel: str = "linear"
-    target_far: float = 0.1  # false-accept rate of unknown bears on validation, per identity
-    min_known_accept: float = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
-    open_set: str = "mahalanobis"  # the familiarity score: relative Mahalanobis distance, or cosine similarity
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.class_weight not in ("balanced", None):
-            raise BearIDError(f"classify config: unknown class_weight {self.class_weight!r}; use balanced or null")
-        if self.open_set not in ("mahalanobis", "cosine"):
-            raise BearIDError(f"classify config: unknown open_set score {self.open_set!r}; use mahalanobis or cosine")
+class ClassifyConfig(StageConfig):
+    C: float = Field(1.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"  # every bear's errors weigh alike; null: every chip alike
+    kernel: Literal["linear", "rbf"] = "linear"
+    target_far: float = Field(0.1, gt=0, lt=1)  # false-accept rate of unknown bears on validation, per identity
+    min_known_accept: Share = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
+    open_set: Literal["mahalanobis", "cosine"] = "mahalanobis"  # the familiarity score
+    seed: int = Field(0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ class Stage:
     original tools' names: face_config, chip_config, embed_config, class_config)."""
 
     name: str
-    config: type
+    config: type[StageConfig]
     dir_prefix: str
 
 
@@ -166,40 +160,80 @@ def stage_of_dir(name: str) -> Stage:
     )
 
 
-def make(stage: str, values: dict | None) -> object:
-    """A stage config from a mapping, with clear errors for unknown keys or bad types."""
+def make(stage: str, values: dict | None, where: str = "") -> StageConfig:
+    """A stage config from a mapping; any bad key or value is one BearIDError naming it
+    (and `where` it was read from: a file, or --set) and what it may be."""
     cls = STAGES[stage].config
-    values = dict(values or {})
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise BearIDError(f"{stage} config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    for key, value in list(values.items()):
-        default = getattr(cls(), key)
-        if isinstance(default, tuple):
-            values[key] = tuple(value)
-        elif isinstance(default, bool):
-            values[key] = bool(value)
-        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-            raise BearIDError(f"{stage} config: {key}={value!r} is not a number")
-        elif isinstance(default, float):
-            values[key] = float(value)
-    return cls(**values)
-
-
-def read_config(stage_dir: Path) -> object:
-    """The config a results-tree stage directory was computed with (its config.yaml)."""
-    stage = stage_of_dir(Path(stage_dir).name)
     try:
-        raw = yaml.safe_load((Path(stage_dir) / "config.yaml").read_text()) or {}
+        return cls.model_validate(dict(values or {}))
+    except ValidationError as exc:
+        raise BearIDError(f"{where + ': ' if where else ''}{_explain(stage, cls, exc)}") from None
+
+
+def _explain(stage: str, cls: type[StageConfig], exc: ValidationError) -> str:
+    problems = []
+    for e in exc.errors():
+        key = ".".join([stage, *(str(p) for p in e["loc"])])
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown setting; {stage} settings are {', '.join(cls.model_fields)}")
+        elif e["type"] == "model_type":
+            problems.append(f"{stage}: expected a mapping of settings, got {e['input']!r}")
+        elif e["type"] in ("tuple_type", "list_type"):
+            problems.append(f"{key}: expected a list, e.g. [a, b] (got {e['input']!r})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {msg[0].lower() + msg[1:]} (got {e['input']!r})")
+    return "; ".join(problems)
+
+
+def with_overrides(config: StageConfig, items: list[str], stage: str) -> StageConfig:
+    """`config` with `--set KEY=VALUE` overrides (VALUE read as YAML: 500, 0.5, false,
+    [leye, reye]), checked as the sweep file is."""
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise BearIDError(f"--set {item}: use KEY=VALUE, e.g. --set steps=500")
+        try:
+            changes[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            changes[key] = raw
+    return make(stage, {**config.model_dump(), **changes}, where="--set")
+
+
+def stage_config(stage: str, path: Path | None = None, overrides: list[str] | None = None) -> StageConfig:
+    """One stage's config: from a YAML file of its settings (or the defaults), with --set
+    overrides; every value checked."""
+    values = {}
+    if path is not None:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise BearIDError(f"{path}: cannot read the {stage} config: {exc}") from None
+    return with_overrides(make(stage, values, where=str(path or "")), overrides or [], stage)
+
+
+def read_config(stage_dir: Path, stage: str | None = None) -> StageConfig:
+    """The config a stage directory was computed with (its config.yaml). The stage is the one
+    `stage` names, else the one the directory's name says (face_config_01: face)."""
+    stage = stage or stage_of_dir(Path(stage_dir).name).name
+    path = Path(stage_dir) / "config.yaml"
+    if not path.is_file():
+        raise BearIDError(f"{stage_dir}: not a {stage} stage directory (no config.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise BearIDError(f"{stage_dir}: cannot read its config.yaml: {exc}") from None
-    raw.pop("stage", None)  # the directory says which stage it is
-    return make(stage.name, raw)
+        raise BearIDError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BearIDError(f"{path}: expected a mapping of settings")
+    raw.pop("stage", None)  # the stage is known
+    return make(stage, raw, where=str(path))
 
 
-def as_dict(config: object) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+def as_dict(config: StageConfig) -> dict:
+    """A config as plain YAML/JSON values (what config.yaml and the stage key hold)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.model_dump().items()}
 
 
 @dataclass
@@ -214,6 +248,16 @@ class Sweep:
     def branches(self) -> list[tuple[FaceConfig, ChipConfig, EmbedConfig, ClassifyConfig]]:
         return list(itertools.product(self.face, self.chip, self.embed, self.classify))
 
+    def with_overrides(self, items: list[str]) -> Sweep:
+        """The sweep with `STAGE.KEY=VALUE` overrides applied to every config of that stage."""
+        out = Sweep(*(list(getattr(self, stage)) for stage in STAGES))
+        for item in items:
+            stage, dot, setting = item.partition(".")
+            if not dot or stage not in STAGES:
+                raise BearIDError(f"--set {item}: use STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
+            setattr(out, stage, [with_overrides(c, [setting], stage) for c in getattr(out, stage)])
+        return out
+
 
 def read_sweep(path: Path | None) -> Sweep:
     if path is None:
@@ -223,10 +267,16 @@ def read_sweep(path: Path | None) -> Sweep:
     except (OSError, yaml.YAMLError) as exc:
         raise BearIDError(f"{path}: cannot read the pipeline file: {exc}") from None
     if not isinstance(raw, dict) or set(raw) - set(STAGES):
-        raise BearIDError(f"{path}: expected a mapping with keys among {', '.join(STAGES)}")
+        unknown = sorted(set(raw) - set(STAGES)) if isinstance(raw, dict) else []
+        raise BearIDError(
+            f"{path}: expected a mapping with keys among {', '.join(STAGES)}"
+            + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else "")
+        )
     out = Sweep()
     for stage in STAGES:
         entry = raw.get(stage)
         items = entry if isinstance(entry, list) else [entry]
-        setattr(out, stage, [make(stage, item) for item in items])
+        if not items:
+            raise BearIDError(f"{path}: {stage}: an empty list of configs; give at least one (or leave the key out)")
+        setattr(out, stage, [make(stage, item, where=str(path)) for item in items])
     return out

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.optim import Curves
+
 
 def _plt():
     import matplotlib
@@ -16,19 +18,36 @@ def _plt():
     return plt
 
 
-def loss_curve(path: Path, curves: dict[str, list[float]]) -> Path:
+def loss_curve(path: Path, curves: dict[str, Curves]) -> Path:
+    """Training loss per step (smoothed) and the validation figures taken along the way:
+    validation losses on the same axes, other figures (AUC, top-1) on a second one."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=90)
-    for name, values in curves.items():
-        v = np.asarray(values)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
+    other = None
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = f"C{i}"
+        v = np.asarray(curve.loss)
         if len(v) > 20:
             w = max(1, len(v) // 50)
             v = np.convolve(v, np.ones(w) / w, mode="valid")
-        ax.plot(v, label=name)
+        ax.plot(v, label=f"{name} loss", color=colour)
+        for key in sorted({k for r in curve.validation for k in r if k != "step"}):
+            steps = [r["step"] for r in curve.validation if key in r]
+            values = [r[key] for r in curve.validation if key in r]
+            if key == "val_loss":
+                ax.plot(steps, values, "o--", color=colour, label=f"{name} validation loss", markersize=3)
+            else:
+                other = other or ax.twinx()
+                other.plot(steps, values, "s:", label=f"{name} validation {key}", markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if other is not None:
+        other.set_ylabel("validation figure")
+        more = other.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=7)
     fig.tight_layout()
     return _save(fig, path, plt)
 

@@ -95,6 +95,26 @@ def fingerprint(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def data_key(split_files: list[Path]) -> str:
+    """What the face stage is computed from, beyond its config: the split files, the size and
+    modification time of every photo they list (a photo changed in place changes it), and
+    the BearID release (a new release never reuses a stage an older one computed)."""
+    from bearid import __version__
+    from bearid.metadata import read_faces
+
+    h = hashlib.sha256(f"bearid {__version__}\n{fingerprint(split_files)}\n".encode())
+    for xml in split_files:
+        dataset = read_faces(xml)
+        for image in dataset.images:
+            path = dataset.path_of(image)
+            try:
+                st = path.stat()
+                h.update(f"{image.file}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{image.file}\tmissing\n".encode())
+    return h.hexdigest()
+
+
 def stage_paths(results: Path, finished_only: bool = True) -> list[list[Path]]:
     """Every path down the tree, face -> chip -> embed -> class, as its stage directories,
     in order. With `finished_only`, only paths whose four stages have their metrics; else

@@ -1,4 +1,11 @@
-"""`bearid runs`: the results tree with each stage's headline metrics, and the best path."""
+"""`bearid runs`: the results tree with each stage's figures, and the best path.
+
+The best path is chosen on the validation split, never on test: test figures are reported
+beside, so the figure a path is shown with was not used to choose it. Ties are broken by the
+next validation measures in `TIE_BREAK`, then by the path's directory names (the earliest
+numbers first), so the same tree always gives the same best path. A path with no
+validation figure for the measure is never the best.
+"""
 
 from __future__ import annotations
 
@@ -6,81 +13,150 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bearid.errors import BearIDError
 from training import results
+from training.config import stage_of_dir
 
-# Headline metric per stage, where it lives in metrics.json.
+SELECTED_ON = "val"
+# Headline figures per stage: (name shown, key in the split's metrics).
 HEADLINES = {
-    "face_config": [("AP50", ("test", "ap50")), ("NME", ("test", "nme")), ("recall", ("test", "recall"))],
-    "chip_config": [("chipped", ("test", "chipped"))],
-    "embed_config": [("AUC", ("test", "verification_auc")), ("1-NN top1", ("test", "nn_top1"))],
-    "class_config": [
-        ("top1", ("test", "top1")),
-        ("BAKS", ("test", "baks")),
-        ("BAUS", ("test", "baus")),
-        ("AUROC", ("test", "auroc")),
-    ],
+    "face": [("AP50", "ap50"), ("NME", "nme"), ("recall", "recall")],
+    "chip": [("chipped", "chipped")],
+    "embed": [("AUC", "verification_auc"), ("1-NN top1", "nn_top1")],
+    "classify": [("top1", "top1"), ("BAKS", "baks"), ("BAUS", "baus"), ("AUROC", "auroc")],
 }
-BY = {
-    "top1": ("test", "top1"),
-    "baks": ("test", "baks"),
-    "baus": ("test", "baus"),
-    "auroc": ("test", "auroc"),
-    "open_set": None,
-}  # open_set: mean of BAKS and BAUS
+MEASURES = ("open_set", "top1", "baks", "baus", "auroc")  # open_set: the mean of BAKS and BAUS
+TIE_BREAK = ("open_set", "auroc", "top1")
 
 
-def _get(metrics: dict, where: tuple[str, ...]):
-    for k in where:
-        if not isinstance(metrics, dict) or k not in metrics:
-            return None
-        metrics = metrics[k]
-    return metrics
-
-
-def score(path: list[Path], by: str) -> float:
-    m = results.read_metrics(path[-1])
+def measure(metrics: dict, split: str, by: str) -> float | None:
+    """A class stage's figure `by` on `split` (None where it has none)."""
+    figures = metrics.get(split)
+    if not isinstance(figures, dict):
+        return None
     if by == "open_set":
-        values = [_get(m, ("test", "baks")), _get(m, ("test", "baus"))]
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else -math.inf
-    v = _get(m, BY[by])
-    return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        values = [v for v in (figures.get("baks"), figures.get("baus")) if _number(v)]
+        return sum(values) / len(values) if values else None
+    value = figures.get(by)
+    return float(value) if _number(value) else None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def check_measure(by: str) -> str:
+    if by not in MEASURES:
+        raise BearIDError(f"--by {by}: choose one of {', '.join(MEASURES)}")
+    return by
 
 
 @dataclass
 class Runs:
+    root: Path
     paths: list[list[Path]]
     best: list[Path] | None
     by: str
 
-    def as_json(self, root: Path) -> dict:
+    def figures(self, path: list[Path], split: str) -> dict[str, float | None]:
+        m = results.read_metrics(path[-1])
+        return {name: measure(m, split, name) for name in MEASURES}
+
+    def as_json(self) -> dict:
         def node(d: Path) -> dict:
             m = results.read_metrics(d)
-            stage = d.name.rsplit("_", 1)[0]
+            stage = stage_of_dir(d.name).name
             return {
-                "dir": str(d.relative_to(root)),
-                "headline": {name: _get(m, where) for name, where in HEADLINES[stage]},
+                "dir": str(d.relative_to(self.root)),
+                **{
+                    split: {name: (m.get(split) or {}).get(key) for name, key in HEADLINES[stage]}
+                    for split in ("val", "test")
+                },
             }
 
         return {
+            "selected_on": SELECTED_ON,
             "by": self.by,
-            "best": [str(p.relative_to(root)) for p in self.best] if self.best else None,
-            "paths": [{"stages": [node(d) for d in p], "score": score(p, self.by)} for p in self.paths],
+            "tie_break": [f"{SELECTED_ON} {t}" for t in TIE_BREAK if t != self.by] + ["directory names"],
+            "best": [str(p.relative_to(self.root)) for p in self.best] if self.best else None,
+            "paths": [
+                {"stages": [node(d) for d in p], "val": self.figures(p, "val"), "test": self.figures(p, "test")}
+                for p in self.paths
+            ],
         }
 
 
-def runs(root: Path, by: str = "open_set") -> Runs:
-    paths = results.walk(Path(root))
-    best = max(paths, key=lambda p: score(p, by)) if paths else None
-    return Runs(paths, best, by)
+def rank_key(path: list[Path], by: str) -> tuple:
+    """Sorts the best path first: the validation measure, then the tie-breakers, highest
+    first, then the directory names."""
+    m = results.read_metrics(path[-1])
+    keys = [by, *(t for t in TIE_BREAK if t != by)]
+    values = [measure(m, SELECTED_ON, k) for k in keys]
+    return (*(-v if v is not None else math.inf for v in values), [d.name for d in path])
+
+
+def runs(root: Path, by: str = "open_set", keep=lambda path: True) -> Runs:
+    """The tree's finished paths, and the best of those `keep` accepts by validation `by`."""
+    check_measure(by)
+    root = Path(root)
+    paths = results.walk(root)
+    eligible = [p for p in paths if keep(p) and measure(results.read_metrics(p[-1]), SELECTED_ON, by) is not None]
+    best = min(eligible, key=lambda p: rank_key(p, by)) if eligible else None
+    return Runs(root, paths, best, by)
 
 
 def headline(d: Path) -> str:
+    """A stage's headline figures, validation / test."""
     m = results.read_metrics(d)
-    stage = d.name.rsplit("_", 1)[0]
     parts = []
-    for name, where in HEADLINES[stage]:
-        v = _get(m, where)
-        if v is not None:
-            parts.append(f"{name} {v:.3f}" if isinstance(v, float) else f"{name} {v}")
-    return ", ".join(parts)
+    for name, key in HEADLINES[stage_of_dir(d.name).name]:
+        val, test = ((m.get(split) or {}).get(key) for split in ("val", "test"))
+        if val is None and test is None:
+            continue
+        parts.append(f"{name} {_show(val)}/{_show(test)}")
+    return ", ".join(parts) + (" (val/test)" if parts else "")
+
+
+def _show(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def chain(path: Path) -> list[Path]:
+    """The stage directories from the face stage down to `path`, a stage directory of a tree."""
+    path = Path(path)
+    if not (path / results.CONFIG).is_file():
+        raise BearIDError(f"{path}: not a stage directory of a results tree (no {results.CONFIG})")
+    dirs = [path]
+    while stage_of_dir(dirs[0].name).name != "face":
+        dirs.insert(0, dirs[0].parent)
+        if not (dirs[0] / results.CONFIG).is_file():
+            raise BearIDError(
+                f"{path}: its parent {dirs[0]} is not a stage directory; give a path inside a results tree"
+            )
+    return dirs
+
+
+@dataclass
+class PathDiff:
+    configs: list[tuple[str, str, object, object]]  # stage, key, value in A, value in B
+    figures: list[tuple[str, str, object, object]]  # stage, "val AP50", ..., figure in A, figure in B
+
+
+def path_diff(a: Path, b: Path) -> PathDiff:
+    """What differs between two results paths, stage by stage (as far as both go)."""
+    from training.config import as_dict, read_config
+
+    configs, figures = [], []
+    for da, db in zip(chain(a), chain(b)):
+        stage = stage_of_dir(da.name).name
+        if stage_of_dir(db.name).name != stage:
+            break
+        ca, cb = as_dict(read_config(da)), as_dict(read_config(db))
+        configs += [(stage, k, ca[k], cb[k]) for k in ca if ca[k] != cb[k]]
+        ma, mb = results.read_metrics(da), results.read_metrics(db)
+        for split in ("val", "test"):
+            for name, key in HEADLINES[stage]:
+                fa, fb = (ma.get(split) or {}).get(key), (mb.get(split) or {}).get(key)
+                if fa is not None or fb is not None:
+                    figures.append((stage, f"{split} {name}", fa, fb))
+    return PathDiff(configs, figures)

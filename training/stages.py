@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,25 @@ from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from training.data import read_samples
 from training.embed.chipcache import build_cache
 from training.embed.evaluate import embedding_report, pairs
+from training.optim import Curves
 from training.progress import Log
 
 SPLITS = ("train", "val", "test", "holdout")
+CURVES = "curves.json"  # beside metrics.json: the training curves as numbers
+
+
+def write_curves(out: Path, curves: dict[str, Curves]) -> None:
+    """curves.json (per network: the loss at every step, the validation figures by step) and
+    curves.csv (one row per value: network, kind, step, figure, value), for tools and people
+    who want the numbers behind plots/loss.png."""
+    atomic_write_text(out / CURVES, json.dumps({name: asdict(c) for name, c in curves.items()}, indent=1))
+    rows = ["network,kind,step,figure,value"]
+    for name, c in curves.items():
+        rows += [f"{name},train,{i + 1},loss,{v:.6g}" for i, v in enumerate(c.loss)]
+        rows += [
+            f"{name},validation,{r['step']},{k},{v:.6g}" for r in c.validation for k, v in r.items() if k != "step"
+        ]
+    atomic_write_text(out / "curves.csv", "\n".join(rows) + "\n")
 
 
 # -- bearface ---------------------------------------------------------------------------
@@ -48,19 +65,23 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
         from training.face import dlib_backend
 
         finder = dlib_backend.train(train, cfg, out / "model", log)
-        curves: dict[str, list[float]] = {}
+        curves: dict[str, Curves] = {}
     else:
-        detector, det_losses = face_train.train_detector(train, cfg, log)
-        refiner, ref_losses = face_train.train_refiner(train, cfg, log)
+        val = read_samples(splits["val"]) if "val" in splits else None
+        detector, det_curves = face_train.train_detector(train, cfg, log, val)
+        refiner, ref_curves = face_train.train_refiner(train, cfg, log, val)
         face_train.save(out / "model", detector, refiner, cfg)
         finder = face_detect.torch_finder(detector, refiner, cfg.detector_spec())
-        curves = {"detector": det_losses, "refiner": ref_losses}
+        curves = {"detector": det_curves, "refiner": ref_curves}
     train_seconds = time.perf_counter() - t0
     metrics: dict = {"backend": cfg.backend, "train_seconds": round(train_seconds, 1), "train_photos": len(train)}
     examples = []
     for name, path in splits.items():
         samples = read_samples(path)
-        found = face_detect.detect_all(samples, finder.find, cfg.refine_side, threshold=0.05)
+        unreadable: dict[Path, str] = {}
+        found = face_detect.detect_all(samples, finder.find, cfg.refine_side, 0.05, unreadable, log)
+        for why in unreadable.values():
+            log(f"face {name}: not read, counted as no faces found: {why}")
         if name in ("val", "test"):
             metrics[name] = face_detect.evaluate(samples, found, cfg.score_threshold)
             log(f"face {name}: {metrics[name]}")
@@ -71,6 +92,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
             out / "face_meta" / f"{name}.xml",
         )
     if curves:
+        write_curves(out, curves)
         plots.loss_curve(out / "plots" / "loss.png", curves)
     plots.detections(out / "plots" / "detections.png", examples)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
@@ -105,11 +127,24 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     """Train the embedding network on the train chips, embed every split, and measure
     verification AUC and 1-NN top-1/top-5 (test queries against the train gallery)."""
     from training.embed import train as embed_train
-    from training.embed.loader import open_chips
+    from training.embed.loader import ChipsInMemory, open_chips
 
     t0 = time.perf_counter()
     train_chips = open_chips(chip_meta / "train.xml", cfg.input_size, log=log)
-    net, classes, losses = embed_train.train_embedder(train_chips, cfg, out / "model", resume=resume, log=log)
+    validate = None
+    if (chip_meta / "val.xml").exists():
+        val_chips = ChipsInMemory.of(open_chips(chip_meta / "val.xml", cfg.input_size, labelled_only=False, log=log))
+        gallery = ChipsInMemory.of(train_chips)
+
+        def validate(net):  # 1-NN against the training chips, as the stage measures at its end
+            queries = Embedded(embed_train.embed(net, val_chips), val_chips.labels, val_chips.paths)
+            known = Embedded(embed_train.embed(net, gallery), gallery.labels, gallery.paths)
+            report = embedding_report(queries, known, sorted(set(gallery.labels)))
+            return {k: report[k] for k in ("verification_auc", "nn_top1") if k in report}
+
+    net, classes, curves = embed_train.train_embedder(
+        train_chips, cfg, out / "model", resume=resume, log=log, validate=validate
+    )
     embed_train.save(out / "model", net, classes, cfg)
     train_seconds = time.perf_counter() - t0
     vectors: dict[str, Embedded] = {}
@@ -143,7 +178,8 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         if name in vectors:
             metrics[name] = embedding_report(vectors[name], vectors["train"], classes)
             log(f"embed {name}: {metrics[name]}")
-    plots.loss_curve(out / "plots" / "loss.png", {cfg.loss: losses})
+    write_curves(out, {cfg.loss: curves})
+    plots.loss_curve(out / "plots" / "loss.png", {cfg.loss: curves})
     test = vectors.get("test")
     if test is not None and len(test.labels):
         same, sims = pairs(test)

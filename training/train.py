@@ -12,7 +12,7 @@ from pathlib import Path
 from bearid.errors import BearIDError
 from training import results, stages
 from training.config import STAGES, Sweep, as_dict
-from training.progress import Log
+from training.progress import Log, advance
 
 # Raised when a stage's outputs change form, so a stage directory written before is not
 # reused (a new numbered one is made beside it, the old one is kept).
@@ -38,11 +38,14 @@ def split_files(data: Path) -> dict[str, Path]:
     return {n: p for n, p in files.items() if p.exists()}
 
 
-def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print) -> TrainReport:
+def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker=None) -> TrainReport:
+    """Every branch of `sweep` on the splits in `data`, into `results_dir`; each stage, once
+    finished (or found finished), also goes to `tracker` (a `training.tracking.MlflowTracker`)."""
     t0 = time.perf_counter()
+    total = len({branch[: i + 1] for branch in sweep.branches() for i in range(len(branch))})  # shared stages once
     splits = split_files(data)
     report = TrainReport()
-    data_key = results.fingerprint(list(splits.values()))
+    data_key = results.data_key(list(splits.values()))
 
     def step(parent: Path, stage: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
         if stage in OUTPUT_FORMATS:
@@ -56,6 +59,9 @@ def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print) -> Trai
             results.reset(d.path)
             results.write_metrics(d.path, run(d.path))
             report.computed.append(d.path)
+        if tracker is not None:
+            tracker.stage(d.path)
+        advance(log, "stages", len(set(report.computed) | set(report.reused)), total)
         return d
 
     for face_cfg, chip_cfg, embed_cfg, classify_cfg in sweep.branches():

@@ -10,12 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from bearid.cli.bars import Bars
 from bearid.data import catalog as catalog_mod
 from bearid.data import clean as clean_mod
 from bearid.data import ingest as ingest_mod
 from bearid.data import quarantine, report
 from bearid.data import split as split_mod
 from bearid.data import stats as stats_mod
+from bearid.fsio import check_file_target, make_dirs
 from bearid.metadata import read_faces
 from bearid.overrides import with_overrides
 
@@ -155,15 +157,18 @@ def clean(
     bearid data clean bears --apply --only exact_duplicate,corrupt
     """
     thresholds = with_overrides(clean_mod.Thresholds(), setting or [], what="threshold")
+    reasons = quarantine.check_reasons(set(only.split(",")) if only else None)
+    report_dir = make_dirs(out or root / ".bearid" / "clean")
     datasets = [read_faces(p) for p in faces or []]
-    r = clean_mod.clean(root, thresholds, datasets)
-    json_path, html_path = report.write_clean_report(r, out or root / ".bearid" / "clean")
+    with Bars(console) as bars:
+        r = clean_mod.clean(root, thresholds, datasets, progress=bars.counter("reading photos"))
+    json_path, html_path = report.write_clean_report(r, report_dir)
     rows = [(reason, f"{len(items)}  ({items[0].action})") for reason, items in r.by_reason().items()]
     console.print(
         _table(f"clean report: {r.checked} photos checked", [*rows, ("report", html_path), ("json", json_path)])
     )
     if apply:
-        moved = quarantine.apply(r, set(only.split(",")) if only else None)
+        moved = quarantine.apply(r, reasons)
         for path, why in moved.skipped:
             console.print(f"not moved: {path}: {why}", highlight=False)
         console.print(
@@ -213,6 +218,7 @@ def split_cmd(
     except ValueError:
         raise typer.BadParameter(f"--ratios '{ratios}': three numbers like 0.7,0.15,0.15") from None
     config = split_mod.SplitConfig(by, fractions, min_images, seed, window_days, year_cutoff, fix_leaks)  # type: ignore[arg-type]
+    make_dirs(out)
     dataset = None
     if faces:
         dataset = read_faces(faces[0])
@@ -248,6 +254,8 @@ def stats(
 
     Example: bearid data stats bears --faces bears/faces.xml --html stats.html
     """
+    if html:
+        check_file_target(html)
     s = stats_mod.archive_stats(root, read_faces(faces[0]) if faces else None)
     console.print(f"{s.photos} photos, {s.bytes / 1e6:.1f} MB, {s.unreadable} unreadable, {len(s.per_bear)} bears")
     for name, rows in s.tables().items():
@@ -276,7 +284,8 @@ def backup(
     """
     from bearid.data.backup import backup as run
 
-    r = run(root, dest, list(extra or []))
+    with Bars(console) as bars:
+        r = run(root, dest, list(extra or []), progress=bars.counter("backing up"))
     console.print(
         _table(
             f"backup of {root} to {dest}",
@@ -310,7 +319,8 @@ def recover(
     """
     from bearid.data.backup import recover as run
 
-    r = run(backup_dir, to, manifest, only)
+    with Bars(console) as bars:
+        r = run(backup_dir, to, manifest, only, progress=bars.counter("recovering"))
     for kind in ("conflicts", "damaged", "missing"):
         for item in getattr(r, kind):
             console.print(f"{kind}: {item}", highlight=False)
@@ -344,8 +354,11 @@ def verify(
         try:
             fraction = float(sample.rstrip("%")) / (100 if sample.endswith("%") else 1)
         except ValueError:
-            raise BearIDError(f"--sample {sample}: give a share like 1% or 0.01") from None
-    r = run(target, fraction)
+            fraction = -1.0
+        if not 0 < fraction <= 1:
+            raise BearIDError(f"--sample {sample}: give a share from 0 to 100%, like 1% or 0.01") from None
+    with Bars(console) as bars:
+        r = run(target, fraction, progress=bars.counter("re-hashing"))
     for kind in ("bitrot", "missing", "extra"):
         for item in getattr(r, kind):
             console.print(f"{kind}: {item}", highlight=False)
@@ -374,7 +387,8 @@ def workset(
     from bearid.data.workset import parse_size
     from bearid.data.workset import workset as run
 
-    r = run(root, splits, to, parse_size(max_size) if max_size else None, evict)
+    with Bars(console) as bars:
+        r = run(root, splits, to, parse_size(max_size) if max_size else None, evict, progress=bars.counter("copying"))
     console.print(
         _table(
             f"working set in {to}",

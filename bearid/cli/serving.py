@@ -32,6 +32,10 @@ def serve(
     """
     from bearid.localserver import serve_command
 
+    if bundle is not None:
+        from bearid.bundle import verify
+
+        verify(bundle)  # refuse a missing or damaged bundle now, not in every worker
     argv, env = serve_command(port, host, workers, bundle)
     # Become the server (no child left behind when a supervisor stops us with a signal).
     os.execve(argv[0], argv, env)

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text, copy_hashed, publish, remove_stale_temps, sha256_file
 
 OBJECTS, MANIFESTS = "objects", "manifests"
+
+
+Progress = Callable[[int, int], None]  # (done, total), after each file
 
 
 def object_path(dest: Path, sha: str) -> Path:
@@ -82,7 +86,8 @@ def _copy_object(src: Path, dest: Path, expected: str | None) -> tuple[str, int]
     return sha, size
 
 
-def backup(root: Path, dest: Path, extra: list[Path] | None = None) -> BackupReport:
+def backup(root: Path, dest: Path, extra: list[Path] | None = None, progress: Progress | None = None) -> BackupReport:
+    """Back the archive `root` up into `dest`; `progress(done, total)` after each file."""
     root, dest = Path(root), Path(dest)
     if dest.resolve() == root.resolve() or root.resolve() in dest.resolve().parents:
         raise BearIDError(f"{dest}: a backup must live outside the archive {root}")
@@ -93,19 +98,21 @@ def backup(root: Path, dest: Path, extra: list[Path] | None = None) -> BackupRep
     with Catalog(root) as catalog:
         catalog.scan(quick=True)
         photos = {e.path: e for e in catalog.entries()}
-    for rel, e in sorted(photos.items()):
+    others = [(rel, path) for rel, path in _other_files(root, list(extra or [])) if rel not in photos]
+    total = len(photos) + len(others)
+    for done, (rel, e) in enumerate(sorted(photos.items()), 1):
         entries[rel] = {"sha256": e.sha256, "size": e.size, "mtime_ns": e.mtime_ns}
         if object_path(dest, e.sha256).exists():
             report.already += 1
-            continue
-        report.count(_copy_object(root / rel, dest, e.sha256)[1])
-    for rel, path in _other_files(root, list(extra or [])):
-        if rel in photos:
-            continue
+        else:
+            report.count(_copy_object(root / rel, dest, e.sha256)[1])
+        progress and progress(done, total)
+    for done, (rel, path) in enumerate(others, len(photos) + 1):
         st = path.stat()
         sha, n = _copy_object(path, dest, None)
         entries[rel] = {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         report.count(n)
+        progress and progress(done, total)
     report.files = len(entries)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     manifest = {"archive": str(root.resolve()), "made": stamp, "files": entries}
@@ -134,18 +141,18 @@ def _sample(items: list, fraction: float | None, seed: int) -> list:
     return random.Random(seed).sample(items, k)
 
 
-def verify(target: Path, sample: float | None = None, seed: int = 0) -> VerifyReport:
+def verify(target: Path, sample: float | None = None, seed: int = 0, progress: Progress | None = None) -> VerifyReport:
     """Re-hash an archive against its catalog, or a backup against its latest manifest.
     `sample` (0-1) re-hashes a random share; missing and extra files are always all listed."""
     target = Path(target)
     if (target / CATALOG).exists():
-        return _verify_archive(target, sample, seed)
+        return _verify_archive(target, sample, seed, progress)
     if (target / MANIFESTS).is_dir():
-        return _verify_backup(target, sample, seed)
+        return _verify_backup(target, sample, seed, progress)
     raise BearIDError(f"{target}: neither an archive with a catalog nor a BearID backup")
 
 
-def _verify_archive(root: Path, sample: float | None, seed: int) -> VerifyReport:
+def _verify_archive(root: Path, sample: float | None, seed: int, progress: Progress | None) -> VerifyReport:
     from bearid.data.layout import photos_under
 
     report = VerifyReport("archive")
@@ -154,14 +161,16 @@ def _verify_archive(root: Path, sample: float | None, seed: int) -> VerifyReport
     on_disk = {p.relative_to(root).as_posix() for p in photos_under(root)}
     report.missing = sorted(set(known) - on_disk)
     report.extra = sorted(on_disk - set(known))
-    for rel in _sample(sorted(set(known) & on_disk), sample, seed):
+    todo = _sample(sorted(set(known) & on_disk), sample, seed)
+    for rel in todo:
         report.checked += 1
+        progress and progress(report.checked, len(todo))
         if sha256_file(root / rel) != known[rel].sha256:
             report.bitrot.append(rel)
     return report
 
 
-def _verify_backup(dest: Path, sample: float | None, seed: int) -> VerifyReport:
+def _verify_backup(dest: Path, sample: float | None, seed: int, progress: Progress | None) -> VerifyReport:
     report = VerifyReport("backup")
     manifests = sorted((dest / MANIFESTS).glob("*.json"))
     latest = json.loads(_manifest(dest, None).read_text())["files"]
@@ -174,8 +183,10 @@ def _verify_backup(dest: Path, sample: float | None, seed: int) -> VerifyReport:
     present = {p.name for p in (dest / OBJECTS).glob("*/*") if p.is_file()}
     report.missing = sorted(rel for sha, rels in wanted.items() if sha not in present for rel in rels)
     report.extra = sorted(f"{OBJECTS}/{sha[:2]}/{sha}" for sha in present - referenced)
-    for sha in _sample(sorted(set(wanted) & present), sample, seed):
+    todo = _sample(sorted(set(wanted) & present), sample, seed)
+    for sha in todo:
         report.checked += 1
+        progress and progress(report.checked, len(todo))
         if sha256_file(object_path(dest, sha)) != sha:
             report.bitrot += wanted[sha]
     report.bitrot.sort()
@@ -208,7 +219,9 @@ def _manifest(dest: Path, name: str | None) -> Path:
     return found[0]
 
 
-def recover(dest: Path, to: Path, manifest: str | None = None, only: str = "") -> RecoverReport:
+def recover(
+    dest: Path, to: Path, manifest: str | None = None, only: str = "", progress: Progress | None = None
+) -> RecoverReport:
     """Rebuild the files of one backup run (the latest, or `manifest`) under `to`, or only
     those whose path starts with `only`. Each copy is hashed while written and must match the
     manifest; files already there with the right content are skipped, and a different file in
@@ -218,9 +231,9 @@ def recover(dest: Path, to: Path, manifest: str | None = None, only: str = "") -
         raise BearIDError(f"{to}: recover into a folder outside the backup {dest}")
     path = _manifest(dest, manifest)
     report = RecoverReport(path)
-    for rel, rec in sorted(json.loads(path.read_text())["files"].items()):
-        if not rel.startswith(only):
-            continue
+    todo = [(rel, rec) for rel, rec in sorted(json.loads(path.read_text())["files"].items()) if rel.startswith(only)]
+    for done, (rel, rec) in enumerate(todo, 1):
+        progress and progress(done, len(todo))
         parts = Path(rel).parts
         if Path(rel).is_absolute() or ".." in parts:
             raise BearIDError(f"{path}: unsafe path {rel!r} in the manifest")

@@ -101,6 +101,8 @@ class Catalog:
             raise BearIDError(f"{self.root}: no such archive directory")
         self.path = self.root / CATALOG
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # SQLite would make it 0644 whatever the umask; its -wal and -shm copy its mode
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o666))
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self._migrate()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,13 +228,18 @@ def nose_offset(box) -> float | None:
 
 
 def clean(
-    root: Path, thresholds: Thresholds | None = None, faces: list[Dataset] | None = None, workers: int = 0
+    root: Path,
+    thresholds: Thresholds | None = None,
+    faces: list[Dataset] | None = None,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CleanReport:
-    """Scan the archive (incrementally) and run every check; changes nothing on disk."""
+    """Scan the archive (incrementally; `progress(done, total)` per photo read) and run every
+    check; changes nothing on disk."""
     root = Path(root)
     t = thresholds or Thresholds()
     with Catalog(root) as catalog:
-        catalog.scan(workers=workers, near_distance=t.near_distance)
+        catalog.scan(workers=workers, near_distance=t.near_distance, progress=progress)
         entries = catalog.entries()
     if not entries:
         raise BearIDError(f"{root}: no photos found (expected <location>/<contributor>_<date>/<bear>/ folders)")

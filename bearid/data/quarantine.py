@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bearid.data.catalog import Catalog
 from bearid.data.clean import CleanReport
+from bearid.errors import BearIDError
 from bearid.fsio import sha256_file
 
 QUARANTINE_DIR = "_quarantine"
@@ -40,8 +41,22 @@ def _log(root: Path, record: dict) -> None:
         os.fsync(fh.fileno())
 
 
+def check_reasons(reasons: set[str] | None) -> set[str] | None:
+    """`reasons` if each is one that clean quarantines for (a typo must not look like
+    'moved 0 files')."""
+    from bearid.data.clean import PRIORITY
+
+    unknown = sorted((reasons or set()) - set(PRIORITY))
+    if unknown:
+        raise BearIDError(
+            f"--only {','.join(unknown)}: not a reason clean quarantines for; the reasons: {', '.join(PRIORITY)}"
+        )
+    return reasons
+
+
 def apply(report: CleanReport, reasons: set[str] | None = None) -> MoveReport:
     """Move every file flagged for quarantine (optionally only for `reasons`)."""
+    check_reasons(reasons)
     root = report.root
     out = MoveReport(batch=dt.datetime.now().strftime("%Y%m%dT%H%M%S.%f"))
     for path, finding in sorted(report.to_quarantine().items()):

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,8 +60,15 @@ def _copy_verified(src: Path, target: Path, sha: str) -> int:
 
 
 def workset(
-    root: Path, splits: list[Path], fast: Path, max_size: int | None = None, evict: bool = False
+    root: Path,
+    splits: list[Path],
+    fast: Path,
+    max_size: int | None = None,
+    evict: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> WorksetReport:
+    """Copy the photos `splits` need to `fast` (see the module docstring); `progress(done,
+    total)` after each photo."""
     root, fast = Path(root).resolve(), Path(fast)
     fast.mkdir(parents=True, exist_ok=True)
     state = json.loads((fast / MANIFEST).read_text()) if (fast / MANIFEST).exists() else {"files": {}}
@@ -90,7 +98,8 @@ def workset(
             f"{max_size / 2**30:.2f} GiB: {over / 2**30:.2f} GiB does not fit (drop a split or raise --max-size)"
         )
     saved = time.monotonic()
-    for rel in sorted(needed):
+    for done, rel in enumerate(sorted(needed), 1):
+        progress and progress(done, len(needed))
         e, target = known[rel], fast / rel
         have = state["files"].get(rel)
         if have and have["sha256"] == e.sha256 and target.exists() and target.stat().st_size == e.size:

@@ -32,18 +32,23 @@ def synthesize(
 ) -> SynthReport:
     """Write a world (and, with `messy`, its planted defects) under `out`.
 
-    Deterministic for a config. Refuses a non-empty `out` unless it holds a world made with
-    the same settings, in which case it is rewritten identically (re-running is safe).
+    Deterministic for a config. Refuses a non-empty `out` unless it holds a world made (or
+    begun: a run that was stopped) with the same settings; that one is finished, every photo
+    already there as it must be left alone, so re-running is safe and resumes.
     """
     out = Path(out)
     stamp = out / TRUTH_DIR / _STAMP
     if out.exists() and any(out.iterdir()):
         if not stamp.exists():
             raise BearIDError(f"{out} is not empty and holds no synthetic world; choose a new or empty directory")
-        if not made_with(out, config, messy):
+        if not made_with(out, config, messy, finished=False):
             raise BearIDError(
-                f"{out} holds a synthetic world made with other settings; choose a new or empty directory"
+                f"{out} holds a synthetic world {'made' if _finished(stamp) else 'begun'} with other settings; "
+                "choose a new or empty directory"
             )
+    atomic_write_text(
+        stamp, json.dumps({**_settings(config, messy), "finished": False}, indent=1)
+    )  # first: a stopped run resumes
     world, dataset, report = write_world(config, out, workers=workers, progress=progress)
     if messy:
         report.planted = dict(Counter(p.defect for p in add_mess(world, dataset, out)))
@@ -51,13 +56,20 @@ def synthesize(
     return report
 
 
-def made_with(out: Path, config: WorldConfig, messy: bool = False) -> bool:
-    """Whether `out` holds a world made with these settings. A setting added since the world
-    was made reads as its default, which is how it was made."""
+def _finished(stamp: Path) -> bool:
+    return json.loads(stamp.read_text()).get("finished", True)
+
+
+def made_with(out: Path, config: WorldConfig, messy: bool = False, finished: bool = True) -> bool:
+    """Whether `out` holds a world made with these settings (with `finished` false, also one
+    begun and stopped). A setting added since the world was made reads as its default, which
+    is how it was made."""
     stamp = Path(out) / TRUTH_DIR / _STAMP
     if not stamp.exists():
         return False
     made = json.loads(stamp.read_text())
+    if not made.pop("finished", True) and finished:
+        return False
     made["config"] = {**_settings(WorldConfig(), messy)["config"], **made.get("config", {})}
     return made == _settings(config, messy)
 

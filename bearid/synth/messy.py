@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bearid.fsio import atomic_write_bytes, atomic_write_text
+from bearid.fsio import atomic_write_text, write_unless_same
 from bearid.metadata import Dataset, ImageEntry, write_faces
 from bearid.synth.photo_io import encode_jpeg
 from bearid.synth.render import render
@@ -91,7 +91,7 @@ def _render(plan: PhotoPlan, seed: int) -> tuple[Image.Image, list]:
 
 def _save(root: Path, rel: str, img: Image.Image, plan: PhotoPlan, quality: int | None = None) -> bytes:
     data = encode_jpeg(img, plan.orientation, plan.taken, quality or plan.quality)
-    atomic_write_bytes(root / rel, data)
+    write_unless_same(root / rel, data)
     return data
 
 
@@ -126,7 +126,7 @@ def add_mess(world: World, dataset: Dataset, root: Path) -> list[Planted]:
         data = (root / src.relpath).read_bytes()
         folder = "bear_unknown" if k % 3 == 2 else src.folder
         dup = dataclasses.replace(src, filename=f"copy_{k}_{src.filename}", folder=folder)
-        atomic_write_bytes(root / dup.relpath, data)
+        write_unless_same(root / dup.relpath, data)
         entry = copy.deepcopy(by_path[src.relpath])
         entry.file = dup.relpath
         dataset.images.append(entry)
@@ -166,7 +166,7 @@ def add_mess(world: World, dataset: Dataset, root: Path) -> list[Planted]:
     }
     for defect, data in broken.items():
         rel = f"{src.contribution.location}/{src.contribution.dirname}/{src.folder}/{defect}_{src.filename}"
-        atomic_write_bytes(root / rel, data)
+        write_unless_same(root / rel, data)
         planted.append(Planted(rel, defect, {}))
 
     # A bear folder whose name breaks the ID convention (same bear, written by hand).
@@ -210,7 +210,7 @@ def _write_drop(world: World, root: Path, rng: np.random.Generator) -> list[Plan
         shot = _variant(src, rng, Path(rel_in_drop).name, nudge=0.25, seconds=86400 * 30)
         img, boxes = _render(shot, seed)
         data = encode_jpeg(img, shot.orientation, shot.taken, shot.quality)
-        atomic_write_bytes(root / base / rel_in_drop, data)
+        write_unless_same(root / base / rel_in_drop, data)
         entries.append(ImageEntry(f"{base}/{rel_in_drop}", boxes, img.width, img.height))
         planted.append(Planted(f"{base}/{rel_in_drop}", defect, {"label": label}))
 
@@ -229,16 +229,16 @@ def _write_drop(world: World, root: Path, rng: np.random.Generator) -> list[Plan
     # A photo already in the archive (same bytes), and a different photo of the same bear
     # under a name the drop already uses for that bear.
     src = local[0]
-    atomic_write_bytes(root / base / f"{src.folder}_dup.jpg", (root / src.relpath).read_bytes())
+    write_unless_same(root / base / f"{src.folder}_dup.jpg", (root / src.relpath).read_bytes())
     planted.append(
         Planted(f"{base}/{src.folder}_dup.jpg", "drop_already_archived", {"label": src.folder, "of": src.relpath})
     )
     src, fname = flat[1]
     shoot(src, f"clash/{src.folder}/{fname}", src.folder, defect="drop_name_clash")
     planted[-1].detail["clashes_with"] = f"{base}/{fname}"
-    atomic_write_bytes(root / base / "thumbs_0007.jpg", b"\xff\xd8\xff\xe0" + bytes(300))
+    write_unless_same(root / base / "thumbs_0007.jpg", b"\xff\xd8\xff\xe0" + bytes(300))
     planted.append(Planted(f"{base}/thumbs_0007.jpg", "corrupt", {}))
-    atomic_write_bytes(root / base / "README.jpg", b"Photos from the August trip, IDs in the file names.\n")
+    write_unless_same(root / base / "README.jpg", b"Photos from the August trip, IDs in the file names.\n")
     planted.append(Planted(f"{base}/README.jpg", "not_image", {}))
     write_faces(Dataset(entries, name="drop ground truth", base_dir=root), root / TRUTH_DIR / "drop_faces.xml")
     return planted

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from bearid.fsio import atomic_write_bytes, atomic_write_text
+from bearid.fsio import atomic_write_text, write_unless_same
 from bearid.metadata import Box, Dataset, ImageEntry, write_faces
 from bearid.synth.photo_io import encode_jpeg
 from bearid.synth.render import Assets, RenderedFace, render
@@ -69,7 +69,7 @@ def render_photo(plan: PhotoPlan, root: Path, seed: int) -> ImageEntry:
     """Render one planned photo, write it (atomically) and return its ground truth."""
     img, faces = render(plan.scene, plan.faces, assets_for(seed))
     data = encode_jpeg(img, plan.orientation, plan.taken, plan.quality, make=f"{plan.contribution.contributor} camera")
-    atomic_write_bytes(root / plan.relpath, data)
+    write_unless_same(root / plan.relpath, data)
     return ImageEntry(file=plan.relpath, boxes=[to_box(f) for f in faces], width=img.width, height=img.height)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bearid.errors import BearIDError
 from bearid.synth.geometry import Pose
 from bearid.synth.render import FaceSpec, SceneSpec
 from bearid.synth.traits import BearTraits, cub_of, make_population
@@ -64,6 +65,35 @@ class WorldConfig:
     multiple_rate: float = 0.06
     cub_rate: float = 0.04
     empty_rate: float = 0.04
+
+    def __post_init__(self) -> None:
+        """Refuse settings no world can be made with, naming the setting."""
+        counts = {
+            "bears": (self.bears, 1),
+            "photos": (self.photos, 0),
+            "strangers": (self.strangers, 0),
+            "locations": (self.locations, 0),
+            "min_face": (self.min_face, 8),
+            "min_side": (self.min_side, 64),
+        }
+        for name, (value, least) in counts.items():
+            if value < least:
+                raise BearIDError(f"world setting {name}={value}: must be {least} or more")
+        rates = [f.name for f in dataclasses.fields(self) if f.name.endswith("_rate")] + [
+            "sibling_closeness",
+            "max_face_frac",
+        ]
+        for name in rates:
+            if not 0 <= getattr(self, name) <= 1:
+                raise BearIDError(f"world setting {name}={getattr(self, name)}: a share, from 0 to 1")
+        if self.max_side < self.min_side:
+            raise BearIDError(
+                f"world settings min_side={self.min_side}, max_side={self.max_side}: max_side is the smaller"
+            )
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise BearIDError(
+                f"world setting jpeg_quality={self.jpeg_quality}: two qualities from 1 to 100, lower first"
+            )
 
     def harder(self, difficulty: float) -> WorldConfig:
         """Scale every nuisance and look-alike knob by `difficulty` (1 = default)."""

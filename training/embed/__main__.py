@@ -12,10 +12,8 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
-from bearid.overrides import with_overrides
-from training.config import EmbedConfig, make
+from training.config import EmbedConfig, stage_config
 from training.embed.loader import open_chips
 from training.embed.train import distributed, save, train_embedder
 
@@ -32,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
-    cfg = make("embed", yaml.safe_load(args.config.read_text()) if args.config else {})
-    cfg = with_overrides(cfg, args.settings, what="embed setting")
+    cfg = stage_config("embed", args.config, args.settings)
     assert isinstance(cfg, EmbedConfig)
     rank, world = distributed()
     if rank == 0:  # one process packs the cache; the others wait for it

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from PIL import Image
 
 from bearid.embed import input_pixels
 from bearid.errors import BearIDError
-from bearid.fsio import sha256_file
+from bearid.fsio import sha256_file, temp_dir
 from bearid.metadata import ChipSet, read_chips
 
 FORMAT = 1
@@ -123,7 +122,7 @@ def build_cache(chips_xml: Path, size: int | None = None, shard_chips: int = SHA
         images = _decoded(chipset, chips_xml)
     root = cache_dir_for(chips_xml, size)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    tmp = temp_dir(f".{root.name}.", root.parent)
     try:
         for start in range(0, len(chipset.chips), shard_chips):
             rows = min(shard_chips, len(chipset.chips) - start)

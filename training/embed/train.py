@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from training.embed.loader import ChipData, PKBatches, Sequential, batches
 from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.madeup import MadeUpBears
 from training.embed.model import EmbedNet
-from training.optim import Optimiser
+from training.optim import Curves, Optimiser
 from training.progress import Log
 
 
@@ -112,10 +113,12 @@ def train_embedder(
     resume: bool = False,
     log: Log = print,
     workers: int | None = None,
-) -> tuple[EmbedNet, list[str], list[float]]:
+    validate: Callable[[EmbedNet], dict] | None = None,
+) -> tuple[EmbedNet, list[str], Curves]:
     """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
     through the loader (`workers` processes; None: the default), augmentation runs here.
-    Returns the network (eval mode), the identity list and the loss curve."""
+    `validate(net)` gives validation figures, taken about ten times a run (on rank 0).
+    Returns the network (eval mode), the identity list and the curves."""
     labels = data.labels
     if len(set(labels)) < 2:
         raise BearIDError(
@@ -147,6 +150,7 @@ def train_embedder(
     for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
         opt.step(model(augment(x, gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
         opt.report("embed", step, cfg.steps, log)
+        opt.validate(step, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed")
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
@@ -167,7 +171,7 @@ def train_embedder(
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / f"rank{rank}.sha256").write_text(checksum(trainee.net))
         torch.distributed.barrier()
-    return trainee.net.eval(), classes, opt.losses
+    return trainee.net.eval(), classes, opt.curves()
 
 
 def save(model_dir: Path, net: EmbedNet, classes: list[str], cfg: EmbedConfig) -> None:

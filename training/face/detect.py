@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bearid.errors import BearIDError
 from bearid.face import Detection, DetectorSpec, FaceFinder
 from bearid.imageio import load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry
@@ -16,6 +17,7 @@ from bearid.metrics import detection_report, match_detections, nme
 from training.config import FaceConfig, read_config
 from training.data import Sample
 from training.face.model import Detector, Refiner
+from training.progress import Log, advance
 from training.torchnet import network
 
 
@@ -24,15 +26,31 @@ def torch_finder(detector: Detector, refiner: Refiner, spec: DetectorSpec) -> Fa
 
 
 def detect_all(
-    samples: list[Sample], find: Callable, refine_side: int, threshold: float = 0.05
+    samples: list[Sample],
+    find: Callable,
+    refine_side: int,
+    threshold: float = 0.05,
+    unreadable: dict[Path, str] | None = None,
+    log: Log | None = None,
 ) -> list[list[Detection]]:
-    """Detections (down to a low score, for AP) for every photo."""
+    """Detections (down to a low score, for AP) for every photo. A photo that cannot be read
+    is recorded in `unreadable` (path -> why) and has none; without `unreadable` it stops
+    the run."""
     out = []
-    for s in samples:
-        photo = load_photo(s.path, max_side=refine_side)
+    for i, s in enumerate(samples):
+        try:
+            photo = load_photo(s.path, max_side=refine_side)
+        except BearIDError as exc:
+            if unreadable is None:
+                raise
+            unreadable[s.path] = str(exc)
+            out.append([])
+            continue
         if not s.width:
             s.width, s.height = photo.width, photo.height
         out.append(find(photo, threshold))
+        if log:
+            advance(log, "detecting faces", i + 1, len(samples))
     return out
 
 
@@ -55,11 +73,18 @@ def evaluate(samples: list[Sample], detections: list[list[Detection]], threshold
 
 
 def faces_dataset(
-    samples: list[Sample], detections: list[list[Detection]], threshold: float, base_dir: Path
+    samples: list[Sample],
+    detections: list[list[Detection]],
+    threshold: float,
+    base_dir: Path,
+    leave_out: set[Path] | frozenset = frozenset(),
 ) -> Dataset:
-    """The detected faces as imglab XML, each labelled with the truth face it matches."""
+    """The detected faces as imglab XML, each labelled with the truth face it matches (the
+    photos in `leave_out`, unreadable ones, are not in it)."""
     images = []
     for s, dets in zip(samples, detections):
+        if s.path in leave_out:
+            continue
         kept = [d for d in dets if d.score >= threshold]
         truth = [f for f in s.faces if not f.ignore]
         _, _, matches, _ = match_detections([[(d.box, d.score) for d in kept]], [[f.box for f in truth]])
@@ -106,8 +131,10 @@ def example(sample: Sample, dets: list[Detection], threshold: float) -> tuple[Im
 
 def finder_from_dir(face_dir: Path) -> tuple[object, FaceConfig]:
     """The face finder of a face config directory (its config.yaml and model/), and its config."""
-    cfg = read_config(face_dir)
+    cfg = read_config(face_dir, "face")
     assert isinstance(cfg, FaceConfig)
+    if not (face_dir / "model").is_dir():
+        raise BearIDError(f"{face_dir}: no model/ folder (is it a face stage directory that finished training?)")
     if cfg.backend == "dlib":
         from training.face import dlib_backend
 

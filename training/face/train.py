@@ -17,7 +17,7 @@ from bearid.preprocess import normalise
 from training.config import FaceConfig
 from training.data import Loaded, Sample, load_all
 from training.face.model import Detector, Refiner
-from training.optim import Optimiser
+from training.optim import Curves, Optimiser
 from training.progress import Log
 
 
@@ -98,19 +98,37 @@ def detector_loss(pred: torch.Tensor, heat: torch.Tensor, reg: torch.Tensor) -> 
     return (pos_loss + neg_loss) / n + box_l1 + 2.0 * lmk_l1
 
 
-def train_detector(train: list[Sample], cfg: FaceConfig, log: Log = print) -> tuple[Detector, list[float]]:
+def train_detector(
+    train: list[Sample], cfg: FaceConfig, log: Log = print, val: list[Sample] | None = None
+) -> tuple[Detector, Curves]:
+    """The detector, and its curves: the loss at every step and, with `val`, the loss on
+    fixed batches of the validation photos about ten times a run."""
     rng = _seed(cfg.seed)
     t0 = time.perf_counter()
     loaded = load_all(train, max_side=int(max(cfg.input_sides) * 1.4))
     log(f"detector: {len(loaded)} photos loaded in {time.perf_counter() - t0:.1f} s")
     model = Detector(cfg.width)
     opt = Optimiser(model.parameters(), cfg.lr, cfg.steps)
+    val_loss = _detector_val_loss(val, cfg)
     model.train()
     for step in range(cfg.steps):
         x, heat, reg = detector_batch(loaded, cfg, rng)
         opt.step(detector_loss(model(x), heat, reg))
         opt.report("detector", step, cfg.steps, log)
-    return model.eval(), opt.losses
+        opt.validate(step, cfg.steps, model, val_loss, log, "detector")
+    return model.eval(), opt.curves()
+
+
+def _detector_val_loss(val: list[Sample] | None, cfg: FaceConfig, batches: int = 4):
+    """The loss on fixed batches of validation crops (their own generator: the training's
+    draws are untouched), as a function of the model."""
+    faces = [s for s in val or [] if any(not f.ignore for f in s.faces)]
+    if not faces:
+        return None
+    loaded = load_all(faces, max_side=int(max(cfg.input_sides) * 1.4))
+    rng = np.random.default_rng([cfg.seed, 99])
+    fixed = [detector_batch(loaded, cfg, rng) for _ in range(batches)]
+    return lambda model: {"val_loss": float(np.mean([detector_loss(model(x), h, r).item() for x, h, r in fixed]))}
 
 
 def refiner_examples(train: list[Sample], cfg: FaceConfig, context: int = 96) -> tuple[np.ndarray, np.ndarray]:
@@ -161,19 +179,36 @@ def refiner_batch(
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def train_refiner(train: list[Sample], cfg: FaceConfig, log: Log = print) -> tuple[Refiner, list[float]]:
+def train_refiner(
+    train: list[Sample], cfg: FaceConfig, log: Log = print, val: list[Sample] | None = None
+) -> tuple[Refiner, Curves]:
+    """The refiner, and its curves (with `val`, the loss on fixed validation crops)."""
     rng = _seed(cfg.seed + 1)
     t0 = time.perf_counter()
     crops, marks = refiner_examples(train, cfg)
     log(f"refiner: {len(crops)} faces cropped in {time.perf_counter() - t0:.1f} s")
     model = Refiner()
     opt = Optimiser(model.parameters(), cfg.lr, cfg.refiner_steps)
+    val_loss = None
+    if val and any(f.landmarks is not None and not f.ignore for s in val for f in s.faces):
+        val_crops, val_marks = refiner_examples(val, cfg)
+        val_rng = np.random.default_rng([cfg.seed, 98])
+        fixed = [refiner_batch(val_crops, val_marks, cfg, val_rng) for _ in range(2)]
+
+        def val_loss(m):
+            return {"val_loss": float(np.mean([refiner_loss(m(x), y).item() for x, y in fixed]))}
+
     model.train()
     for step in range(cfg.refiner_steps):
         x, y = refiner_batch(crops, marks, cfg, rng)
-        opt.step(torch.nn.functional.smooth_l1_loss(model(x), y, beta=0.02))
+        opt.step(refiner_loss(model(x), y))
         opt.report("refiner", step, cfg.refiner_steps, log, every=200)
-    return model.eval(), opt.losses
+        opt.validate(step, cfg.refiner_steps, model, val_loss, log, "refiner")
+    return model.eval(), opt.curves()
+
+
+def refiner_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.smooth_l1_loss(pred, target, beta=0.02)
 
 
 def save(model_dir: Path, detector: Detector, refiner: Refiner, cfg: FaceConfig) -> None:
