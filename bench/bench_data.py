@@ -13,9 +13,10 @@ import numpy as np
 from common import Figure, Suite, best_of
 from PIL import Image
 
-from bearid.data.catalog import Catalog, walk
+from bearid.data.catalog import Catalog
 from bearid.data.clean import clean
 from bearid.data.ingest import ingest
+from bearid.data.layout import walk
 from bearid.data.neardup import hamming, near_clusters
 from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize

@@ -92,3 +92,11 @@ def test_a_classifier_pickled_under_its_old_module_name_still_loads(tmp_path):
     (tmp_path / "classifier.pkl").write_bytes(old)
     loaded = load_classifier(tmp_path / "classifier.pkl")
     assert isinstance(loaded, OpenSetClassifier) and loaded.ids == ["bf_001", "bf_002"]
+
+
+def test_the_bench_scripts_import(monkeypatch):
+    """`make bench` is not in `make test`; its scripts must at least follow the library."""
+    bench = Path(__file__).parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    for script in sorted(bench.glob("*.py")):
+        importlib.import_module(script.stem)
