@@ -42,3 +42,8 @@ class Bars:
     def counter(self, what: str) -> Callable[[int, int], None]:
         """A `progress(done, total)` callback for one piece of work."""
         return lambda done, total: self.advance(what, done, total)
+
+    def ticker(self, what: str, total: int | None = None) -> Callable[[int], None]:
+        """A `progress(n)` callback: n more items of `what` done."""
+        self.advance(what, 0, total)
+        return lambda n: self.progress.advance(self.tasks[what], n)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from bearid.cli.bars import Bars
@@ -28,17 +27,6 @@ FacesOption = Annotated[
     list[Path] | None,
     typer.Option("--faces", help="imglab faces XML with boxes and labels for these photos (repeatable)."),
 ]
-
-
-def _bar() -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def _table(title: str, rows: list[tuple[str, object]]) -> Table:
@@ -64,11 +52,8 @@ def scan(
 
     Example: bearid data scan /data/bears
     """
-    with catalog_mod.Catalog(root) as cat, _bar() as bar:
-        task = bar.add_task("reading new and changed files", total=None)
-        r = cat.scan(
-            workers=workers, quick=quick, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with catalog_mod.Catalog(root) as cat, Bars(console) as bars:
+        r = cat.scan(workers=workers, quick=quick, progress=bars.counter("reading new and changed files"))
     console.print(
         _table(
             f"catalog of {root}",
@@ -106,10 +91,9 @@ def ingest(
     Example: bearid data ingest ~/drops/aug bears --location brooks_falls --contributor hartley --date 201908
     --id-from 'filename:(bf_\\d+)'
     """
-    with _bar() as bar:
-        task = bar.add_task("filing photos", total=None)
+    with Bars(console) as bars:
         r = ingest_mod.ingest(
-            drop, root, location, contributor, date, id_from=id_from, link=link, progress=lambda n: bar.advance(task, n)
+            drop, root, location, contributor, date, id_from=id_from, link=link, progress=bars.ticker("filing photos")
         )
     for rec in r.records:
         if rec.action in ("unreadable", "skipped", "renamed", "already_archived"):

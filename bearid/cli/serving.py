@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from bearid.cli.bars import Bars
 
 console = Console()
 
@@ -64,21 +65,8 @@ def score(
     from bearid.score import accuracy, read_journal
     from bearid.score import score as run
 
-    with (
-        BearIDClient(url) as client,
-        Progress(
-            TextColumn("scoring"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar,
-    ):
-        task = bar.add_task("score", total=None)
-        report = run(
-            photos, client, out, concurrency, lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with BearIDClient(url) as client, Bars(console) as bars:
+        report = run(photos, client, out, concurrency, bars.counter("scoring"))
     model = report.model
     again = f" ({report.outdated} of them answered before by another model)" if report.outdated else ""
     console.print(

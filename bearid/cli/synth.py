@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from bearid.cli.bars import Bars
 from bearid.synth import WorldConfig, config_with, default_workers, synthesize
 
 console = Console()
@@ -41,17 +41,13 @@ def synth(
     """
     config = WorldConfig(bears=bears, photos=photos, seed=seed).harder(difficulty)
     config = config_with(config, setting or [])
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("rendering photos", total=photos)
+    with Bars(console) as bars:
         report = synthesize(
-            config, out, messy=messy, workers=workers or default_workers(), progress=lambda n: bar.advance(task, n)
+            config,
+            out,
+            messy=messy,
+            workers=workers or default_workers(),
+            progress=bars.ticker("rendering photos", photos),
         )
     print_report(report)
     if contact_sheet:
