@@ -1,7 +1,10 @@
 """The bundle: what training hands to serving (docs/architecture.md, "The bundle"). It
 owns its format: it writes the manifest and reads it back.
 
-    BUNDLE/ manifest.json  face.onnx  landmarks.onnx  embed.onnx  classifier.pkl  ids.json
+    BUNDLE/ manifest.json  face.onnx  landmarks.onnx | landmarks.npz  embed.onnx  classifier.pkl  ids.json
+
+The detector is BearID's own (`centernet`, with a landmark refiner: landmarks.onnx) or an
+imported dlib one (`mmod`, with a shape predictor: landmarks.npz); the manifest says which.
 
 `manifest.json` records the format, the bundle version, its lineage (the results path it was
 exported from), the detector's settings, how photos are decoded and chips are cut, the
@@ -19,7 +22,7 @@ import hashlib
 import json
 import platform
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -27,11 +30,19 @@ from bearid.chip import ChipSpec
 from bearid.classify import OpenSetClassifier, load_classifier
 from bearid.errors import BearIDError
 from bearid.face import DetectorSpec
+from bearid.face.mmod import MmodSpec
 from bearid.fsio import atomic_write_text, sha256_file
+from bearid.preprocess import Normalisation
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-FILES = ("face.onnx", "landmarks.onnx", "embed.onnx", "classifier.pkl", "ids.json")
+FILES = ("face.onnx", "embed.onnx", "classifier.pkl", "ids.json")  # in every bundle
+LANDMARK_FILES = {"refiner": "landmarks.onnx", "regression_trees": "landmarks.npz"}  # by the landmark model's kind
+
+
+def files_of(fields: dict) -> tuple[str, ...]:
+    """The files a bundle with these manifest fields holds."""
+    return (*FILES, LANDMARK_FILES[(fields.get("landmarks") or {}).get("kind", "refiner")])
 
 
 def file_record(path: Path) -> dict:
@@ -64,10 +75,12 @@ def library_versions() -> dict:
 def describe(
     *,
     lineage: dict,
-    detector: DetectorSpec,
+    detector: dict,
+    landmarks: dict,
     refine_side: int,
     chip: ChipSpec,
     embed_input_size: int,
+    embed_norm: Normalisation,
     embed_dim: int,
     threshold: float,
     target_far: float,
@@ -75,10 +88,13 @@ def describe(
     identities: int,
     metrics: dict,
 ) -> dict:
-    """The manifest's fields (all but the format, version and file records) of a bundle."""
+    """The manifest's fields (all but the format, version and file records) of a bundle.
+    `detector` holds its "kind" (centernet or mmod) and its settings; `landmarks` its "kind"
+    (refiner or regression_trees) and, for the second, the parts' names."""
     return {
         "lineage": lineage,
-        "detector": asdict(detector),
+        "detector": detector,
+        "landmarks": landmarks,
         "decode": {"refine_side": refine_side},
         "chip": {
             "size": chip.size,
@@ -86,7 +102,12 @@ def describe(
             "padding": chip.padding,
             "template": {k: list(v) for k, v in chip.template.items()},
         },
-        "embed": {"input_size": embed_input_size, "dim": embed_dim, "output": "embedding before L2 normalisation"},
+        "embed": {
+            "input_size": embed_input_size,
+            "dim": embed_dim,
+            "output": "embedding before L2 normalisation",
+            "normalisation": embed_norm.record(),
+        },  # fmt: skip
         "open_set": {"threshold": threshold, "target_far": target_far, "score": OPEN_SET_SCORES[open_set]},
         "identities": identities,
         "metrics": metrics,
@@ -97,10 +118,11 @@ def describe(
 def write_manifest(folder: Path, fields: dict) -> dict:
     """Checksum every bundle file in `folder` and write manifest.json (atomically, last, so a
     folder without a manifest is never mistaken for a finished bundle)."""
-    missing = [n for n in FILES if not (folder / n).is_file()]
+    names = files_of(fields)
+    missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise BearIDError(f"{folder}: cannot write a bundle manifest, missing {', '.join(missing)}")
-    files = {n: file_record(folder / n) for n in FILES}
+    files = {n: file_record(folder / n) for n in names}
     manifest = {"format": FORMAT, "version": content_version(files), **fields, "files": files}
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
@@ -127,7 +149,7 @@ def verify(folder: Path) -> dict:
     folder = Path(folder)
     manifest = read_manifest(folder)
     files = manifest.get("files") or {}
-    for name in FILES:
+    for name in files_of(manifest):
         if name not in files:
             raise BearIDError(f"{folder}: the manifest does not list {name}")
     for name, record in files.items():
@@ -160,8 +182,36 @@ class Bundle:
         return self.manifest["version"]
 
     @property
+    def detector_kind(self) -> str:
+        return self.manifest["detector"].get("kind", "centernet")  # bundles made before mmod have none
+
+    @property
     def detector_spec(self) -> DetectorSpec:
-        return DetectorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.manifest["detector"].items()})
+        """The settings of BearID's own detector (a centernet bundle)."""
+        fields = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in self.manifest["detector"].items() if k != "kind"
+        }
+        return DetectorSpec(**fields)
+
+    @property
+    def mmod_spec(self) -> MmodSpec:
+        """The settings of an imported dlib detector (an mmod bundle)."""
+        fields = {k: v for k, v in self.manifest["detector"].items() if k != "kind"}
+        fields["windows"] = tuple(tuple(w) for w in fields["windows"])
+        return MmodSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+    @property
+    def landmark_kind(self) -> str:
+        return (self.manifest.get("landmarks") or {}).get("kind", "refiner")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The landmarks' names of a shape predictor bundle."""
+        return tuple(self.manifest["landmarks"]["parts"])
+
+    @property
+    def embed_norm(self) -> Normalisation:
+        return Normalisation.of(self.manifest["embed"].get("normalisation"))
 
     @property
     def refine_side(self) -> int:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bearid.fsio import atomic_path
 from bearid.metadata import ChipSet, write_chips
-from bearid.preprocess import normalise
+from bearid.preprocess import Normalisation, normalise
 
 VIEWS_FILE = "train_views.npz"  # augmented views of the training chips, for the classifier's Gaussians
 
@@ -27,9 +27,9 @@ def input_pixels(chip: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def network_input(chip: Image.Image, size: int) -> np.ndarray:
+def network_input(chip: Image.Image, size: int, norm: Normalisation | None = None) -> np.ndarray:
     """The embedding network's input for a chip (3 x size x size float32)."""
-    return normalise(input_pixels(chip, size))
+    return normalise(input_pixels(chip, size), norm)
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:

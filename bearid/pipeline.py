@@ -20,6 +20,8 @@ from bearid.chip import chip_faces
 from bearid.embed import network_input
 from bearid.errors import BearIDError
 from bearid.face import Detection, FaceFinder, Network
+from bearid.face.mmod import MmodFinder
+from bearid.face.shape_predictor import ShapeModel
 from bearid.imageio import load_photo
 from bearid.runtime import ort_sessions
 
@@ -59,6 +61,15 @@ class Answer:
         }
 
 
+def finder_of(bundle: Bundle, networks: dict[str, Network]) -> FaceFinder | MmodFinder:
+    """The bundle's face finder: BearID's detector and refiner, or an imported dlib detector
+    and its shape predictor."""
+    if bundle.detector_kind == "mmod":
+        shapes = ShapeModel.load(bundle.path("landmarks.npz"))
+        return MmodFinder(networks["face"], shapes, bundle.mmod_spec, bundle.parts)
+    return FaceFinder(networks["face"], networks["landmarks"], bundle.detector_spec)
+
+
 class Pipeline:
     """Photos in, faces with boxes, landmarks and bear IDs out."""
 
@@ -66,10 +77,10 @@ class Pipeline:
         self, bundle: Bundle, networks: dict[str, Network], on_stage: Callable[[str, float], None] | None = None
     ):
         self.bundle, self.version = bundle, bundle.version
-        self.spec, self.refine_side, self.chip_spec = bundle.detector_spec, bundle.refine_side, bundle.chip_spec
-        self.embed_size = bundle.embed_input_size
+        self.refine_side, self.chip_spec = bundle.refine_side, bundle.chip_spec
+        self.embed_size, self.embed_norm = bundle.embed_input_size, bundle.embed_norm
         self.classifier = bundle.classifier
-        self.finder = FaceFinder(networks["face"], networks["landmarks"], self.spec)
+        self.finder = finder_of(bundle, networks)
         self.embed_net = networks["embed"]
         self.providers = list(networks.get("providers", []))  # type: ignore[arg-type]
         self.on_stage = on_stage
@@ -116,7 +127,7 @@ class Pipeline:
             except BearIDError as exc:
                 found.append(exc)
         rows = [
-            network_input(c.image, self.embed_size)
+            network_input(c.image, self.embed_size, self.embed_norm)
             for item in found
             if not isinstance(item, BearIDError)
             for c in item[3]

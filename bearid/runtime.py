@@ -49,6 +49,8 @@ def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str
     options.inter_op_num_threads = 1
     out: dict[str, Network] = {}
     for name in ("face", "landmarks", "embed"):
+        if not bundle.path(f"{name}.onnx").is_file():  # an mmod bundle's landmarks are a NumPy model
+            continue
         session = ort.InferenceSession(str(bundle.path(f"{name}.onnx")), options, providers=chosen)
         input_name = session.get_inputs()[0].name
 

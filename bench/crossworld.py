@@ -46,20 +46,20 @@ from training.embed.train import embed, load
 SPLITS = ("train", "val", "test", "holdout")
 
 
-def embedded(net, size: int, chip_dir: Path, split: str) -> Embedded:
-    data = open_chips(chip_dir / "chip_meta" / f"{split}.xml", size, labelled_only=True)
+def embedded(net, size: int, chip_dir: Path, split: str, norm=None) -> Embedded:
+    data = open_chips(chip_dir / "chip_meta" / f"{split}.xml", size, labelled_only=True, norm=norm)
     return Embedded(embed(net, data).astype(np.float64), list(data.labels), list(data.paths))
 
 
 def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
-    net, size = load(embed_dir / "model")
+    net, size, norm = load(embed_dir / "model")
     chips = embed_dir.parent
-    own = {s: embedded(net, size, chips, s) for s in ("train", "val", "test")}
+    own = {s: embedded(net, size, chips, s, norm) for s in ("train", "val", "test")}
     clf = fit(own["train"], ClassifyConfig(), load_views(embed_dir / "embeddings"))
     known = [own[s].split_known(set(clf.ids))[0] for s in ("val", "test")]
     k_vec = np.concatenate([k.vectors for k in known])
     k_lab = np.array(sum((k.labels for k in known), []))
-    new = [embedded(net, size, new_chips, s) for s in SPLITS if (new_chips / "chip_meta" / f"{s}.xml").exists()]
+    new = [embedded(net, size, new_chips, s, norm) for s in SPLITS if (new_chips / "chip_meta" / f"{s}.xml").exists()]
     n_vec = np.concatenate([n.vectors for n in new])
     n_lab = np.array(sum((n.labels for n in new), []))
     k_fam, n_fam = clf.familiarity(k_vec), clf.familiarity(n_vec)

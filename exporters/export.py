@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,8 @@ def stage_dirs(path: Path) -> list[Path]:
 
 
 def exportable(path: list[Path]) -> bool:
-    """Whether a results path's networks have an ONNX form (the dlib face backend has none)."""
-    return read_config(path[0]).backend == "centernet"
+    """Whether a results path's networks have an ONNX form (the dlib HOG face backend has none)."""
+    return read_config(path[0]).backend in ("centernet", "mmod")
 
 
 def best_exportable(results_dir: Path, by: str = "open_set") -> Path:
@@ -101,7 +102,7 @@ def parity(
     from bearid.preprocess import normalise
 
     ort_nets = ort_sessions(bundle, threads=None)
-    diffs = {name: 0.0 for name in ("face", "landmarks", "embed")}
+    diffs = {name: 0.0 for name in torch_nets}
 
     def compare(name: str, x: np.ndarray) -> np.ndarray:
         a, b = torch_nets[name](x), ort_nets[name](x)
@@ -110,10 +111,11 @@ def parity(
 
     reference = Pipeline(bundle, torch_nets)
     if chips:
-        crop, size = reference.spec.crop_size, reference.embed_size
         images = [Image.open(c).convert("RGB") for c in chips]
-        compare("embed", np.stack([network_input(im, size) for im in images]))
-        compare("landmarks", np.stack([normalise(np.asarray(im.resize((crop, crop)))) for im in images]))
+        compare("embed", np.stack([network_input(im, reference.embed_size, reference.embed_norm) for im in images]))
+        if "landmarks" in torch_nets:
+            crop = bundle.detector_spec.crop_size
+            compare("landmarks", np.stack([normalise(np.asarray(im.resize((crop, crop)))) for im in images]))
     checked = Pipeline(bundle, {name: (lambda x, name=name: compare(name, x)) for name in diffs})
     same, faces, named, worst_box = 0, 0, 0, 0.0
     for i, photo in enumerate(photos):
@@ -138,6 +140,28 @@ def parity(
     }
 
 
+def _export_face(cfg, model_dir: Path, work: Path) -> tuple[dict[str, Network], dict, dict]:
+    """The face stage's networks into `work` (face.onnx, and landmarks.onnx or .npz): their
+    PyTorch forms (for the parity check), and the manifest's detector and landmarks records."""
+    if cfg.backend == "mmod":
+        from training.face import mmod
+
+        _, module = mmod.load_network(model_dir)
+        record = json.loads((model_dir / "mmod.json").read_text())
+        _to_onnx(module, torch.zeros(1, 3, 200, 240), work / "face.onnx", image_axes=True)
+        shutil.copyfile(model_dir / "landmarks.npz", work / "landmarks.npz")
+        return {"face": network(module)}, {"kind": "mmod", **record["spec"]}, {
+            "kind": "regression_trees", "parts": record["parts"]}  # fmt: skip
+    from training.face import train as face_train
+
+    detector, refiner = face_train.load(model_dir)
+    spec = cfg.detector_spec()
+    _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
+    _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
+    nets = {"face": network(detector), "landmarks": network(refiner)}
+    return nets, {"kind": "centernet", **asdict(spec)}, {"kind": "refiner"}
+
+
 def _test_photos(face_dir: Path, n: int) -> list[Path]:
     """Photos of the run's test split, those with detected faces first."""
     xml = face_dir / "face_meta" / "test.xml"
@@ -159,14 +183,13 @@ def _test_chips(chip_dir: Path, n: int) -> list[Path]:
 def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     """Export the results path `path` (…/class_config_XX) as a bundle at `out`; the manifest."""
     from training.embed import train as embed_train
-    from training.face import train as face_train
 
     face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
     face_cfg, chip_cfg, embed_cfg, classify_cfg = (read_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
-    if face_cfg.backend != "centernet":
+    if face_cfg.backend == "dlib":
         raise BearIDError(
-            f"{face_dir.name} uses the {face_cfg.backend} face backend, which has no ONNX form; "
-            "export a path whose face config uses the centernet backend"
+            f"{face_dir.name} uses the dlib (HOG) face backend, which has no ONNX form; "
+            "export a path whose face config uses the centernet or mmod backend"
         )
     out = Path(out)
     if out.exists() and not (out / bundles.MANIFEST).exists():
@@ -174,13 +197,11 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = temp_dir(f".{out.name}.", out.parent, suffix=".partial")
     try:
-        detector, refiner = face_train.load(face_dir / "model")
-        embed_net, input_size = embed_train.load(embed_dir / "model")
-        spec = face_cfg.detector_spec()
-        _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
-        _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
+        nets, detector, landmarks = _export_face(face_cfg, face_dir / "model", work)
+        embed_net, input_size, norm = embed_train.load(embed_dir / "model")
         descriptor = Descriptor(embed_net).eval()  # the classifier takes the vectors before normalisation
         _to_onnx(descriptor, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
+        nets["embed"] = network(descriptor)
         shutil.copyfile(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
         shutil.copyfile(class_dir / "classifier" / "ids.json", work / "ids.json")
         results_root = face_dir.parent
@@ -192,11 +213,13 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
                 "path": str(class_dir.relative_to(results_root)),
                 "configs": configs,
             },
-            detector=spec,
+            detector=detector,
+            landmarks=landmarks,
             refine_side=face_cfg.refine_side,
             chip=chip_cfg.spec(),
             embed_input_size=input_size,
-            embed_dim=embed_cfg.dim,
+            embed_norm=norm,
+            embed_dim=embed_net.dim,
             threshold=metrics["classify"].get("threshold"),
             target_far=classify_cfg.target_far,
             open_set=classify_cfg.open_set,
@@ -210,7 +233,7 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
         bundles.write_manifest(work, fields)
         check = parity(
             bundles.load(work),
-            {"face": network(detector), "landmarks": network(refiner), "embed": network(descriptor)},
+            nets,
             _test_photos(face_dir, parity_photos),
             _test_chips(chip_dir, 2 * parity_photos),
             log,

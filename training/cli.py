@@ -13,6 +13,7 @@ from rich.tree import Tree
 from typer.core import TyperGroup
 
 from bearid.cli.bars import Bars
+from bearid.errors import BearIDError
 
 console = Console()
 
@@ -159,7 +160,6 @@ def runs_prune(
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
-    from bearid.errors import BearIDError
     from training.runs import SELECTED_ON, headline
     from training.runs import runs as find
 
@@ -279,8 +279,8 @@ def face_detect(
     samples = photo_samples(photos)
     unreadable: dict[Path, str] = {}
     with Bars() as bars:
-        found = detect_all(samples, finder.find, cfg.refine_side, cfg.score_threshold, unreadable, log=bars)
-    write_faces(faces_dataset(samples, found, cfg.score_threshold, out.parent, set(unreadable)), out)
+        found = detect_all(samples, finder.find, cfg.refine_side, cfg.threshold, unreadable, log=bars)
+    write_faces(faces_dataset(samples, found, cfg.threshold, out.parent, set(unreadable)), out)
     for why in unreadable.values():
         console.print(f"not read: {why}", highlight=False)
     read = len(samples) - len(unreadable)
@@ -306,7 +306,11 @@ def face_eval(
     samples = read_samples(truth)
     print(
         json.dumps(
-            evaluate(samples, detect_all(samples, finder.find, cfg.refine_side, threshold=0.05), cfg.score_threshold),
+            evaluate(
+                samples,
+                detect_all(samples, finder.find, cfg.refine_side, threshold=cfg.search_threshold),
+                cfg.threshold,
+            ),
             indent=1,
         )
     )
@@ -372,8 +376,8 @@ def embed_run(
     from training.embed.loader import open_chips
     from training.embed.train import embed, load
 
-    net, size = load(model / "model")
-    data = open_chips(chips, size, labelled_only=False, log=console.print)
+    net, size, norm = load(model / "model")
+    data = open_chips(chips, size, labelled_only=False, log=console.print, norm=norm)
     vectors = embed(net, data)
     write_embeddings(
         out, out.parent / "embed_meta" / f"{out.stem}.xml", read_chips(chips), vectors, data.labels, data.paths
@@ -467,9 +471,49 @@ def classify_eval(
     print(json.dumps(evaluate(clf, known, unknown), indent=1))
 
 
+def import_dlib(
+    face: Annotated[Path, typer.Option(help="The dlib face detector file: bearface_network.dat, or an MMOD .dat.")],
+    embed: Annotated[Path, typer.Option(help="The dlib embedding network: bearembed_network.dat (a metric ResNet).")],
+    data: Annotated[
+        Path,
+        typer.Option(help="Splits (train/val/test.xml from bearid data split): the class stage is fitted on them."),
+    ],
+    results_dir: Annotated[Path, typer.Option("--out", help="The results tree to write the imported path into.")],
+    landmarks: Annotated[
+        Path | None, typer.Option(help="A dlib shape predictor .dat, where the face file holds none (bearface's does).")
+    ] = None,
+    parts: Annotated[
+        str | None, typer.Option(help="The shape predictor's part names, comma-separated (default: by their number).")
+    ] = None,
+    chips: Annotated[
+        str,
+        typer.Option(
+            help="Chip template: bearid (bearchip's, for bearembed) or dlib_face (dlib's 5-point human model)."
+        ),
+    ] = "bearid",
+) -> None:
+    """Import the original BearID's dlib models (or dlib's own) as a path of the results tree:
+    the detector and shape predictor as a face stage, the chips they were trained on, the
+    ResNet as an embed stage, and a class stage fitted on the splits' embeddings. Then
+    `bearid runs`, `export`, `promote` and `serve` work as for any trained path.
+
+    Example: bearid import-dlib --face bearface_network.dat --embed bearembed_network.dat --data splits --out results
+    """
+    from training.config import Sweep
+    from training.train import train as run
+
+    sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips)
+    with Bars(console) as bars:
+        report = run(sweep, data, results_dir, bars)
+    done = f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused"
+    console.print(f"imported: {report.branches[0][-1]} ({done})", highlight=False)
+    show_runs(results_dir, "open_set", False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the training verbs to the `bearid` command."""
     app.command("train")(train)
+    app.command("import-dlib")(import_dlib)
     app.add_typer(runs_app, name="runs")
     app.add_typer(face_app, name="face")
     app.command("chip")(chip)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bearid.chip import ChipSpec
 from bearid.errors import BearIDError
@@ -41,7 +41,12 @@ class StageConfig(BaseModel):
 
 
 class FaceConfig(StageConfig):
-    backend: Literal["centernet", "dlib"] = "centernet"  # dlib: HOG detector + shape predictor, for bootstrapping
+    # centernet: BearID's own detector and refiner; dlib: a HOG detector and shape predictor,
+    # for bootstrapping; mmod: an imported dlib CNN detector (init) and shape predictor, used as is
+    backend: Literal["centernet", "dlib", "mmod"] = "centernet"
+    init: str | None = None  # mmod: the dlib network file (bearface_network.dat, mmod_human_face_detector.dat)
+    landmarks: str | None = None  # mmod: a dlib shape predictor file, where the network file holds none
+    parts: tuple[str, ...] | None = None  # mmod: the shape predictor's part names (default: by its number of parts)
     input_sides: tuple[Positive, ...] = Field(_DETECTOR.input_sides, min_length=1)  # detector pyramid, finest first
     max_face_input: float = Field(_DETECTOR.max_face_input, gt=0)  # larger faces (input px) go to the coarser level
     width: int = Field(32, ge=2)
@@ -53,9 +58,35 @@ class FaceConfig(StageConfig):
     refiner_batch: Positive = 64
     crop_size: Literal[64] = _DETECTOR.crop_size  # refiner input side: its network takes 64 px crops
     refine_side: int = Field(2048, ge=256)  # photos are decoded at most this long for landmark crops
-    score_threshold: float = Field(_DETECTOR.score_threshold, gt=0, lt=1)
+    # A face scores above this (default: 0.35 for centernet and dlib, whose scores run 0..1;
+    # 0 for mmod, whose scores are dlib's margins, as dlib's own detector).
+    score_threshold: float | None = None
     max_train_photos: int = Field(0, ge=0)  # 0 = all (dlib bootstraps from a few dozen)
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _imported(self) -> FaceConfig:
+        if self.backend == "mmod" and not self.init:
+            raise ValueError("the mmod backend runs an imported dlib network: give init (its .dat file)")
+        if self.backend != "mmod" and (self.init or self.landmarks or self.parts):
+            raise ValueError("init, landmarks and parts are for the mmod backend")
+        if self.backend != "mmod" and self.score_threshold is not None and not 0 < self.score_threshold < 1:
+            raise ValueError(
+                f"score_threshold: the {self.backend} backend scores faces from 0 to 1; give a number between"
+            )
+        return self
+
+    @property
+    def search_threshold(self) -> float:
+        """Detections down to this score are kept for AP (which ranks them all)."""
+        return self.threshold - 1.0 if self.backend == "mmod" else 0.05
+
+    @property
+    def threshold(self) -> float:
+        """The operating score threshold of this backend."""
+        if self.score_threshold is not None:
+            return self.score_threshold
+        return 0.0 if self.backend == "mmod" else _DETECTOR.score_threshold
 
     def detector_spec(self) -> DetectorSpec:
         """The inference settings of this config (what the bundle's manifest records)."""
@@ -68,29 +99,55 @@ class FaceConfig(StageConfig):
         )
 
 
+# Chip templates: where the landmarks go in a chip (fractions of the unpadded side), the
+# landmarks used, and the padding. bearid is the original bearchip (eyes only, padding -0.12,
+# the chips bearembed was trained on); dlib_face is dlib's get_face_chip for its 5-point
+# human model (the chips dlib's face ResNet was trained on).
+CHIP_TEMPLATES: dict[str, tuple[dict[str, tuple[float, float]], tuple[str, ...], float]] = {
+    "default": (dict(_CHIP.template), _CHIP.points, _CHIP.padding),
+    "bearid": ({"leye": (0.62, 0.48), "reye": (0.38, 0.48)}, ("leye", "reye"), -0.12),
+    "dlib_face": (
+        {"leye_outer": (0.8595674595992, 0.2134981538014), "leye_inner": (0.6460604764104, 0.2289674387677),
+         "reye_outer": (0.1205750620789, 0.2137274526848), "reye_inner": (0.3340850613712, 0.2290642403242),
+         "nose": (0.4901123135679, 0.6277975316475)},
+        ("leye_outer", "leye_inner", "reye_outer", "reye_inner", "nose"),
+        0.25,
+    ),
+}  # fmt: skip
+
+
 class ChipConfig(StageConfig):
     size: int = Field(_CHIP.size, ge=16, le=1024)
-    points: tuple[Landmark, ...] = Field(_CHIP.points, min_length=2)  # the landmarks the chip is aligned on
-    padding: float = Field(_CHIP.padding, ge=0, le=1)
+    template: Literal["default", "bearid", "dlib_face"] = "default"
+    points: tuple[str, ...] | None = Field(None, min_length=2)  # the landmarks aligned on (default: the template's)
+    padding: float | None = Field(None, gt=-0.5, le=1)  # default: the template's
     source: Literal["detected", "truth"] = "detected"  # which landmarks make the chips
 
-    @field_validator("points")
-    @classmethod
-    def _distinct(cls, points: tuple[str, ...]) -> tuple[str, ...]:
+    @model_validator(mode="after")
+    def _points(self) -> ChipConfig:
+        points = self.points or CHIP_TEMPLATES[self.template][1]
         if len(set(points)) != len(points):
-            raise ValueError(f"each landmark once: {', '.join(points)}")
-        return points
+            raise ValueError(f"points: each landmark once: {', '.join(points)}")
+        unknown = sorted(set(points) - set(CHIP_TEMPLATES[self.template][0]))
+        if unknown:
+            raise ValueError(f"points: the {self.template} template places no {', '.join(unknown)}")
+        return self
 
     def spec(self) -> ChipSpec:
-        return dataclasses.replace(_CHIP, size=self.size, points=tuple(self.points), padding=self.padding)
+        template, points, padding = CHIP_TEMPLATES[self.template]
+        return dataclasses.replace(_CHIP, size=self.size, template=dict(template), points=tuple(self.points or points),
+                                   padding=padding if self.padding is None else self.padding)  # fmt: skip
 
 
 class EmbedConfig(StageConfig):
     loss: Literal["arcface", "triplet", "arcface+triplet"] = "arcface"  # arcface+triplet: summed
+    # builtin: BearID's small ResNet; dlib_resnet: dlib's metric ResNet (bearembed's), from init
+    backbone: Literal["builtin", "dlib_resnet"] = "builtin"
+    init: str | None = None  # start from this network: a dlib .dat, or an embed.pt of an earlier stage
     dim: int = Field(128, ge=2)
     input_size: int = Field(64, ge=16)  # chips are resized to this for the network
     width: Positive = 32
-    steps: Positive = 1600
+    steps: int = Field(1600, ge=0)  # 0: the network as it is (from init), no training
     lr: float = Field(2e-3, gt=0)
     p: Positive = 12  # identities per batch
     k: Positive = 4  # chips per identity
@@ -111,6 +168,16 @@ class EmbedConfig(StageConfig):
     tint: Share = 0.075  # per-channel colour change either way
     checkpoint_every: int = Field(200, ge=0)  # steps (0: no checkpoints)
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _network(self) -> EmbedConfig:
+        if self.steps == 0 and not self.init:
+            raise ValueError("steps: 0 uses a network as it is: give init (a dlib .dat or an embed.pt)")
+        if self.backbone == "dlib_resnet" and not self.init:
+            raise ValueError("the dlib_resnet backbone starts from a dlib network file: give init")
+        if self.backbone == "dlib_resnet" and self.input_size != 150:
+            raise ValueError("the dlib_resnet backbone takes 150 px chips: set input_size: 150")
+        return self
 
     @property
     def losses(self) -> list[str]:
@@ -247,6 +314,36 @@ class Sweep:
 
     def branches(self) -> list[tuple[FaceConfig, ChipConfig, EmbedConfig, ClassifyConfig]]:
         return list(itertools.product(self.face, self.chip, self.embed, self.classify))
+
+    @classmethod
+    def of_dlib(
+        cls,
+        face: Path,
+        embed: Path,
+        landmarks: Path | None = None,
+        parts: list[str] | None = None,
+        chips: str = "bearid",
+    ) -> Sweep:
+        """The one branch that imports dlib models: the detector (and shape predictor) used as
+        they are, chips cut as the network was trained on (`chips`: a chip template), the
+        ResNet used as it is, a class stage fitted on the splits."""
+        for path in (face, embed, landmarks):
+            if path is not None and not Path(path).is_file():
+                raise BearIDError(f"{path}: no such file")
+        values = {
+            "backend": "mmod",
+            "init": str(Path(face).resolve()),
+            "parts": parts,
+            "landmarks": str(Path(landmarks).resolve()) if landmarks else None,
+        }
+        face_cfg = make("face", values, where="--face")
+        chip_cfg = make("chip", {"template": chips}, where="--chips")
+        embed_cfg = make(
+            "embed",
+            {"backbone": "dlib_resnet", "init": str(Path(embed).resolve()), "input_size": 150, "steps": 0},
+            where="--embed",
+        )
+        return cls([face_cfg], [chip_cfg], [embed_cfg], [ClassifyConfig()])  # type: ignore[list-item]
 
     def with_overrides(self, items: list[str]) -> Sweep:
         """The sweep with `STAGE.KEY=VALUE` overrides applied to every config of that stage."""

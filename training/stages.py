@@ -56,16 +56,22 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     train = read_samples(splits["train"])
     if cfg.max_train_photos:
         train = train[: cfg.max_train_photos]
-    if not any(f.landmarks is not None and not f.ignore for s in train for f in s.faces):
+    if cfg.backend != "mmod" and not any(f.landmarks is not None and not f.ignore for s in train for f in s.faces):
         raise BearIDError(
             f"{splits['train']}: no faces with all five landmarks to train the face finder on "
             "(were the splits made without --faces? `bearid data split WORLD --out SPLITS --faces FACES.xml`)"
         )
+    curves: dict[str, Curves] = {}
     if cfg.backend == "dlib":
         from training.face import dlib_backend
 
         finder = dlib_backend.train(train, cfg, out / "model", log)
-        curves: dict[str, Curves] = {}
+    elif cfg.backend == "mmod":  # imported, used as it is
+        from training.face import mmod
+
+        mmod.import_model(cfg, out / "model")
+        finder = mmod.load_finder(out / "model")
+        log(f"face: imported the dlib MMOD detector {cfg.init}")
     else:
         val = read_samples(splits["val"]) if "val" in splits else None
         detector, det_curves = face_train.train_detector(train, cfg, log, val)
@@ -79,16 +85,16 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     for name, path in splits.items():
         samples = read_samples(path)
         unreadable: dict[Path, str] = {}
-        found = face_detect.detect_all(samples, finder.find, cfg.refine_side, 0.05, unreadable, log)
+        found = face_detect.detect_all(samples, finder.find, cfg.refine_side, cfg.search_threshold, unreadable, log)
         for why in unreadable.values():
             log(f"face {name}: not read, counted as no faces found: {why}")
         if name in ("val", "test"):
-            metrics[name] = face_detect.evaluate(samples, found, cfg.score_threshold)
+            metrics[name] = face_detect.evaluate(samples, found, cfg.threshold)
             log(f"face {name}: {metrics[name]}")
         if name == "test":
-            examples = [face_detect.example(s, dets, cfg.score_threshold) for s, dets in list(zip(samples, found))[:8]]
+            examples = [face_detect.example(s, dets, cfg.threshold) for s, dets in list(zip(samples, found))[:8]]
         write_faces(
-            face_detect.faces_dataset(samples, found, cfg.score_threshold, out / "face_meta"),
+            face_detect.faces_dataset(samples, found, cfg.threshold, out / "face_meta"),
             out / "face_meta" / f"{name}.xml",
         )
     if curves:
@@ -128,12 +134,16 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     verification AUC and 1-NN top-1/top-5 (test queries against the train gallery)."""
     from training.embed import train as embed_train
     from training.embed.loader import ChipsInMemory, open_chips
+    from training.embed.model import normalisation_of
 
     t0 = time.perf_counter()
-    train_chips = open_chips(chip_meta / "train.xml", cfg.input_size, log=log)
+    norm = normalisation_of(cfg)
+    train_chips = open_chips(chip_meta / "train.xml", cfg.input_size, log=log, norm=norm)
     validate = None
-    if (chip_meta / "val.xml").exists():
-        val_chips = ChipsInMemory.of(open_chips(chip_meta / "val.xml", cfg.input_size, labelled_only=False, log=log))
+    if (chip_meta / "val.xml").exists() and cfg.steps:
+        val_chips = ChipsInMemory.of(
+            open_chips(chip_meta / "val.xml", cfg.input_size, labelled_only=False, log=log, norm=norm)
+        )
         gallery = ChipsInMemory.of(train_chips)
 
         def validate(net):  # 1-NN against the training chips, as the stage measures at its end
@@ -145,14 +155,14 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     net, classes, curves = embed_train.train_embedder(
         train_chips, cfg, out / "model", resume=resume, log=log, validate=validate
     )
-    embed_train.save(out / "model", net, classes, cfg)
+    embed_train.save(out / "model", net, classes, cfg, norm)
     train_seconds = time.perf_counter() - t0
     vectors: dict[str, Embedded] = {}
     for name in SPLITS:
         path = chip_meta / f"{name}.xml"
         if not path.exists():
             continue
-        data = open_chips(path, cfg.input_size, labelled_only=False, log=log)
+        data = open_chips(path, cfg.input_size, labelled_only=False, log=log, norm=norm)
         v = embed_train.embed(net, data)
         vectors[name] = Embedded(v, data.labels, data.paths)
         write_embeddings(
@@ -178,8 +188,9 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         if name in vectors:
             metrics[name] = embedding_report(vectors[name], vectors["train"], classes)
             log(f"embed {name}: {metrics[name]}")
-    write_curves(out, {cfg.loss: curves})
-    plots.loss_curve(out / "plots" / "loss.png", {cfg.loss: curves})
+    if cfg.steps:
+        write_curves(out, {cfg.loss: curves})
+        plots.loss_curve(out / "plots" / "loss.png", {cfg.loss: curves})
     test = vectors.get("test")
     if test is not None and len(test.labels):
         same, sims = pairs(test)

@@ -47,7 +47,7 @@ for verb in (serving.serve, serving.score, label.label):
 # Parts of BearID whose verbs could not be loaded (name -> why), and the verbs each brings.
 _missing: dict[str, str] = {}
 _VERBS = {
-    "training": ("train", "runs", "face", "chip", "embed", "classify"),
+    "training": ("train", "import-dlib", "runs", "face", "chip", "embed", "classify"),
     "exporters": ("export", "promote", "rollback", "models"),
 }
 _EXTRAS = {"training": "train", "exporters": "train"}

@@ -15,6 +15,7 @@ import torch
 
 from training.config import EmbedConfig, stage_config
 from training.embed.loader import open_chips
+from training.embed.model import normalisation_of
 from training.embed.train import distributed, save, train_embedder
 
 
@@ -32,18 +33,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = stage_config("embed", args.config, args.settings)
     assert isinstance(cfg, EmbedConfig)
+    norm = normalisation_of(cfg)
     rank, world = distributed()
     if rank == 0:  # one process packs the cache; the others wait for it
-        data = open_chips(args.chips, cfg.input_size, log=print)
+        data = open_chips(args.chips, cfg.input_size, log=print, norm=norm)
     if world > 1:
         torch.distributed.barrier()
     if rank != 0:
-        data = open_chips(args.chips, cfg.input_size)
+        data = open_chips(args.chips, cfg.input_size, norm=norm)
     net, classes, _ = train_embedder(
         data, cfg, args.out, resume=args.resume, log=print if rank == 0 else (lambda m: None)
     )
     if rank == 0:
-        save(args.out, net, classes, cfg)
+        save(args.out, net, classes, cfg, norm)
 
 
 if __name__ == "__main__":

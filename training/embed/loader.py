@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bearid.preprocess import normalise
+from bearid.preprocess import Normalisation, normalise
 from bearid.settings import Settings
 from training.embed.chipcache import ChipCache, open_cache
 
@@ -22,8 +22,8 @@ class CachedChips(Dataset):
     float32, the serving normalisation). A batch is read in one go (`__getitems__`): one
     memory-mapped read and one normalisation, then (inputs, indices)."""
 
-    def __init__(self, cache: ChipCache, labelled_only: bool = True):
-        self.cache, self.input_size = cache, cache.size
+    def __init__(self, cache: ChipCache, labelled_only: bool = True, norm: Normalisation | None = None):
+        self.cache, self.input_size, self.norm = cache, cache.size, norm or Normalisation()
         self.rows = np.array([i for i, label in enumerate(cache.labels) if label or not labelled_only], dtype=np.int64)
         self.labels = [cache.labels[i] for i in self.rows]
         self.paths = [cache.paths[i] for i in self.rows]
@@ -36,7 +36,7 @@ class CachedChips(Dataset):
         return x[0], i
 
     def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(normalise(self.cache.batch(self.rows[idx]))), torch.as_tensor(idx)
+        return torch.from_numpy(normalise(self.cache.batch(self.rows[idx]), self.norm)), torch.as_tensor(idx)
 
 
 def _as_is(batch):
@@ -48,8 +48,8 @@ class ChipsInMemory(Dataset):
     """The same inputs decoded once into one tensor: for small sets, and the baseline the
     loader is measured against."""
 
-    def __init__(self, x: torch.Tensor, labels: list[str], paths: list[str]):
-        self.x, self.labels, self.paths = x, labels, paths
+    def __init__(self, x: torch.Tensor, labels: list[str], paths: list[str], norm: Normalisation | None = None):
+        self.x, self.labels, self.paths, self.norm = x, labels, paths, norm or Normalisation()
 
     @classmethod
     def of(cls, data: CachedChips) -> ChipsInMemory:
@@ -58,7 +58,7 @@ class ChipsInMemory(Dataset):
             if len(data)
             else torch.zeros((0, 3, data.input_size, data.input_size))
         )
-        return cls(x, data.labels, data.paths)
+        return cls(x, data.labels, data.paths, data.norm)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -74,10 +74,12 @@ class ChipsInMemory(Dataset):
 ChipData = CachedChips | ChipsInMemory
 
 
-def open_chips(chips_xml: Path, input_size: int, labelled_only: bool = True, log=None) -> CachedChips:
+def open_chips(
+    chips_xml: Path, input_size: int, labelled_only: bool = True, log=None, norm: Normalisation | None = None
+) -> CachedChips:
     """The chips of a chips XML, through its cache at the network's input size (built if
-    missing or stale)."""
-    return CachedChips(open_cache(chips_xml, input_size, log), labelled_only)
+    missing or stale), normalised as the network takes them (`norm`; default: BearID's)."""
+    return CachedChips(open_cache(chips_xml, input_size, log), labelled_only, norm)
 
 
 def pk_batch(members: list[np.ndarray], p: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,18 +10,36 @@ bear from a known one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bearid.preprocess import MEAN, STD
+from bearid.preprocess import Normalisation
 from training.embed.loader import ChipData
 
 # A made-up bear's colour differs from its own bear's by at least this factor in some
 # channel; a closer one would be that bear again under another name.
 CLEARLY_APART = 1.3
+
+
+def _stats(norm: Normalisation) -> tuple:
+    mean, std = norm.arrays()
+    if isinstance(mean, float):
+        return mean, std
+    return torch.from_numpy(mean).view(-1, 1, 1), torch.from_numpy(std).view(-1, 1, 1)
+
+
+def to_unit(x: torch.Tensor, norm: Normalisation) -> torch.Tensor:
+    """Network inputs back to pixels in 0..1."""
+    mean, std = _stats(norm)
+    return x * std + mean
+
+
+def from_unit(x: torch.Tensor, norm: Normalisation) -> torch.Tensor:
+    mean, std = _stats(norm)
+    return x.sub(mean).div(std)
 
 
 def inputs(data: ChipData, idx: list[int]) -> torch.Tensor:
@@ -34,7 +52,7 @@ def fur_colours(data: ChipData, y: np.ndarray, bears: int) -> np.ndarray:
     median pixel of the chip's middle, where alignment puts the face (forehead, eyes, muzzle)."""
     middle = []
     for start in range(0, len(y), 1024):  # a batch at a time: a large training set need not fit at once
-        x = inputs(data, list(range(start, min(len(y), start + 1024)))) * STD + MEAN
+        x = to_unit(inputs(data, list(range(start, min(len(y), start + 1024)))), data.norm)
         s = x.shape[-1]
         middle.append(x[:, :, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4].flatten(2).median(dim=2).values.numpy())
     middle = np.concatenate(middle)
@@ -66,11 +84,12 @@ class MadeUpBears:
     bear_of_chip: np.ndarray  # n: the real bear of each chip
     bears: int
     gains: torch.Tensor  # copies x bears x 3
+    norm: Normalisation = field(default_factory=Normalisation)  # how the network's inputs are normalised
 
     @classmethod
     def of(cls, data: ChipData, bear_of_chip: np.ndarray, bears: int, copies: int, seed: int) -> MadeUpBears:
         gains = colour_gains(fur_colours(data, bear_of_chip, bears), copies, seed) if copies else np.ones((0, bears, 3))
-        return cls(bear_of_chip, bears, torch.from_numpy(gains).float())
+        return cls(bear_of_chip, bears, torch.from_numpy(gains).float(), data.norm)
 
     @property
     def copies(self) -> int:
@@ -93,7 +112,7 @@ class MadeUpBears:
         made_up = copy > 0
         gain = self.gains[copy[made_up] - 1, bear[made_up]][:, :, None, None]
         x = x.clone()
-        x[made_up] = ((x[made_up] * STD + MEAN) * gain).clamp(0, 1).sub(MEAN).div(STD)
+        x[made_up] = from_unit((to_unit(x[made_up], self.norm) * gain).clamp(0, 1), self.norm)
         return x
 
 

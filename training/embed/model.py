@@ -1,13 +1,24 @@
-"""The embedding network: a small ResNet, then a 128-D (by default) L2-normalised vector.
+"""The embedding networks: BearID's small ResNet (`builtin`), or dlib's metric ResNet
+(`dlib_resnet`, bearembed's network, read from a dlib file), each ending in a 128-D (by
+default) L2-normalised vector.
 
 `descriptor` is that vector before normalisation: what the network exports and what the
-embedding files keep (as direction and length), since the open-set score uses the length."""
+embedding files keep (as direction and length), since the open-set score uses the length.
+`build` makes the network a config names, from its `init` where it has one; `save` and
+`load` keep any of them in one embed.pt."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from bearid.errors import BearIDError
+from bearid.preprocess import Normalisation, dlib_normalisation
+from training.config import EmbedConfig
+from training.dlibnet import DlibNet
 
 
 class BasicBlock(nn.Module):
@@ -40,6 +51,10 @@ class EmbedNet(nn.Module):
         self.fc = nn.Linear(8 * w, dim)
         self.bn = nn.BatchNorm1d(dim)
 
+    @property
+    def dim(self) -> int:
+        return self.fc.out_features
+
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.fc(self.pool(self.stages(self.stem(x))).flatten(1)))
 
@@ -47,12 +62,103 @@ class EmbedNet(nn.Module):
         return F.normalize(self.descriptor(x), dim=1)
 
 
-class Descriptor(nn.Module):
-    """An EmbedNet whose output is its descriptor (for export)."""
+class DlibEmbedNet(nn.Module):
+    """dlib's metric ResNet as an embedding network: its output is the descriptor."""
 
-    def __init__(self, net: EmbedNet):
+    def __init__(self, body: DlibNet):
+        super().__init__()
+        self.body = body
+
+    @property
+    def dim(self) -> int:
+        fc = next(k for k in reversed(self.body.kinds) if k[0] == "fc")
+        return self.body.params[fc[1]].shape[1]
+
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.descriptor(x), dim=1)
+
+
+EmbeddingNet = EmbedNet | DlibEmbedNet
+
+
+class Descriptor(nn.Module):
+    """An embedding network whose output is its descriptor (for export)."""
+
+    def __init__(self, net: EmbeddingNet):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.descriptor(x)
+
+
+def build(cfg: EmbedConfig) -> tuple[EmbeddingNet, Normalisation]:
+    """The network `cfg` names, and how its inputs are normalised: from `cfg.init` (a dlib
+    network file, or an embed.pt an earlier stage saved) where it is given."""
+    if cfg.init and Path(cfg.init).suffix == ".pt":
+        net, _, norm = load_file(Path(cfg.init))
+        if (cfg.backbone == "dlib_resnet") != isinstance(net, DlibEmbedNet):
+            raise BearIDError(f"{cfg.init}: holds a {_backbone(net)} network, the config names {cfg.backbone}")
+        return net.train(), norm
+    if cfg.backbone == "dlib_resnet":
+        from bearid.dlibformat.network import read_network_file
+
+        network, _ = read_network_file(Path(cfg.init))  # type: ignore[arg-type]
+        if network.architecture != "dlib_resnet":
+            raise BearIDError(f"{cfg.init}: a dlib {network.architecture} network, not the metric ResNet")
+        if network.input.size not in (None, (cfg.input_size, cfg.input_size)):
+            raise BearIDError(f"{cfg.init}: takes {network.input.size} chips, the config gives {cfg.input_size}")
+        return DlibEmbedNet(DlibNet(network)), dlib_normalisation(network.input.mean)
+    if cfg.init:
+        raise BearIDError(f"{cfg.init}: the builtin network starts from an embed.pt (or from nothing)")
+    return EmbedNet(cfg.width, cfg.dim), Normalisation()
+
+
+def normalisation_of(cfg: EmbedConfig) -> Normalisation:
+    """How the inputs of the network `cfg` names are normalised (without building it)."""
+    if cfg.init and Path(cfg.init).suffix == ".pt":
+        return load_file(Path(cfg.init))[2]
+    if cfg.backbone == "dlib_resnet":
+        from bearid.dlibformat.network import read_network_file
+
+        return dlib_normalisation(read_network_file(Path(cfg.init))[0].input.mean)  # type: ignore[arg-type]
+    return Normalisation()
+
+
+def _backbone(net: EmbeddingNet) -> str:
+    return "dlib_resnet" if isinstance(net, DlibEmbedNet) else "builtin"
+
+
+def save_file(path: Path, net: EmbeddingNet, norm: Normalisation, input_size: int, classes: list[str]) -> None:
+    from bearid.fsio import atomic_path
+
+    record = {"backbone": _backbone(net), "state": net.state_dict(), "dim": net.dim, "input_size": input_size,
+              "classes": classes, "norm": norm.record()}  # fmt: skip
+    if isinstance(net, EmbedNet):
+        record["width"] = net.stem[0].out_channels
+    else:
+        record["kinds"] = net.body.kinds
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def load_file(path: Path) -> tuple[EmbeddingNet, int, Normalisation]:
+    """(network in eval mode, its input size, its normalisation) from an embed.pt."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise BearIDError(f"{path}: not an embed.pt BearID saved ({exc})") from None
+    if state.get("backbone", "builtin") == "dlib_resnet":
+        shapes = {k.removeprefix("body.params."): v.shape for k, v in state["state"].items()}
+        net: EmbeddingNet = DlibEmbedNet(DlibNet.empty(state["kinds"], [shapes[str(i)] for i in range(len(shapes))]))
+    else:
+        net = EmbedNet(state["width"], state["dim"])
+    try:
+        net.load_state_dict(state["state"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise BearIDError(f"{path}: its weights do not fit its network ({first})") from None
+    return net.eval(), state["input_size"], Normalisation.of(state.get("norm"))

@@ -16,11 +16,12 @@ from torch.nn import functional as F
 
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path
+from bearid.preprocess import Normalisation
 from training.config import EmbedConfig
 from training.embed.loader import ChipData, PKBatches, Sequential, batches
 from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.madeup import MadeUpBears
-from training.embed.model import EmbedNet
+from training.embed.model import EmbeddingNet, build, load_file, save_file
 from training.optim import Curves, Optimiser
 from training.progress import Log
 
@@ -28,10 +29,10 @@ from training.progress import Log
 class Trainee(nn.Module):
     """The network and its loss head, as one module (so DDP keeps both in step)."""
 
-    def __init__(self, cfg: EmbedConfig, classes: int):
+    def __init__(self, cfg: EmbedConfig, classes: int, net: EmbeddingNet | None = None):
         super().__init__()
-        self.net = EmbedNet(cfg.width, cfg.dim)
-        self.head = ArcFace(cfg.dim, classes, cfg.scale, cfg.margin) if "arcface" in cfg.losses else None
+        self.net = net if net is not None else build(cfg)[0]
+        self.head = ArcFace(self.net.dim, classes, cfg.scale, cfg.margin) if "arcface" in cfg.losses else None
         self.cfg = cfg
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -113,8 +114,8 @@ def train_embedder(
     resume: bool = False,
     log: Log = print,
     workers: int | None = None,
-    validate: Callable[[EmbedNet], dict] | None = None,
-) -> tuple[EmbedNet, list[str], Curves]:
+    validate: Callable[[EmbeddingNet], dict] | None = None,
+) -> tuple[EmbeddingNet, list[str], Curves]:
     """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
     through the loader (`workers` processes; None: the default), augmentation runs here.
     `validate(net)` gives validation figures, taken about ten times a run (on rank 0).
@@ -128,6 +129,8 @@ def train_embedder(
         )
     rank, world = distributed()
     classes = sorted(set(labels))
+    if cfg.steps == 0:  # the network as it is (from its init)
+        return build(cfg)[0].eval(), classes, Curves()
     y_all = np.array([classes.index(label) for label in labels])
     made_up = MadeUpBears.of(data, y_all, len(classes), cfg.recolour, cfg.seed)
     data, y_all = made_up.dataset(data), made_up.labels
@@ -174,33 +177,21 @@ def train_embedder(
     return trainee.net.eval(), classes, opt.curves()
 
 
-def save(model_dir: Path, net: EmbedNet, classes: list[str], cfg: EmbedConfig) -> None:
+def save(model_dir: Path, net: EmbeddingNet, classes: list[str], cfg: EmbedConfig, norm: Normalisation) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(model_dir / "embed.pt") as tmp:
-        torch.save(
-            {
-                "state": net.state_dict(),
-                "width": cfg.width,
-                "dim": cfg.dim,
-                "input_size": cfg.input_size,
-                "classes": classes,
-            },
-            tmp,
-        )
+    save_file(model_dir / "embed.pt", net, norm, cfg.input_size, classes)
 
 
-def load(model_dir: Path) -> tuple[EmbedNet, int]:
-    state = torch.load(model_dir / "embed.pt", weights_only=True)
-    net = EmbedNet(state["width"], state["dim"])
-    net.load_state_dict(state["state"])
-    return net.eval(), state["input_size"]
+def load(model_dir: Path) -> tuple[EmbeddingNet, int, Normalisation]:
+    """(network, input size, normalisation) of an embed stage's model/ folder."""
+    return load_file(Path(model_dir) / "embed.pt")
 
 
-def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None = None) -> np.ndarray:
+def embed(net: EmbeddingNet, data: ChipData, batch: int = 256, workers: int | None = None) -> np.ndarray:
     """The network's descriptor (the embedding before L2 normalisation) of every chip of
     `data`, in order."""
     if not len(data):
-        return np.zeros((0, net.fc.out_features), np.float32)
+        return np.zeros((0, net.dim), np.float32)
     with torch.inference_mode():
         return np.concatenate(
             [net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)]
@@ -208,7 +199,7 @@ def embed(net: EmbedNet, data: ChipData, batch: int = 256, workers: int | None =
 
 
 def embed_views(
-    net: EmbedNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None
+    net: EmbeddingNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None
 ) -> np.ndarray:
     """Descriptors of `cfg.views` augmented copies of every chip of `data` (all chips of the
     first view, then the second, ...), moved, lit, blurred and part-hidden as in training,
@@ -217,7 +208,7 @@ def embed_views(
     the classifier how far a bear's chips stray with pose, blur and occlusion."""
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
     if not len(data) or not cfg.views:
-        return np.zeros((0, net.fc.out_features), np.float32)
+        return np.zeros((0, net.dim), np.float32)
     with torch.inference_mode():
         return np.concatenate(
             [

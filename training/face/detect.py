@@ -64,7 +64,7 @@ def evaluate(samples: list[Sample], detections: list[list[Detection]], threshold
     for m in matches:
         truth = [f for f in samples[m.image].faces if not f.ignore][m.truth]
         det = detections[m.image][m.pred]
-        if truth.landmarks is not None and det.score >= threshold:
+        if truth.landmarks is not None and det.score >= threshold and all(n in det.landmarks for n in LANDMARKS):
             pred = np.array([det.landmarks[n] for n in LANDMARKS])
             errors.append(nme(pred, truth.landmarks))
     report["nme"] = round(float(np.mean(errors)), 4) if errors else None
@@ -139,6 +139,10 @@ def finder_from_dir(face_dir: Path) -> tuple[object, FaceConfig]:
         from training.face import dlib_backend
 
         return dlib_backend.load(face_dir / "model"), cfg
+    if cfg.backend == "mmod":
+        from training.face import mmod
+
+        return mmod.load_finder(face_dir / "model"), cfg
     from training.face.train import load
 
     detector, refiner = load(face_dir / "model")
