@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_data
+import bench_dlib
 import bench_loading
 import bench_serving
 import bench_training
@@ -23,6 +24,8 @@ SUITES = {
     "training_wide": bench_training.run_wide,
     "loading": bench_loading.run,
     "serving": bench_serving.run,
+    "dlib": bench_dlib.run,
+    "transfer": bench_dlib.run_transfer,
 }
 
 

@@ -217,6 +217,12 @@ def test_imported_dlib_models_are_exported_promoted_and_served(tmp_path):
         "--out",
         results,
     )
+    face_stage = next(results.glob("face_config_*"))
+    bearid("face", "detect", face_stage, tmp_path / "photos", "--out", tmp_path / "detected.xml")
+    from bearid.metadata import read_faces
+
+    detected = read_faces(tmp_path / "detected.xml")
+    assert len(detected.images) == 20 and all(len(i.boxes) == 1 and len(i.boxes[0].parts) == 5 for i in detected.images)
     runs = json.loads(bearid("runs", results, "--json").stdout)
     [path] = runs["paths"]
     assert path["stages"][0]["test"]["AP50"] == 1.0 and path["test"]["top1"] == 1.0

