@@ -39,7 +39,8 @@ def test_export_writes_a_verified_bundle_with_parity(bundle_dir, trained):
     from exporters.export import export
 
     manifest = bundles.verify(bundle_dir)
-    assert set(manifest["files"]) == set(bundles.FILES)
+    assert set(manifest["files"]) == set(bundles.files_of(manifest)) == {*bundles.FILES, "landmarks.onnx"}
+    assert manifest["detector"]["kind"] == "centernet" and manifest["landmarks"] == {"kind": "refiner"}
     assert manifest["lineage"]["path"] == "face_config_01/chip_config_01/embed_config_01/class_config_01"
     assert manifest["chip"]["size"] == 150 and manifest["open_set"]["threshold"] is not None
     assert (
@@ -294,3 +295,23 @@ def test_score_is_resumable_and_writes_xml_and_csv(pipeline, splits, tmp_path):
     dlib.image_dataset_metadata.load_image_dataset_metadata(str(out.with_suffix(".xml")))
     header = out.with_suffix(".csv").read_text().splitlines()[0]
     assert header == "bear_id,photos,faces,mean_confidence"
+
+
+def test_a_bundle_exported_before_the_detector_kinds_still_serves(bundle_dir, tmp_path, pipeline, splits):
+    """Bundles of earlier releases: no detector kind, no landmark model record, no embedding
+    normalisation in the manifest. They are centernet bundles with BearID's normalisation."""
+    import json
+    import shutil
+
+    from bearid.metadata import read_faces
+
+    old = tmp_path / "old"
+    shutil.copytree(bundle_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["detector"]["kind"], manifest["landmarks"], manifest["embed"]["normalisation"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    again = Pipeline.from_bundle(bundles.load(old), threads=1)
+    truth = read_faces(splits / "test.xml")
+    photos = [truth.path_of(i) for i in truth.images if i.boxes][:3]
+    answers = [again.identify(p).as_json()["faces"] for p in photos]
+    assert answers == [pipeline.identify(p).as_json()["faces"] for p in photos] and any(answers)

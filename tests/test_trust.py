@@ -104,10 +104,10 @@ def test_a_tree_where_no_path_has_a_validation_figure_has_no_best_path(tmp_path)
 @pytest.mark.parametrize(
     "sweep, words",
     [
-        ("face: {backend: foo}", ["face.backend", "'centernet' or 'dlib'", "'foo'"]),
+        ("face: {backend: foo}", ["face.backend", "'centernet', 'dlib' or 'mmod'", "'foo'"]),
         ("embed: {flip: perhaps}", ["embed.flip", "valid boolean"]),
         ("chip: {points: leye}", ["chip.points", "a list"]),
-        ("chip: {points: [leye, chin]}", ["chip.points.1", "'leye', 'reye', 'nose', 'lear' or 'rear'"]),
+        ("chip: {points: [leye, chin]}", ["chip: points", "the default template places no chin"]),
         ("face: {steps: -5}", ["face.steps", "greater than or equal to 1"]),
         ("classify: {target_far: 2.0}", ["classify.target_far", "less than 1"]),
         ("chip: {size: 0}", ["chip.size", "greater than or equal to 16"]),
