@@ -350,3 +350,13 @@ def test_an_unknown_open_set_score_is_refused():
 
     with pytest.raises(BearIDError, match="classify.open_set: input should be 'mahalanobis' or 'cosine'"):
         make("classify", {"open_set": "euclid"})
+
+
+def test_each_face_backend_has_its_default_threshold_and_the_spec_carries_it():
+    from training.config import FaceConfig, make
+
+    assert FaceConfig().threshold == FaceConfig().detector_spec().score_threshold == 0.35
+    assert FaceConfig(score_threshold=0.2).detector_spec().score_threshold == 0.2
+    assert make("face", {"backend": "mmod", "init": "x.dat"}).threshold == 0.0  # dlib's margin
+    with pytest.raises(Exception, match="scores faces from 0 to 1"):
+        make("face", {"score_threshold": 2.0})

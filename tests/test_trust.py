@@ -328,3 +328,19 @@ def test_a_stopped_synth_is_resumed_by_running_it_again(tmp_path):
     synthesize(config, out)
     assert photo.exists() and json.loads(stamp.read_text()).get("finished", True)
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # photos already right are left alone
+
+
+def test_runs_diff_shows_the_configs_that_differ_and_the_figures_side_by_side(tmp_path):
+    from training.runs import path_diff
+
+    _tree(
+        tmp_path,
+        {"a": {"val": {"baks": 0.7}, "test": {"baks": 0.6}}, "b": {"val": {"baks": 0.9}, "test": {"baks": 0.8}}},
+    )
+    a, b = sorted(tmp_path.glob("face_config_01/chip_config_01/embed_config_*/class_config_01"))
+    diff = path_diff(a, b)
+    assert diff.configs == [("embed", "seed", 0, 1)]  # the one key that differs, on the one stage
+    assert ("classify", "test BAKS", 0.6, 0.8) in diff.figures
+    done = bearid("runs", "diff", a, b)
+    assert done.returncode == 0 and "seed" in done.stdout and "0.800" in done.stdout
+    refused(bearid("runs", "diff", a, tmp_path / "nope"), "not a stage directory")

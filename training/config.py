@@ -94,7 +94,7 @@ class FaceConfig(StageConfig):
             _DETECTOR,
             input_sides=tuple(self.input_sides),
             max_face_input=self.max_face_input,
-            score_threshold=self.score_threshold,
+            score_threshold=self.threshold,
             crop_size=self.crop_size,
         )
 
