@@ -440,3 +440,28 @@ def test_workset_copies_verified_photos_incrementally_within_a_budget_and_evicts
     assert set(json.loads((fast / MANIFEST).read_text())["files"]) == {
         original.path_of(i).resolve().relative_to(archive.resolve()).as_posix() for i in original.images
     }
+
+
+POOL = """
+import sys, time
+from pathlib import Path
+from bearid.workers import worker_pool
+
+def slow(name):
+    time.sleep(2)
+    Path(name).write_text("written")
+
+if __name__ == "__main__":
+    with worker_pool(2) as pool:
+        list(pool.map(slow, [f"{sys.argv[1]}/{k}" for k in range(8)]))
+"""
+
+
+def test_pool_workers_end_with_a_killed_command(tmp_path):
+    """The workers of a killed ingest must not write its queued copies after it is gone."""
+    proc = subprocess.Popen([sys.executable, "-c", POOL, str(tmp_path)])
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(3.0)
+    assert not list(tmp_path.iterdir())

@@ -14,7 +14,6 @@ import datetime as dt
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bearid.data import layout
 from bearid.data.neardup import near_clusters
 from bearid.data.probe import ImageFacts, probe
 from bearid.errors import BearIDError
+from bearid.workers import worker_pool
 
 CATALOG = Path(".bearid") / "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -196,7 +196,7 @@ class Catalog:
         if workers <= 1 or len(jobs) < 8:
             yield from map(_probe_one, jobs)
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             yield from pool.map(_probe_one, jobs, chunksize=8)
 
     def _store(self, rel: str, facts: ImageFacts) -> None:

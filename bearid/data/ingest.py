@@ -22,7 +22,6 @@ import tarfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +30,7 @@ from bearid.data.catalog import Catalog
 from bearid.data.probe import ImageFacts, describe
 from bearid.errors import BearIDError
 from bearid.fsio import publish, remove_stale_temps, write_temp
+from bearid.workers import worker_pool
 
 UNKNOWN_ALIASES = {"bear_unknown", "unknown", "unknowns", "unsorted", "unidentified", "unid"}
 MULTIPLE_ALIASES = {"bear_multiple", "multiple", "multi"}
@@ -223,7 +223,7 @@ def ingest(
 def _pool_map(fn, jobs: list, workers: int) -> list:
     if workers <= 1 or len(jobs) < 8:
         return [fn(*job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:
         return list(pool.map(fn, *zip(*jobs), chunksize=4))
 
 

@@ -14,7 +14,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from bearid.metadata import Box, Dataset, ImageEntry, write_faces
 from bearid.synth.photo_io import encode_jpeg
 from bearid.synth.render import Assets, RenderedFace, render
 from bearid.synth.world import PhotoPlan, World, WorldConfig, plan_world
+from bearid.workers import worker_pool
 
 TRUTH_DIR = "_truth"
 
@@ -90,7 +90,7 @@ def write_world(
     jobs = [(p, root, config.seed) for p in world.photos]
     entries: list[ImageEntry] = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             for entry in pool.map(_render_one, jobs, chunksize=4):
                 entries.append(entry)
                 progress and progress(1)
