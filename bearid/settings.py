@@ -49,6 +49,12 @@ class Settings:
     loader_workers: int | None = _var(
         "BEARID_LOADER_WORKERS", int, None, "Embed training's loader processes. Default: half the CPUs, 1 to 4."
     )
+    device: str = _var(
+        "BEARID_DEVICE",
+        str,
+        "auto",
+        "Where training runs: auto (a CUDA GPU when torch sees one, else the CPU), cpu or cuda.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

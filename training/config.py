@@ -141,9 +141,15 @@ class ChipConfig(StageConfig):
 
 class EmbedConfig(StageConfig):
     loss: Literal["arcface", "triplet", "arcface+triplet"] = "arcface"  # arcface+triplet: summed
-    # builtin: BearID's small ResNet; dlib_resnet: dlib's metric ResNet (bearembed's), from init
-    backbone: Literal["builtin", "dlib_resnet"] = "builtin"
+    # builtin: BearID's small ResNet; dlib_resnet: dlib's metric ResNet (bearembed's), from init;
+    # timm:NAME: any timm model (timm:convnext_tiny, timm:vit_small_patch14_dinov2, ...), from weights
+    backbone: str = Field("builtin", pattern=r"^(builtin|dlib_resnet|timm:\S+)$")
     init: str | None = None  # start from this network: a dlib .dat, or an embed.pt of an earlier stage
+    weights: str | None = None  # a timm backbone's pretrained weights: a .safetensors/.pth file, or hub
+    mean: tuple[float, float, float] | None = None  # the backbone's input statistics, where its weights
+    std: tuple[float, float, float] | None = None  # were trained with others than timm records (0..1 units)
+    freeze: int = Field(0, ge=0)  # first steps with the backbone frozen (a linear probe of the head)
+    backbone_lr: float = Field(1.0, gt=0, le=1)  # the backbone's learning rate, as a share of lr
     dim: int = Field(128, ge=2)
     input_size: int = Field(64, ge=16)  # chips are resized to this for the network
     width: Positive = 32
@@ -171,8 +177,17 @@ class EmbedConfig(StageConfig):
 
     @model_validator(mode="after")
     def _network(self) -> EmbedConfig:
-        if self.steps == 0 and not self.init:
-            raise ValueError("steps: 0 uses a network as it is: give init (a dlib .dat or an embed.pt)")
+        timm = self.backbone.startswith("timm:")
+        if self.steps == 0 and not self.init and not (timm and self.weights):
+            raise ValueError(
+                "steps: 0 uses a network as it is: give init (a dlib .dat or an embed.pt) or a timm backbone's weights"
+            )
+        if self.weights and not timm:
+            raise ValueError(f"weights are a timm backbone's; the {self.backbone} backbone starts from init")
+        if timm and self.init and Path(self.init).suffix != ".pt":
+            raise ValueError("a timm backbone starts from weights (or from an embed.pt as init)")
+        if self.freeze > self.steps:
+            raise ValueError(f"freeze: {self.freeze} steps of {self.steps}: freeze at most every step")
         if self.backbone == "dlib_resnet" and not self.init:
             raise ValueError("the dlib_resnet backbone starts from a dlib network file: give init")
         if self.backbone == "dlib_resnet" and self.input_size != 150:

@@ -16,8 +16,20 @@ from training.progress import Log, advance
 
 
 class Optimiser:
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, steps: int, weight_decay: float = 1e-4):
+    """`params` are parameters, or groups of them (dicts with a "params" list and an optional
+    "lr" of their own); every group follows the same warm-up and cosine. With a `scaler`
+    (fp16 on CUDA) the loss is scaled against underflow."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter] | Iterable[dict],
+        lr: float,
+        steps: int,
+        weight_decay: float = 1e-4,
+        scaler: torch.amp.GradScaler | None = None,
+    ):
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        self.scaler = scaler
         warm = max(1, steps // 20)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))
@@ -28,8 +40,13 @@ class Optimiser:
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
+        if self.scaler is None:
+            loss.backward()
+            self.opt.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
         self.sched.step()
         self.losses.append(loss.item())
 
@@ -73,13 +90,15 @@ class Optimiser:
             "sched": self.sched.state_dict(),
             "losses": self.losses,
             "validation": self.validation,
-        }
+        } | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.losses = list(state["losses"])
         self.validation = list(state.get("validation", []))
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def curves(self) -> Curves:
         return Curves(list(self.losses), list(self.validation))

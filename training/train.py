@@ -51,7 +51,7 @@ def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker
     def step(parent: Path, stage: str, config, inputs: str, run: Callable[[Path], dict]) -> results.StageDir:
         if stage in OUTPUT_FORMATS:
             inputs = f"{inputs}|format {OUTPUT_FORMATS[stage]}"
-        for name in ("init", "landmarks"):  # a model file started from: its content, not only its name
+        for name in ("init", "landmarks", "weights"):  # a model file started from: its content, not only its name
             if (path := getattr(config, name, None)) and Path(path).is_file():
                 inputs = f"{inputs}|{name} {sha256_file(Path(path))}"
         d = results.stage_dir(parent, STAGES[stage], as_dict(config), inputs)

@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 
 from training.config import EmbedConfig, stage_config
+from training.device import Device, distributed
 from training.embed.loader import open_chips
 from training.embed.model import normalisation_of
-from training.embed.train import distributed, save, train_embedder
+from training.embed.train import save, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = stage_config("embed", args.config, args.settings)
     assert isinstance(cfg, EmbedConfig)
     norm = normalisation_of(cfg)
-    rank, world = distributed()
+    rank, world = distributed(Device.choose())
     if rank == 0:  # one process packs the cache; the others wait for it
         data = open_chips(args.chips, cfg.input_size, log=print, norm=norm)
     if world > 1:

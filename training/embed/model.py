@@ -1,11 +1,12 @@
-"""The embedding networks: BearID's small ResNet (`builtin`), or dlib's metric ResNet
-(`dlib_resnet`, bearembed's network, read from a dlib file), each ending in a 128-D (by
-default) L2-normalised vector.
+"""The embedding networks: BearID's small ResNet (`builtin`), dlib's metric ResNet
+(`dlib_resnet`, bearembed's network, read from a dlib file) or a timm backbone (`timm:NAME`,
+training/embed/timmnet.py), each ending in an L2-normalised vector (128-D by default).
 
 `descriptor` is that vector before normalisation: what the network exports and what the
 embedding files keep (as direction and length), since the open-set score uses the length.
 `build` makes the network a config names, from its `init` where it has one; `save` and
-`load` keep any of them in one embed.pt."""
+`load` keep any of them in one embed.pt. Each says which of its parameters are its head (the
+last projection), which `freeze` trains alone and `backbone_lr` leaves at the full rate."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from bearid.errors import BearIDError
 from bearid.preprocess import Normalisation, dlib_normalisation
 from training.config import EmbedConfig
 from training.dlibnet import DlibNet
+from training.embed import timmnet
+from training.embed.timmnet import TimmEmbedNet
 
 
 class BasicBlock(nn.Module):
@@ -55,6 +58,9 @@ class EmbedNet(nn.Module):
     def dim(self) -> int:
         return self.fc.out_features
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.fc.parameters(), *self.bn.parameters()]
+
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.fc(self.pool(self.stages(self.stem(x))).flatten(1)))
 
@@ -71,8 +77,14 @@ class DlibEmbedNet(nn.Module):
 
     @property
     def dim(self) -> int:
-        fc = next(k for k in reversed(self.body.kinds) if k[0] == "fc")
-        return self.body.params[fc[1]].shape[1]
+        return self.body.params[self._fc[1]].shape[1]
+
+    @property
+    def _fc(self) -> tuple:
+        return next(k for k in reversed(self.body.kinds) if k[0] == "fc")
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [self.body.params[i] for i in self._fc[1:3] if i is not None]
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -81,7 +93,7 @@ class DlibEmbedNet(nn.Module):
         return F.normalize(self.descriptor(x), dim=1)
 
 
-EmbeddingNet = EmbedNet | DlibEmbedNet
+EmbeddingNet = EmbedNet | DlibEmbedNet | TimmEmbedNet
 
 
 class Descriptor(nn.Module):
@@ -100,9 +112,16 @@ def build(cfg: EmbedConfig) -> tuple[EmbeddingNet, Normalisation]:
     network file, or an embed.pt an earlier stage saved) where it is given."""
     if cfg.init and Path(cfg.init).suffix == ".pt":
         net, _, norm = load_file(Path(cfg.init))
-        if (cfg.backbone == "dlib_resnet") != isinstance(net, DlibEmbedNet):
+        if cfg.backbone != _backbone(net):
             raise BearIDError(f"{cfg.init}: holds a {_backbone(net)} network, the config names {cfg.backbone}")
         return net.train(), norm
+    if cfg.backbone.startswith(timmnet.PREFIX):
+        name = cfg.backbone.removeprefix(timmnet.PREFIX)
+        backbone = timmnet.create(name, cfg.input_size, hub=cfg.weights == "hub")
+        if cfg.weights and cfg.weights != "hub":
+            timmnet.load_weights(backbone, name, Path(cfg.weights))
+        net = TimmEmbedNet(name, cfg.input_size, cfg.dim if cfg.steps else None, backbone)
+        return net.train(), _timm_normalisation(cfg, backbone)
     if cfg.backbone == "dlib_resnet":
         from bearid.dlibformat.network import read_network_file
 
@@ -125,10 +144,19 @@ def normalisation_of(cfg: EmbedConfig) -> Normalisation:
         from bearid.dlibformat.network import read_network_file
 
         return dlib_normalisation(read_network_file(Path(cfg.init))[0].input.mean)  # type: ignore[arg-type]
+    if cfg.backbone.startswith(timmnet.PREFIX):
+        return _timm_normalisation(cfg, timmnet.create(cfg.backbone.removeprefix(timmnet.PREFIX), cfg.input_size))
     return Normalisation()
 
 
+def _timm_normalisation(cfg: EmbedConfig, backbone: nn.Module) -> Normalisation:
+    norm = timmnet.normalisation(backbone)
+    return Normalisation(tuple(cfg.mean or norm.mean), tuple(cfg.std or norm.std))
+
+
 def _backbone(net: EmbeddingNet) -> str:
+    if isinstance(net, TimmEmbedNet):
+        return timmnet.PREFIX + net.name
     return "dlib_resnet" if isinstance(net, DlibEmbedNet) else "builtin"
 
 
@@ -139,8 +167,11 @@ def save_file(path: Path, net: EmbeddingNet, norm: Normalisation, input_size: in
               "classes": classes, "norm": norm.record()}  # fmt: skip
     if isinstance(net, EmbedNet):
         record["width"] = net.stem[0].out_channels
+    elif isinstance(net, TimmEmbedNet):
+        record["head"] = net.head is not None
     else:
         record["kinds"] = net.body.kinds
+    record["state"] = {k: v.detach().cpu() for k, v in record["state"].items()}
     with atomic_path(path) as tmp:
         torch.save(record, tmp)
 
@@ -148,10 +179,14 @@ def save_file(path: Path, net: EmbeddingNet, norm: Normalisation, input_size: in
 def load_file(path: Path) -> tuple[EmbeddingNet, int, Normalisation]:
     """(network in eval mode, its input size, its normalisation) from an embed.pt."""
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as exc:
         raise BearIDError(f"{path}: not an embed.pt BearID saved ({exc})") from None
-    if state.get("backbone", "builtin") == "dlib_resnet":
+    backbone = state.get("backbone", "builtin")
+    if backbone.startswith(timmnet.PREFIX):
+        name, head = backbone.removeprefix(timmnet.PREFIX), state["dim"] if state["head"] else None
+        net = TimmEmbedNet(name, state["input_size"], head)
+    elif backbone == "dlib_resnet":
         shapes = {k.removeprefix("body.params."): v.shape for k, v in state["state"].items()}
         net: EmbeddingNet = DlibEmbedNet(DlibNet.empty(state["kinds"], [shapes[str(i)] for i in range(len(shapes))]))
     else:

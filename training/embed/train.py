@@ -1,11 +1,12 @@
 """Training bearembed: P x K identity-balanced batches, augmentation, ArcFace or triplet loss,
-checkpoints and resume, deterministic for a seed; DistributedDataParallel under torchrun."""
+checkpoints and resume, deterministic for a seed; DistributedDataParallel under torchrun; on
+a GPU where there is one (training/device.py). A pretrained backbone can be frozen for the
+first `freeze` steps (the head learns alone) and then fine-tuned at `backbone_lr` x lr."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bearid.errors import BearIDError
 from bearid.fsio import atomic_path
 from bearid.preprocess import Normalisation
 from training.config import EmbedConfig
+from training.device import Device, distributed, of
 from training.embed.loader import ChipData, PKBatches, Sequential, batches
 from training.embed.losses import ArcFace, triplet_semihard
 from training.embed.madeup import MadeUpBears
@@ -34,6 +36,9 @@ class Trainee(nn.Module):
         self.net = net if net is not None else build(cfg)[0]
         self.head = ArcFace(self.net.dim, classes, cfg.scale, cfg.margin) if "arcface" in cfg.losses else None
         self.cfg = cfg
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters()) if self.head is not None else []
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         e = self.net(x)
@@ -91,14 +96,6 @@ def _erase(x: torch.Tensor, chosen: torch.Tensor, box: torch.Tensor) -> torch.Te
     return torch.where(inside[:, None], x.mean(dim=(2, 3), keepdim=True), x)
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size): torchrun sets the environment; gloo works on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
-    return int(os.environ.get("RANK", "0")), world
-
-
 def checksum(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -127,7 +124,8 @@ def train_embedder(
             f"bears; got {len(labels)} chip(s) of {len(set(labels))}"
             " (did the face stage find the faces? see its metrics.json)"
         )
-    rank, world = distributed()
+    device = Device.choose()
+    rank, world = distributed(device)
     classes = sorted(set(labels))
     if cfg.steps == 0:  # the network as it is (from its init)
         return build(cfg)[0].eval(), classes, Curves()
@@ -135,23 +133,32 @@ def train_embedder(
     made_up = MadeUpBears.of(data, y_all, len(classes), cfg.recolour, cfg.seed)
     data, y_all = made_up.dataset(data), made_up.labels
     torch.manual_seed(cfg.seed)
-    trainee = Trainee(cfg, len(classes) * (made_up.copies + 1))
-    opt = Optimiser(trainee.parameters(), cfg.lr, cfg.steps, weight_decay=5e-4)
+    trainee = device.model(Trainee(cfg, len(classes) * (made_up.copies + 1)))
+    opt = Optimiser(parameter_groups(trainee, cfg), cfg.lr, cfg.steps, weight_decay=5e-4, scaler=device.scaler())
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     start = 0
     ckpt = model_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location=device.where, weights_only=False)
         trainee.load_state_dict(state["model"])
         opt.load_state_dict(state["optimiser"])
         gen.set_state(state["gen"])
         start = state["step"]
         log(f"embed: resumed at step {start}")
-    model: nn.Module = torch.nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
-    model.train()
+    model: nn.Module = trainee
+    frozen: bool | None = None
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
     for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
-        opt.step(model(augment(x, gen, cfg), torch.from_numpy(y_all[idx.numpy()])))
+        if (step < cfg.freeze) != frozen:  # DDP is (re)built on the parameters that train
+            frozen = step < cfg.freeze
+            freeze_backbone(trainee, frozen)
+            model = torch.nn.parallel.DistributedDataParallel(trainee) if world > 1 else trainee
+        trainee.train()
+        freeze_backbone(trainee, frozen)  # its batch-norm statistics too (validation set train mode back)
+        y = device.batch(torch.from_numpy(y_all[idx.numpy()]))
+        with device.autocast():
+            loss = model(device.batch(augment(x, gen, cfg)), y)
+        opt.step(loss)
         opt.report("embed", step, cfg.steps, log)
         opt.validate(step, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed")
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
@@ -177,6 +184,34 @@ def train_embedder(
     return trainee.net.eval(), classes, opt.curves()
 
 
+def parameter_groups(trainee: Trainee, cfg: EmbedConfig) -> list[dict]:
+    """The backbone's parameters at `backbone_lr` x lr, the head's (the network's last
+    projection and the loss head) at lr; one group where both rates are the same."""
+    head = {id(p) for p in trainee.net.head_parameters()} | {id(p) for p in trainee.head_parameters()}
+    params = list(trainee.parameters())
+    if cfg.backbone_lr == 1.0:
+        return [{"params": params}]
+    return [
+        {"params": [p for p in params if id(p) not in head], "lr": cfg.lr * cfg.backbone_lr},
+        {"params": [p for p in params if id(p) in head], "lr": cfg.lr},
+    ]
+
+
+def freeze_backbone(trainee: Trainee, frozen: bool) -> None:
+    """Stop (or restart) the backbone's learning: its weights get no gradient, and its
+    batch-norm layers keep the statistics they came with."""
+    head = {id(p) for p in trainee.net.head_parameters()}
+    for p in trainee.net.parameters():
+        if id(p) not in head:
+            p.requires_grad_(not frozen)
+    if frozen:
+        for m in trainee.net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in m.parameters(recurse=False)
+            ):
+                m.eval()
+
+
 def save(model_dir: Path, net: EmbeddingNet, classes: list[str], cfg: EmbedConfig, norm: Normalisation) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     save_file(model_dir / "embed.pt", net, norm, cfg.input_size, classes)
@@ -192,9 +227,13 @@ def embed(net: EmbeddingNet, data: ChipData, batch: int = 256, workers: int | No
     `data`, in order."""
     if not len(data):
         return np.zeros((0, net.dim), np.float32)
+    device = of(net)
     with torch.inference_mode():
         return np.concatenate(
-            [net.descriptor(x).numpy() for x, _ in batches(data, Sequential(len(data), batch), workers)]
+            [
+                net.descriptor(device.batch(x)).float().cpu().numpy()
+                for x, _ in batches(data, Sequential(len(data), batch), workers)
+            ]
         )
 
 
