@@ -92,6 +92,17 @@ def test_freeze_trains_the_head_alone_and_steps_0_uses_the_backbone_as_it_is(tra
     assert torch.equal(net.backbone.state_dict()["blocks.0.attn.qkv.weight"], vit_state["blocks.0.attn.qkv.weight"])
     vectors = np.load(tmp_path / "zero" / "embeddings" / "test.npz")["vectors"]
     assert vectors.shape[1] == 64 and np.isfinite(vectors).all()
+    # The ViT exports to ONNX as the CNN does (the export's own opset and exporter), alike.
+    import onnxruntime
+
+    from exporters.export import _to_onnx
+    from training.embed.model import Descriptor
+
+    _to_onnx(Descriptor(net).eval(), torch.zeros(2, 3, 32, 32), tmp_path / "vit.onnx", image_axes=False)
+    x = np.random.default_rng(0).normal(size=(5, 3, 32, 32)).astype(np.float32)
+    ort = onnxruntime.InferenceSession(str(tmp_path / "vit.onnx")).run(None, {"input": x})[0]
+    with torch.no_grad():
+        assert np.abs(ort - net.descriptor(torch.from_numpy(x)).numpy()).max() < 1e-4
 
 
 def test_a_missing_or_mismatched_weights_file_is_one_error_naming_file_and_tensor(trained, tmp_path):

@@ -79,8 +79,8 @@ def test_no_environment_variable_is_read_outside_the_settings_module():
         for p in (root / d).rglob("*.py")
         if "os.environ.get(" in p.read_text() or "os.environ[" in p.read_text() or "getenv(" in p.read_text()
     ]
-    # torchrun's own variables (RANK, WORLD_SIZE) are read where DDP starts.
-    assert sorted(p.relative_to(root).as_posix() for p in readers) == ["training/embed/train.py"]
+    # torchrun's own variables (RANK, WORLD_SIZE, LOCAL_RANK) are read where DDP starts.
+    assert sorted(p.relative_to(root).as_posix() for p in readers) == ["training/device.py"]
 
 
 def test_a_classifier_pickled_under_its_old_module_name_still_loads(tmp_path):
@@ -100,3 +100,12 @@ def test_the_bench_scripts_import(monkeypatch):
     monkeypatch.syspath_prepend(str(bench))
     for script in sorted(bench.glob("*.py")):
         importlib.import_module(script.stem)
+
+
+def test_every_shipped_config_reads_as_a_sweep():
+    from training.config import read_sweep
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert any(p.name == "gpu.yaml" for p in configs)
+    for path in configs:
+        assert read_sweep(path).branches(), path

@@ -248,10 +248,11 @@ def embed_views(
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
     if not len(data) or not cfg.views:
         return np.zeros((0, net.dim), np.float32)
+    device = of(net)
     with torch.inference_mode():
         return np.concatenate(
             [
-                net.descriptor(augment(x, gen, cfg)).numpy()
+                net.descriptor(device.batch(augment(x, gen, cfg))).float().cpu().numpy()
                 for _ in range(cfg.views)
                 for x, _ in batches(data, Sequential(len(data), batch), workers)
             ]

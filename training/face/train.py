@@ -16,6 +16,7 @@ from bearid.imageio import load_photo
 from bearid.preprocess import normalise
 from training.config import FaceConfig
 from training.data import Loaded, Sample, load_all
+from training.device import Device
 from training.face.model import Detector, Refiner
 from training.optim import Curves, Optimiser
 from training.progress import Log
@@ -107,19 +108,22 @@ def train_detector(
     t0 = time.perf_counter()
     loaded = load_all(train, max_side=int(max(cfg.input_sides) * 1.4))
     log(f"detector: {len(loaded)} photos loaded in {time.perf_counter() - t0:.1f} s")
-    model = Detector(cfg.width)
-    opt = Optimiser(model.parameters(), cfg.lr, cfg.steps)
-    val_loss = _detector_val_loss(val, cfg)
+    device = Device.choose()
+    model = device.model(Detector(cfg.width))
+    opt = Optimiser(model.parameters(), cfg.lr, cfg.steps, scaler=device.scaler())
+    val_loss = _detector_val_loss(val, cfg, device)
     model.train()
     for step in range(cfg.steps):
-        x, heat, reg = detector_batch(loaded, cfg, rng)
-        opt.step(detector_loss(model(x), heat, reg))
+        x, heat, reg = (device.batch(t) for t in detector_batch(loaded, cfg, rng))
+        with device.autocast():
+            pred = model(x)
+        opt.step(detector_loss(pred.float(), heat, reg))
         opt.report("detector", step, cfg.steps, log)
         opt.validate(step, cfg.steps, model, val_loss, log, "detector")
-    return model.eval(), opt.curves()
+    return model.cpu().eval(), opt.curves()
 
 
-def _detector_val_loss(val: list[Sample] | None, cfg: FaceConfig, batches: int = 4):
+def _detector_val_loss(val: list[Sample] | None, cfg: FaceConfig, device: Device, batches: int = 4):
     """The loss on fixed batches of validation crops (their own generator: the training's
     draws are untouched), as a function of the model."""
     faces = [s for s in val or [] if any(not f.ignore for f in s.faces)]
@@ -127,7 +131,7 @@ def _detector_val_loss(val: list[Sample] | None, cfg: FaceConfig, batches: int =
         return None
     loaded = load_all(faces, max_side=int(max(cfg.input_sides) * 1.4))
     rng = np.random.default_rng([cfg.seed, 99])
-    fixed = [detector_batch(loaded, cfg, rng) for _ in range(batches)]
+    fixed = [tuple(device.batch(t) for t in detector_batch(loaded, cfg, rng)) for _ in range(batches)]
     return lambda model: {"val_loss": float(np.mean([detector_loss(model(x), h, r).item() for x, h, r in fixed]))}
 
 
@@ -187,24 +191,27 @@ def train_refiner(
     t0 = time.perf_counter()
     crops, marks = refiner_examples(train, cfg)
     log(f"refiner: {len(crops)} faces cropped in {time.perf_counter() - t0:.1f} s")
-    model = Refiner()
-    opt = Optimiser(model.parameters(), cfg.lr, cfg.refiner_steps)
+    device = Device.choose()
+    model = device.model(Refiner())
+    opt = Optimiser(model.parameters(), cfg.lr, cfg.refiner_steps, scaler=device.scaler())
     val_loss = None
     if val and any(f.landmarks is not None and not f.ignore for s in val for f in s.faces):
         val_crops, val_marks = refiner_examples(val, cfg)
         val_rng = np.random.default_rng([cfg.seed, 98])
-        fixed = [refiner_batch(val_crops, val_marks, cfg, val_rng) for _ in range(2)]
+        fixed = [tuple(device.batch(t) for t in refiner_batch(val_crops, val_marks, cfg, val_rng)) for _ in range(2)]
 
         def val_loss(m):
             return {"val_loss": float(np.mean([refiner_loss(m(x), y).item() for x, y in fixed]))}
 
     model.train()
     for step in range(cfg.refiner_steps):
-        x, y = refiner_batch(crops, marks, cfg, rng)
-        opt.step(refiner_loss(model(x), y))
+        x, y = (device.batch(t) for t in refiner_batch(crops, marks, cfg, rng))
+        with device.autocast():
+            pred = model(x)
+        opt.step(refiner_loss(pred.float(), y))
         opt.report("refiner", step, cfg.refiner_steps, log, every=200)
         opt.validate(step, cfg.refiner_steps, model, val_loss, log, "refiner")
-    return model.eval(), opt.curves()
+    return model.cpu().eval(), opt.curves()
 
 
 def refiner_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
