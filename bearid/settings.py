@@ -47,7 +47,10 @@ class Settings:
         "BEARID_ADMIN_TOKEN", str, None, "Bearer token of POST /admin/reload; unset, the endpoint is closed."
     )
     loader_workers: int | None = _var(
-        "BEARID_LOADER_WORKERS", int, None, "Embed training's loader processes. Default: half the CPUs, 1 to 4."
+        "BEARID_LOADER_WORKERS",
+        int,
+        None,
+        "Embed training's loader processes. Default: half the CPUs, 1 to 4 (on a GPU: all CPUs but one, up to 8).",
     )
     device: str = _var(
         "BEARID_DEVICE",

@@ -360,3 +360,21 @@ def test_each_face_backend_has_its_default_threshold_and_the_spec_carries_it():
     assert make("face", {"backend": "mmod", "init": "x.dat"}).threshold == 0.0  # dlib's margin
     with pytest.raises(Exception, match="scores faces from 0 to 1"):
         make("face", {"score_threshold": 2.0})
+
+
+def test_the_device_is_the_cpu_here_and_a_bad_or_missing_one_is_a_clear_error(monkeypatch):
+    import torch
+
+    from bearid.errors import BearIDError
+    from training.device import Device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = Device.choose()
+    assert not cpu.cuda and cpu.dtype is None and cpu.scaler() is None and cpu.inference_batch == 256
+    x = torch.ones(2, 3, 4, 4)
+    assert cpu.batch(x) is x  # the CPU path leaves tensors as they are
+    with pytest.raises(BearIDError, match="torch sees no CUDA GPU"):
+        Device.choose("cuda")
+    monkeypatch.setenv("BEARID_DEVICE", "tpu")
+    with pytest.raises(BearIDError, match="device 'tpu': choose one of auto, cpu, cuda"):
+        Device.choose()

@@ -112,11 +112,15 @@ class PKBatches(Sampler):
 
 def default_workers() -> int:
     """Loader processes: BEARID_LOADER_WORKERS, else half the CPUs this process may use (the
-    other half runs the network), at least 1, at most 4."""
+    other half runs the network), at least 1, at most 4; training on a GPU, all CPUs but one,
+    at most 8 (the network no longer needs them, and the GPU waits for batches)."""
+    from training.device import Device
+
     chosen = Settings.from_env().loader_workers
     if chosen is not None:
         return chosen
-    return max(1, min(4, len(os.sched_getaffinity(0)) // 2))
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(8, cpus - 1)) if Device.choose().cuda else max(1, min(4, cpus // 2))
 
 
 def batches(

@@ -222,7 +222,7 @@ def load(model_dir: Path) -> tuple[EmbeddingNet, int, Normalisation]:
     return load_file(Path(model_dir) / "embed.pt")
 
 
-def embed(net: EmbeddingNet, data: ChipData, batch: int = 256, workers: int | None = None) -> np.ndarray:
+def embed(net: EmbeddingNet, data: ChipData, batch: int | None = None, workers: int | None = None) -> np.ndarray:
     """The network's descriptor (the embedding before L2 normalisation) of every chip of
     `data`, in order."""
     if not len(data):
@@ -232,13 +232,13 @@ def embed(net: EmbeddingNet, data: ChipData, batch: int = 256, workers: int | No
         return np.concatenate(
             [
                 net.descriptor(device.batch(x)).float().cpu().numpy()
-                for x, _ in batches(data, Sequential(len(data), batch), workers)
+                for x, _ in batches(data, Sequential(len(data), batch or device.inference_batch), workers)
             ]
         )
 
 
 def embed_views(
-    net: EmbeddingNet, data: ChipData, cfg: EmbedConfig, batch: int = 256, workers: int | None = None
+    net: EmbeddingNet, data: ChipData, cfg: EmbedConfig, batch: int | None = None, workers: int | None = None
 ) -> np.ndarray:
     """Descriptors of `cfg.views` augmented copies of every chip of `data` (all chips of the
     first view, then the second, ...), moved, lit, blurred and part-hidden as in training,
@@ -254,6 +254,6 @@ def embed_views(
             [
                 net.descriptor(device.batch(augment(x, gen, cfg))).float().cpu().numpy()
                 for _ in range(cfg.views)
-                for x, _ in batches(data, Sequential(len(data), batch), workers)
+                for x, _ in batches(data, Sequential(len(data), batch or device.inference_batch), workers)
             ]
         )
