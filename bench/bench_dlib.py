@@ -145,7 +145,10 @@ def run_transfer(work: Path) -> Suite:
     embeds = {
         "builtin, from scratch": EmbedConfig(steps=steps),
         "dlib ResNet, as it is": EmbedConfig(**imported, steps=0),
-        "dlib ResNet, fine-tuned": EmbedConfig(**imported, steps=steps, lr=5e-4),
+        # The head learns alone for a third of the steps, then the backbone at a tenth of its
+        # rate: at lr 5e-4 throughout (no batch norm in dlib's network) it lost what it knew
+        # (val AUC 0.68 -> 0.57 by step 30; docs/experiments.md).
+        "dlib ResNet, fine-tuned": EmbedConfig(**imported, steps=steps, lr=5e-4, freeze=100, backbone_lr=0.1),
     }
     sweep = Sweep(
         [FaceConfig(steps=1, refiner_steps=1)], [ChipConfig(source="truth")], list(embeds.values()), [ClassifyConfig()]
