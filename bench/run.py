@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_data
 import bench_dlib
+import bench_gpu
 import bench_loading
 import bench_serving
 import bench_training
@@ -26,6 +27,7 @@ SUITES = {
     "serving": bench_serving.run,
     "dlib": bench_dlib.run,
     "transfer": bench_dlib.run_transfer,
+    "gpu": bench_gpu.run,
 }
 
 
