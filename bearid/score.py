@@ -80,7 +80,7 @@ def score(
     `progress(done, total)` after each answer."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
-    model = client.model()
+    model = client.model().model_dump(mode="json", exclude_unset=True)
     serving = model.get("version")  # answers of another model are asked again
     answered_by = {
         k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v
@@ -100,7 +100,7 @@ def score(
                 errors += 1
                 row["error"] = str(result)
             else:
-                row["answer"] = result
+                row["answer"] = result.model_dump(mode="json", exclude_unset=True)  # as the service sent it
             journal.write(json.dumps(row) + "\n")
             journal.flush()
             if progress:

@@ -14,37 +14,34 @@ import threading
 from pathlib import Path
 
 import bentoml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
 
-from bearid import serving
+from bearid import __version__, serving
+from bearid.apidocs import CompleteDocs
+from bearid.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Reloaded
 from bearid.settings import Settings
 from bearid.uploads import GuardUploads, Refusal
 
 WORKERS = Settings.from_env().workers  # BentoML reads the worker count when the class is declared
 
-
-async def _model(request: Request) -> JSONResponse:
-    return JSONResponse(serving.model_summary(bentoml.get_current_service().champion))
+extra = FastAPI(title="BearID", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
 
-async def _reload(request: Request) -> JSONResponse:
-    if not serving.check_token(request.headers.get("authorization")):
+@extra.get("/model", response_model=ModelInfo)
+def _model() -> dict:
+    """The bundle served: version, bears, thresholds, lineage."""
+    return serving.model_summary(bentoml.get_current_service().champion)
+
+
+@extra.post("/admin/reload", response_model=Reloaded, responses={401: {"model": Refused}})
+def _reload(authorization: str | None = Header(None)) -> dict | JSONResponse:
+    """Look for a new champion now (needs `Authorization: Bearer $BEARID_ADMIN_TOKEN`)."""
+    if not serving.check_token(authorization):
         return JSONResponse({"error": "admin token missing or wrong", "code": "unauthorized"}, status_code=401)
     service = bentoml.get_current_service()
     swapped = service.champion.check()
-    return JSONResponse({"swapped": swapped, **serving.model_summary(service.champion)})
-
-
-extra = Starlette(routes=[Route("/model", _model, methods=["GET"]), Route("/admin/reload", _reload, methods=["POST"])])
-
-
-def _respond(result: dict | Refusal) -> dict | JSONResponse:
-    if isinstance(result, Refusal):
-        return JSONResponse(result.body(), status_code=result.status)
-    return result
+    return {"swapped": swapped, **serving.model_summary(service.champion)}
 
 
 @bentoml.asgi_app(extra, path="/")
@@ -65,18 +62,22 @@ class BearID:
         self._stop.set()
 
     @bentoml.api(route="/identify")
-    def identify(self, photo: Path) -> dict:
+    def identify(self, photo: Path) -> Identified:
         """Every bear face in one photo: box, five landmarks, bear ID (null: unknown bear)."""
         [result] = serving.identify(self.champion, [photo], self.metrics, self.settings.max_upload_bytes)
-        return _respond(result)  # type: ignore[return-value]
+        if isinstance(result, Refusal):
+            return JSONResponse(result.body(), status_code=result.status)  # type: ignore[return-value]
+        return Identified.model_validate(result)
 
     @bentoml.api(route="/identify_batch")
-    def identify_batch(self, photos: list[Path]) -> dict:
+    def identify_batch(self, photos: list[Path]) -> Batch:
         """Several photos in one request; their faces share one embedding call."""
         results = serving.identify(self.champion, photos, self.metrics, self.settings.max_upload_bytes)
         if all(isinstance(r, Refusal) and r.code == "no_model" for r in results):
-            return _respond(results[0])  # type: ignore[return-value]
-        return {"results": [r.body() | {"status": r.status} if isinstance(r, Refusal) else r for r in results]}
+            return JSONResponse(results[0].body(), status_code=503)  # type: ignore[return-value,union-attr]
+        items = [r.body() | {"status": r.status} if isinstance(r, Refusal) else r for r in results]
+        return Batch(results=[BatchItem.model_validate(i) for i in items])
 
 
 BearID.add_asgi_middleware(GuardUploads)
+BearID.add_asgi_middleware(CompleteDocs)

@@ -15,6 +15,7 @@ from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
 from bearid import bundle as bundles
 from bearid.client import BearIDClient, RequestRefused
 from bearid.metadata import read_faces
+from bearid.schema import Identified
 
 TOKEN = "test-admin-token"
 
@@ -49,9 +50,11 @@ def test_identify_over_http_matches_the_pipeline_and_the_truth(server, pipeline,
     with BearIDClient(url) as client:
         for image in images:
             answer = client.identify(truth.path_of(image))
-            assert answer == pipeline.identify(truth.path_of(image)).as_json()
-            assert answer["image"] == {"width": image.width, "height": image.height}
-            answers.append((answer, [b for b in image.boxes if b.label]))
+            assert answer == Identified.model_validate(pipeline.identify(truth.path_of(image)).as_json())
+            assert (answer.image.width, answer.image.height) == (image.width, image.height)
+            wire = answer.model_dump(mode="json")
+            assert wire == pipeline.identify(truth.path_of(image)).as_json()  # the JSON the service sent
+            answers.append((wire, [b for b in image.boxes if b.label]))
     # Against the ground truth: the small test model finds most faces (boxes at IoU >= 0.5).
     scores = tally([a for a in answers if a[1]], set(pipeline.classifier.ids))
     assert scores["faces"] >= 5 and scores["face_recall"] >= 0.6, scores
@@ -62,7 +65,12 @@ def test_identify_over_http_matches_the_pipeline_and_the_truth(server, pipeline,
     assert batch.json()["results"] == [a for a, _ in answers[:3]]
     with BearIDClient(url) as client:
         model = client.model()
-    assert model["version"] == pipeline.version and model["ids"] == pipeline.classifier.ids
+    assert model.version == pipeline.version and model.ids == pipeline.classifier.ids
+    with BearIDClient(url) as client:
+        items = client.identify_batch([truth.path_of(i) for i in images[:2]] + [b"not a photo"]).results
+        assert client.ready()
+    assert [i.refused for i in items] == [False, False, True] and items[2].status == 400
+    assert items[0].answer().model_dump(mode="json") == answers[0][0]
     assert httpx.get(f"{url}/livez").status_code == 200
 
 
@@ -192,3 +200,31 @@ def test_schema_fuzzing_from_the_openapi_document_finds_no_server_error(server):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_the_openapi_document_types_every_answer_and_error_and_names_the_version(server):
+    """A field-app developer generates a client from /docs.json: it must say what comes back."""
+    from bearid import __version__
+
+    url, _ = server
+    doc = httpx.get(f"{url}/docs.json", timeout=30).json()
+    assert doc["info"]["version"] == __version__
+    schemas = doc["components"]["schemas"]
+
+    def answer(path: str, method: str, status: str) -> dict:
+        return doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+    identify = answer("/identify", "post", "200")  # BentoML inlines the answer's own schema
+    assert identify["required"] == ["image", "faces", "model"] and identify["additionalProperties"] is False
+    assert identify["properties"]["faces"]["items"]["$ref"].endswith("/Face")
+    assert doc["paths"]["/identify"]["post"]["responses"]["200"]["content"]["application/json"]["example"]["faces"]
+    face = schemas["Face"]
+    assert face["additionalProperties"] is False and {"box", "landmarks", "bear_id", "candidates"} <= set(
+        face["properties"]
+    )
+    assert answer("/identify_batch", "post", "200")["properties"]["results"]["items"]["$ref"].endswith("/BatchItem")
+    for status in ("400", "413", "415", "503"):
+        assert answer("/identify", "post", status)["$ref"].endswith("/Refused"), status
+    assert set(schemas["Refused"]["properties"]) == {"error", "code"}
+    assert answer("/model", "get", "200")["$ref"].endswith("/ModelInfo")
+    assert answer("/admin/reload", "post", "401")["$ref"].endswith("/Refused")

@@ -213,7 +213,7 @@ def test_client_retries_busy_servers_but_not_bad_requests():
         return httpx.Response(200, json={"faces": [], "image": {"width": 1, "height": 1}, "model": {"version": "v"}})
 
     with BearIDClient("http://bearid.test", backoff=0.001, transport=httpx.MockTransport(flaky)) as client:
-        assert client.identify(b"photo")["model"]["version"] == "v"
+        assert client.identify(b"photo").model.version == "v"
     assert calls["n"] == 4
 
     bad = {"n": 0}
@@ -237,6 +237,45 @@ def test_client_retries_busy_servers_but_not_bad_requests():
         pytest.raises(ServiceUnavailable, match="3 attempts"),
     ):
         client.identify(Image.new("RGB", (4, 4)))
+
+
+def test_async_client_sends_the_gateway_token_and_headers_and_retries_alike():
+    import asyncio
+
+    from bearid.client import AsyncBearIDClient
+
+    seen: list[httpx.Request] = []
+    face = {"box": {"left": 1, "top": 2, "width": 3, "height": 4}, "score": 0.9, "landmarks": {"nose": [2, 3]},
+            "bear_id": "bf_001", "known": True, "confidence": 0.8, "familiarity": -2.0,
+            "candidates": [{"bear_id": "bf_001", "score": 0.8}]}  # fmt: skip
+    answer = {"image": {"width": 8, "height": 8}, "faces": [face], "model": {"version": "v"}}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            return httpx.Response(503, headers={"retry-after": "0"})
+        if request.url.path == "/identify_batch":
+            return httpx.Response(200, json={"results": [answer, {"error": "no", "code": "bad_image", "status": 400}]})
+        if request.url.path == "/model":
+            return httpx.Response(200, json={"loaded": True, "version": "v", "ids": ["bf_001"], "open_set": {}})
+        return httpx.Response(200, json=answer)
+
+    async def run():
+        async with AsyncBearIDClient(
+            "http://bearid.test", backoff=0.001, transport=httpx.MockTransport(handle), token="t0k",
+            headers={"X-Site": "brooks_falls"},
+        ) as client:  # fmt: skip
+            one = await client.identify(b"photo")
+            batch = await client.identify_batch([b"a", b"b"])
+            model = await client.model()
+        return one, batch, model
+
+    one, batch, model = asyncio.run(run())
+    assert one.faces[0].bear_id == "bf_001" and one.faces[0].box.left == 1 and one.faces[0].landmarks["nose"] == (2, 3)
+    assert [i.refused for i in batch.results] == [False, True] and batch.results[1].code == "bad_image"
+    assert model.version == "v" and model.ids == ["bf_001"] and model.model_extra == {"open_set": {}}
+    assert len(seen) == 4  # the 503 was retried
+    assert all(r.headers["authorization"] == "Bearer t0k" and r.headers["x-site"] == "brooks_falls" for r in seen)
 
 
 def in_process_transport(
