@@ -17,12 +17,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bearid.client import BearIDClient
 from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
 from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
+
+if TYPE_CHECKING:  # the in-process scorer needs the [serve] extra
+    from bearid.offline import InProcess
 
 UNKNOWN = "unknown"
 
@@ -71,7 +75,7 @@ class ScoreReport:
 
 def score(
     source: Path,
-    client: BearIDClient,
+    client: BearIDClient | InProcess,
     out: Path,
     concurrency: int = 4,
     progress: Callable[[int, int], None] | None = None,

@@ -161,15 +161,20 @@ def identify(
 
 
 def model_summary(champion: Champion) -> dict:
+    """What `GET /model` answers (bearid.schema.ModelInfo)."""
     p = champion.pipeline
     if p is None:
         return {"loaded": False, "error": champion.error}
+    return summary_of(p, str(champion.bundle_dir or champion.store.pointer), champion.threads)
+
+
+def summary_of(p: Pipeline, source: str, threads: int | None) -> dict:
     return {
         "loaded": True,
         "version": p.version,
         "providers": p.providers,
-        "threads": champion.threads,
-        "source": str(champion.bundle_dir or champion.store.pointer),
+        "threads": threads,
+        "source": source,
         "ids": p.bundle.ids,
         **p.bundle.summary(),
     }

@@ -301,6 +301,53 @@ def in_process_transport(
     return httpx.MockTransport(handle)
 
 
+def test_score_offline_with_a_bundle_or_the_champion_answers_as_the_service_would(
+    pipeline, bundle_dir, splits, tmp_path
+):
+    """A field laptop with no network: bearid score --bundle (or --champion) in this process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bearid.score import read_journal
+    from bearid.store import ModelStore
+    from exporters.promotion import promote
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    truth = read_faces(splits / "test.xml")
+    for image in truth.images[:5]:
+        shutil.copy(truth.path_of(image), photos)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+
+    def bearid(*args, **env) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from bearid.cli import main; main()", *map(str, args)],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400", **env},
+        )  # fmt: skip
+
+    out = tmp_path / "offline.jsonl"
+    done = bearid("score", photos, "--bundle", bundle_dir, "--out", out)
+    assert done.returncode == 1 and "1 errors" in done.stdout, done.stdout + done.stderr  # the broken photo
+    rows = read_journal(out)
+    assert len(rows) == 6 and "error" in rows["broken.jpg"]
+    for name, row in rows.items():
+        if name != "broken.jpg":
+            assert row["answer"] == json.loads(json.dumps(pipeline.identify(photos / name).as_json())), name
+    assert out.with_suffix(".xml").is_file() and out.with_suffix(".csv").is_file()
+    again = bearid("score", photos, "--bundle", bundle_dir, "--out", out)
+    assert "1 scored now, 5 already scored" in again.stdout, again.stdout  # errors are asked again
+    store = tmp_path / "store"
+    promote(bundle_dir, [], ModelStore(store), force=True)
+    champ = bearid("score", photos, "--champion", "--out", tmp_path / "champ.jsonl", BEARID_STORE=str(store))
+    assert champ.returncode == 1 and f"(model {pipeline.version})" in champ.stdout, champ.stdout + champ.stderr
+    both = bearid("score", photos, "--champion", "--bundle", bundle_dir, "--out", tmp_path / "x.jsonl")
+    assert both.returncode == 2 and "not both" in both.stderr + both.stdout
+    none = bearid("score", photos, "--champion", "--out", tmp_path / "y.jsonl", BEARID_STORE=str(tmp_path / "empty"))
+    assert none.returncode == 2 and "no champion" in none.stderr + none.stdout
+
+
 def test_score_is_resumable_and_writes_xml_and_csv(pipeline, splits, tmp_path):
     from bearid.score import read_journal, score
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bearid.cli.bars import Bars
+from bearid.errors import BearIDError
 
 console = Console()
 
@@ -55,17 +56,35 @@ def score(
         Path | None, typer.Option(help="A faces XML with bear labels: report accuracy against it.")
     ] = None,
     table: Annotated[bool, typer.Option(help="Print a table with one row per photo.")] = False,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Score in this process with this bundle folder: no service, no network.")
+    ] = None,
+    champion: Annotated[
+        bool, typer.Option("--champion", help="Score in this process with the model store's champion.")
+    ] = False,
 ) -> None:
-    """Identify every photo of a folder through the service. Re-running skips photos already
-    answered by the model it serves; results.xml opens in the labeling tool, results.csv counts photos per bear.
+    """Identify every photo of a folder through the service (or in this process, with --bundle
+    or --champion). Re-running skips photos already answered by the same model; results.xml
+    opens in the labeling tool, results.csv counts photos per bear.
 
     Example: bearid score photos/ --url http://127.0.0.1:3000 --out results.jsonl
+    Offline: bearid score photos/ --bundle bundles/v3 --out results.jsonl
     """
+    from contextlib import nullcontext
+
     from bearid.client import BearIDClient
     from bearid.score import accuracy, read_journal
     from bearid.score import score as run
 
-    with BearIDClient(url) as client, Bars(console) as bars:
+    if bundle is not None and champion:
+        raise BearIDError("give --bundle or --champion, not both")
+    if bundle is not None or champion:
+        from bearid.offline import InProcess
+
+        scorer = nullcontext(InProcess.champion() if champion else InProcess(bundle))
+    else:
+        scorer = BearIDClient(url)
+    with scorer as client, Bars(console) as bars:
         report = run(photos, client, out, concurrency, bars.counter("scoring"))
     model = report.model
     again = f" ({report.outdated} of them answered before by another model)" if report.outdated else ""

@@ -1,0 +1,54 @@
+"""The service's answers without the service: `bearid score --bundle B` or `--champion` on a
+field laptop with no network. The same `Pipeline`, in this process, behind the two client
+calls `bearid.score` makes (`model`, `identify_many`), so the journal, XML and CSV are the
+ones a scoring run through the service writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from bearid import bundle as bundles
+from bearid.errors import BearIDError
+from bearid.pipeline import Pipeline
+from bearid.runtime import ort_threads
+from bearid.schema import Identified, ModelInfo
+
+PHOTOS_PER_CALL = 8  # photos whose faces share one embedding call
+
+
+class InProcess:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.threads = ort_threads(1)
+        self.pipeline = Pipeline.from_bundle(bundles.load(self.folder), self.threads)
+
+    @classmethod
+    def champion(cls, store=None) -> InProcess:
+        """The model store's champion (BEARID_STORE), as the service would serve it."""
+        from bearid.store import ModelStore
+
+        store = store or ModelStore()
+        version = store.champion()
+        if version is None:
+            raise BearIDError(f"no champion in the model store at {store.home} (run bearid promote, or give --bundle)")
+        return cls(store.path_of(version))
+
+    def model(self) -> ModelInfo:
+        from bearid.serving import summary_of
+
+        return ModelInfo.model_validate(summary_of(self.pipeline, str(self.folder), self.threads))
+
+    def identify_many(
+        self, photos: Iterable, concurrency: int = 4
+    ) -> Iterator[tuple[object, Identified | BearIDError]]:
+        """(photo, answer or error) for every photo, in order (`concurrency` is the client's
+        argument; here ONNX Runtime's threads do the parallel work)."""
+        photos = list(photos)
+        for start in range(0, len(photos), PHOTOS_PER_CALL):
+            chunk = photos[start : start + PHOTOS_PER_CALL]
+            for photo, answer in zip(chunk, self.pipeline.identify_many(chunk)):
+                if isinstance(answer, BearIDError):
+                    yield photo, BearIDError(f"{photo}: {answer}")
+                else:
+                    yield photo, Identified.model_validate(answer.as_json())
