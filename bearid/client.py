@@ -64,8 +64,15 @@ def _payload(photo) -> tuple[str, bytes]:
     raise BearIDError(f"cannot send a {type(photo).__name__} as a photo (give a path, bytes or a PIL image)")
 
 
-def _headers(token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
-    return {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+def _http_options(url: str, timeout: float, transport, token: str | None, headers: dict[str, str] | None) -> dict:
+    """What both clients give httpx: the base URL, the gateway's token and headers, the pool."""
+    return dict(
+        base_url=url,
+        timeout=timeout,
+        transport=transport,
+        headers={**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})},
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+    )
 
 
 class _Retry:
@@ -117,13 +124,7 @@ class BearIDClient:
     ):
         self.url = url.rstrip("/")
         self.retries, self.backoff = retries, backoff
-        self.http = httpx.Client(
-            base_url=self.url,
-            timeout=timeout,
-            transport=transport,
-            headers=_headers(token, headers),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
+        self.http = httpx.Client(**_http_options(self.url, timeout, transport, token, headers))
 
     def __enter__(self) -> BearIDClient:
         return self
@@ -206,9 +207,7 @@ class AsyncBearIDClient:
     ):
         self.url = url.rstrip("/")
         self.retries, self.backoff = retries, backoff
-        self.http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, transport=transport, headers=_headers(token, headers)
-        )
+        self.http = httpx.AsyncClient(**_http_options(self.url, timeout, transport, token, headers))
 
     async def __aenter__(self) -> AsyncBearIDClient:
         return self

@@ -145,12 +145,13 @@ def normalisation_of(cfg: EmbedConfig) -> Normalisation:
 
         return dlib_normalisation(read_network_file(Path(cfg.init))[0].input.mean)  # type: ignore[arg-type]
     if cfg.backbone.startswith(timmnet.PREFIX):
-        return _timm_normalisation(cfg, timmnet.create(cfg.backbone.removeprefix(timmnet.PREFIX), cfg.input_size))
+        norm = timmnet.recorded_normalisation(cfg.backbone.removeprefix(timmnet.PREFIX), cfg.input_size)
+        return Normalisation(tuple(cfg.mean or norm.mean), tuple(cfg.std or norm.std))
     return Normalisation()
 
 
 def _timm_normalisation(cfg: EmbedConfig, backbone: nn.Module) -> Normalisation:
-    norm = timmnet.normalisation(backbone)
+    norm = timmnet.normalisation(backbone.pretrained_cfg)
     return Normalisation(tuple(cfg.mean or norm.mean), tuple(cfg.std or norm.std))
 
 

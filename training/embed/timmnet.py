@@ -100,10 +100,18 @@ def load_weights(backbone: nn.Module, name: str, path: Path) -> None:
     backbone.load_state_dict({k: state[k] for k in own})
 
 
-def normalisation(backbone: nn.Module) -> Normalisation:
-    """The mean and deviation the backbone's pretraining used (timm's record of it)."""
-    cfg = backbone.pretrained_cfg
+def normalisation(cfg: dict) -> Normalisation:
+    """The mean and deviation a backbone's pretraining used (timm's pretrained config)."""
     return Normalisation(tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225))))
+
+
+def recorded_normalisation(name: str, input_size: int) -> Normalisation:
+    """`normalisation` of timm's record for `name`, without building the network where timm
+    has the record (building a Swin-L only to read two triples takes seconds and gigabytes)."""
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name) if timm.is_model(name.split(".")[0]) else None
+    return normalisation(cfg.to_dict() if cfg is not None else create(name, input_size).pretrained_cfg)
 
 
 class TimmEmbedNet(nn.Module):
