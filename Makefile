@@ -60,14 +60,14 @@ demo: venv
 	$(BIN)/bearid train configs/demo.yaml --data $(DEMO)/splits_image --results $(DEMO)/results
 	rm -rf $(DEMO)/bundle  # rebuilt each run: the best path may have changed; promoted bundles live in the store
 	$(BIN)/bearid export --results $(DEMO)/results --out $(DEMO)/bundle
-	BEARID_STORE=$(DEMO)/store $(BIN)/bearid promote $(DEMO)/bundle \
+	BENTOML_HOME=$(DEMO)/store $(BIN)/bearid promote $(DEMO)/bundle \
 		--gate $(DEMO)/splits_image/val.xml --gate $(DEMO)/splits_image/holdout.xml
-	BEARID_STORE=$(DEMO)/store scripts/serve-and-score.sh $(BIN) $(PORT) $(DEMO)/splits_image/test.xml \
+	BENTOML_HOME=$(DEMO)/store scripts/serve-and-score.sh $(BIN) $(PORT) $(DEMO)/splits_image/test.xml \
 		$(DEMO)/score/results.jsonl $(DEMO)/splits_image/test.xml
 
 # Keep serving the demo's champion (Ctrl-C stops it).
 serve: venv
-	BEARID_STORE=$(DEMO)/store $(BIN)/bearid serve --port $(PORT) --workers 2
+	BENTOML_HOME=$(DEMO)/store $(BIN)/bearid serve --port $(PORT) --workers 2
 
 # Review the demo's batch scores in the browser (queues: unknown bears, unsure faces, ...).
 LABEL_PORT ?= 8080

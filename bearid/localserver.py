@@ -15,15 +15,19 @@ import httpx
 
 from bearid.errors import BearIDError
 
-CHECKOUT = Path(__file__).resolve().parents[1]  # service/service.py lives here
+SERVICE = "bearid.service.service:BearID"
 
 
 def serve_command(
-    port: int, host: str = "127.0.0.1", workers: int = 1, bundle: Path | None = None, env: dict[str, str] | None = None
+    port: int,
+    host: str = "127.0.0.1",
+    workers: int = 1,
+    bundle: Path | None = None,
+    env: dict[str, str] | None = None,
+    target: str = SERVICE,
 ) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment) that serve BearID with BentoML: the store's champion, or `bundle`."""
-    if not (CHECKOUT / "service" / "service.py").exists():
-        raise BearIDError(f"service/service.py not found under {CHECKOUT}; run from a BearID checkout")
+    """(argv, environment) that serve BearID with BentoML: the store's champion, or `bundle`;
+    `target` may name a built bento instead (a tag, or an exported bento's folder)."""
     environ = dict(os.environ, BEARID_WORKERS=str(workers), BENTOML_DO_NOT_TRACK="True", **(env or {}))
     if bundle:
         environ["BEARID_BUNDLE"] = str(Path(bundle).resolve())
@@ -32,13 +36,11 @@ def serve_command(
         "-m",
         "bentoml",
         "serve",
-        "service.service:BearID",
+        target,
         "--port",
         str(port),
         "--host",
         host,
-        "--working-dir",
-        str(CHECKOUT),
     ]
     return argv, environ
 
@@ -53,16 +55,21 @@ class LocalServer:
     """`with LocalServer(env={...}, workers=2) as url: ...` — the service, stopped after."""
 
     def __init__(
-        self, workers: int = 1, env: dict[str, str] | None = None, log: Path | None = None, timeout: float = 120
+        self,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        timeout: float = 120,
+        target: str = SERVICE,
     ):
-        self.workers, self.extra_env, self.timeout = workers, env or {}, timeout
+        self.workers, self.extra_env, self.timeout, self.target = workers, env or {}, timeout, target
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        argv, env = serve_command(self.port, workers=self.workers, env=self.extra_env)
+        argv, env = serve_command(self.port, workers=self.workers, env=self.extra_env, target=self.target)
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + self.timeout

@@ -62,17 +62,19 @@ class Metrics:
 class Champion:
     """The pipeline a worker serves. With a fixed bundle folder it never changes; from the
     model store it follows the champion pointer: a new champion is loaded beside the old one
-    and swapped in with one assignment, so requests in flight finish on the old pipeline."""
+    and swapped in with one assignment, so requests in flight finish on the old pipeline.
+    With no pointer, it serves `carried`, the model a bento carries, if there is one."""
 
     def __init__(
         self,
         bundle_dir: Path | None = None,
         store: ModelStore | None = None,
+        carried: Path | None = None,
         workers: int = 1,
         metrics: Metrics | None = None,
         providers: list[str] | None = None,
     ):
-        self.bundle_dir, self.store = bundle_dir, store or ModelStore()
+        self.bundle_dir, self.store, self.carried = bundle_dir, store or ModelStore(), carried
         self.threads, self.metrics, self.providers = ort_threads(workers), metrics, providers
         self.pipeline: Pipeline | None = None
         self.error: str | None = None
@@ -90,12 +92,14 @@ class Champion:
         """Load the champion if it changed; True if a new pipeline was swapped in."""
         with self._lock:
             try:
-                if self.bundle_dir is not None:
+                pointer = self.store.pointer
+                fixed = self.bundle_dir or (self.carried if not pointer.exists() else None)
+                if fixed is not None:
                     if self.pipeline is None:
-                        self.pipeline = self._load(self.bundle_dir)
+                        self.pipeline = self._load(fixed)
+                        log.info("serving bundle %s from %s", self.pipeline.version, fixed)
                         return True
                     return False
-                pointer = self.store.pointer
                 stamp = pointer.stat().st_mtime_ns if pointer.exists() else None
                 if stamp == self._pointer_stamp and self.pipeline is not None:
                     return False
@@ -119,6 +123,13 @@ class Champion:
                     )
                 self.error = str(exc)
                 return False
+
+    @property
+    def source(self) -> Path:
+        """Where the served bundle came from: the folder, the pointer, or the carried model."""
+        if self.bundle_dir is not None:
+            return self.bundle_dir
+        return self.store.pointer if self.store.pointer.exists() or self.carried is None else self.carried
 
     def watch(self, interval: float, stop: threading.Event) -> threading.Thread:
         def loop() -> None:
@@ -165,7 +176,7 @@ def model_summary(champion: Champion) -> dict:
     p = champion.pipeline
     if p is None:
         return {"loaded": False, "error": champion.error}
-    return summary_of(p, str(champion.bundle_dir or champion.store.pointer), champion.threads)
+    return summary_of(p, str(champion.source), champion.threads)
 
 
 def summary_of(p: Pipeline, source: str, threads: int | None) -> dict:
@@ -178,6 +189,25 @@ def summary_of(p: Pipeline, source: str, threads: int | None) -> dict:
         "ids": p.bundle.ids,
         **p.bundle.summary(),
     }
+
+
+def in_bentoml_store(tag: str) -> bool:
+    """Whether BentoML's model store has `tag` (in a bento being served: the bento's own). The
+    service declares its model only then: BentoML would ask BentoCloud for a missing one."""
+    import bentoml
+
+    try:
+        bentoml.models.get(tag)
+        return True
+    except bentoml.exceptions.NotFound:
+        return False
+
+
+def requirements(path: Path) -> list[str]:
+    """The packages of a requirements file (BentoML's image takes a file by relative path only,
+    and the installed service has no working directory of its own)."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
 
 
 def check_token(header: str | None, settings: Settings | None = None) -> bool:

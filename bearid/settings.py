@@ -27,13 +27,19 @@ class Settings:
         "BEARID_STORE",
         Path,
         None,
-        "The model store: promoted bundles and the champion pointer. Default: $BENTOML_HOME, else ~/bentoml.",
+        "The model store a service follows: models/bearid/ and bearid/champion.json. Default: BentoML's home.",
     )
     bentoml_home: Path | None = _var(
-        "BENTOML_HOME", Path, None, "BentoML's own home; the model store when BEARID_STORE is unset."
+        "BENTOML_HOME", Path, None, "BentoML's home (default ~/bentoml): where bearid promote writes the store."
     )
     bundle: Path | None = _var(
         "BEARID_BUNDLE", Path, None, "The service serves this bundle folder instead of the store's champion."
+    )
+    model: str = _var(
+        "BEARID_MODEL",
+        str,
+        "bearid:latest",
+        "The model the service declares: what `bearid bento` packs, and what it serves with no champion.",
     )
     workers: int = _var("BEARID_WORKERS", int, 1, "Service worker processes.")
     watch_seconds: float = _var(
@@ -73,9 +79,13 @@ class Settings:
         return cls(**values)
 
     @property
+    def bentoml_root(self) -> Path:
+        return self.bentoml_home or Path.home() / "bentoml"
+
+    @property
     def store_home(self) -> Path:
-        """Where promoted bundles live."""
-        return self.store or self.bentoml_home or Path.home() / "bentoml"
+        """The model store's folder."""
+        return self.store or self.bentoml_root
 
     @property
     def max_upload_bytes(self) -> int:

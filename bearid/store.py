@@ -1,9 +1,13 @@
-"""Promoted bundles: kept in the BentoML model store as `bearid:<version>`, with a champion
-pointer and its history beside the store (`$BEARID_STORE/bearid/champion.json`; BEARID_STORE
-defaults to $BENTOML_HOME).
+"""Promoted bundles: kept in BentoML's model store as `bearid:<version>` (`bentoml models list`
+shows them, and a bento built by `bearid bento` carries one), with a champion pointer and its
+history beside it. The store is one folder, BEARID_STORE (default: BentoML's home):
+`models/bearid/<version>/` and `bearid/champion.json`.
 
-The pointer file is what a running service watches: promote or roll back, and every
-worker loads the new champion and swaps it in between requests.
+Bundles are written with BentoML's public `bentoml.models` API, which writes to this process's
+BentoML home; they are read by the folder layout, so a service can follow a store that is
+mounted read-only, or while BentoML serves a bento from the bento's own store. The pointer
+file is what a running service watches: promote or roll back, and every worker loads the new
+champion and swaps it in between requests.
 """
 
 from __future__ import annotations
@@ -25,32 +29,28 @@ MODEL_NAME = "bearid"
 
 class ModelStore:
     def __init__(self, home: Path | None = None):
+        """`home`: where the champion pointer lives (default BEARID_STORE, else BentoML's home)."""
         self.home = Path(home) if home else Settings.from_env().store_home
         self.pointer = self.home / "bearid" / "champion.json"
 
     # -- the BentoML model store ----------------------------------------------------------
-    def _models(self):
-        from bentoml._internal.models.model import ModelStore as BentoStore
-
-        return BentoStore(self.home / "models")
-
     def add(self, folder: Path) -> str:
         """Store a verified bundle as bearid:<version> (nothing happens if it is there)."""
         import bentoml
 
         manifest = bundles.verify(folder)
         version = manifest["version"]
-        store = self._models()
-        try:
-            store.get(f"{MODEL_NAME}:{version}")
+        if version in self.versions():
             return version
-        except bentoml.exceptions.NotFound:
-            pass
+        if (self.home / "models").resolve() != models_home().resolve():
+            raise BearIDError(
+                f"BentoML writes models to {models_home()}, not to the store at {self.home}: "
+                f"set BENTOML_HOME={self.home} to promote into it"
+            )
         with bentoml.models.create(
             f"{MODEL_NAME}:{version}",
             metadata={"lineage": manifest.get("lineage", {}).get("path")},
             labels={"format": str(bundles.FORMAT)},
-            _model_store=store,
         ) as model:
             bundles.copy(Path(folder), Path(model.path))
         # BentoML builds each model in a private temp folder (0700) and keeps its mode: give it
@@ -59,19 +59,16 @@ class ModelStore:
         return version
 
     def path_of(self, version: str) -> Path:
-        import bentoml
-
-        try:
-            return Path(self._models().get(f"{MODEL_NAME}:{version}").path)
-        except bentoml.exceptions.NotFound:
-            raise BearIDError(f"{MODEL_NAME}:{version} is not in the model store at {self.home / 'models'}") from None
+        folder = self.home / "models" / MODEL_NAME / version
+        if not (folder / "model.yaml").is_file():
+            raise BearIDError(f"{MODEL_NAME}:{version} is not in the model store at {self.home / 'models'}")
+        return folder
 
     def versions(self) -> list[str]:
-        return (
-            [str(m.tag.version) for m in self._models().list(MODEL_NAME)]
-            if (self.home / "models" / MODEL_NAME).exists()
-            else []
-        )
+        """Stored versions, oldest first."""
+        root = self.home / "models" / MODEL_NAME
+        found = [d for d in root.iterdir() if (d / "model.yaml").is_file()] if root.is_dir() else []
+        return [d.name for d in sorted(found, key=lambda d: (d.stat().st_mtime, d.name))]
 
     # -- champion and history -------------------------------------------------------------
     # `stack` holds the promoted champions, oldest first: promote pushes, rollback pops.
@@ -125,3 +122,8 @@ class ModelStore:
         gone = state["stack"].pop()
         self._write(state, state["stack"][-1], "rollback", {"from": gone})
         return state["champion"]
+
+
+def models_home() -> Path:
+    """BentoML's model store, where this process writes (its BENTOML_HOME)."""
+    return Settings.from_env().bentoml_root / "models"

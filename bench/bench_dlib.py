@@ -41,10 +41,10 @@ def run(work: Path) -> Suite:
     from bearid.face.mmod import MmodFinder
     from bearid.imageio import Photo
     from bearid.preprocess import dlib_normalisation, normalise
-    from training.config import FaceConfig
-    from training.dlibnet import DlibNet
-    from training.embed.model import DlibEmbedNet
-    from training.face.mmod import spec_of
+    from bearid.training.config import FaceConfig
+    from bearid.training.dlibnet import DlibNet
+    from bearid.training.embed.model import DlibEmbedNet
+    from bearid.training.face.mmod import spec_of
 
     suite = Suite("dlib")
     images = _images()
@@ -134,8 +134,8 @@ def run_transfer(work: Path) -> Suite:
     imported ResNet fine-tuned, the last and the first at the same number of steps; each
     path's class stage chosen and measured as `bearid train` does."""
     from bearid.synth import WorldConfig
-    from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig, Sweep
-    from training.train import train
+    from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig, Sweep
+    from bearid.training.train import train
 
     steps = 300
     suite = Suite("transfer")

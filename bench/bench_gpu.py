@@ -1,7 +1,7 @@
 """Suite `gpu`: the trainers' steps on a CUDA GPU (bf16 or fp16 autocast, channels-last, the
 gradient scaler where fp16) against the same steps on this machine's CPU, in one run.
 
-The steps are the trainers' own parts (training.device, the Trainee and its loss, the
+The steps are the trainers' own parts (bearid.training.device, the Trainee and its loss, the
 augmentation, the Optimiser; the face detector and its loss) on random inputs of the sizes
 `configs/gpu.yaml` uses, so the CUDA paths are exercised without a dataset. Without a GPU the
 suite says so and measures the CPU alone."""
@@ -20,9 +20,9 @@ CPU_STEPS, GPU_STEPS = 2, 30  # after one warm-up step on the CPU, five on the G
 
 def _embed_step(device, backbone: str, size: int, batch: int):
     """One embed training step as train_embedder takes it, as a function (and its losses)."""
-    from training.config import EmbedConfig
-    from training.embed.train import Trainee, augment, parameter_groups
-    from training.optim import Optimiser
+    from bearid.training.config import EmbedConfig
+    from bearid.training.embed.train import Trainee, augment, parameter_groups
+    from bearid.training.optim import Optimiser
 
     cfg = EmbedConfig(backbone=backbone, input_size=size, steps=1000, freeze=0, backbone_lr=0.1, p=batch // 4, k=4)
     trainee = device.model(Trainee(cfg, 64)).train()
@@ -41,9 +41,9 @@ def _embed_step(device, backbone: str, size: int, batch: int):
 
 def _face_step(device, side: int, batch: int):
     from bearid.face.centernet import STRIDE
-    from training.face.model import Detector
-    from training.face.train import detector_loss
-    from training.optim import Optimiser
+    from bearid.training.face.model import Detector
+    from bearid.training.face.train import detector_loss
+    from bearid.training.optim import Optimiser
 
     model = device.model(Detector(32)).train()
     opt = Optimiser(model.parameters(), 2e-3, 1000, scaler=device.scaler())
@@ -75,7 +75,7 @@ def _seconds_per_step(make, device, steps: int) -> tuple[float, list[float]]:
 
 
 def run(work: Path) -> Suite:
-    from training.device import Device
+    from bearid.training.device import Device
 
     suite = Suite("gpu")
     cpu = Device(torch.device("cpu"))

@@ -13,11 +13,11 @@ from common import Figure, Suite, split_world
 from PIL import Image
 
 from bearid.synth import WorldConfig
-from training.config import ChipConfig, EmbedConfig
-from training.embed.chipcache import open_cache
-from training.embed.loader import ChipsInMemory, default_workers, open_chips
-from training.embed.train import train_embedder
-from training.stages import SPLITS, run_chip
+from bearid.training.config import ChipConfig, EmbedConfig
+from bearid.training.embed.chipcache import open_cache
+from bearid.training.embed.loader import ChipsInMemory, default_workers, open_chips
+from bearid.training.embed.train import train_embedder
+from bearid.training.stages import SPLITS, run_chip
 
 WORLD = WorldConfig(bears=16, photos=700, seed=33)
 STEPS = 150  # enough that the workers' start (~0.1 s) is a small part, as in a real run (800 steps)

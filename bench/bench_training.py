@@ -12,11 +12,11 @@ from pathlib import Path
 
 from common import Figure, Suite, split_world
 
+from bearid.exporters.export import best_exportable
 from bearid.synth import WorldConfig
-from exporters.export import best_exportable
-from training.config import FaceConfig, Sweep
-from training.runs import runs
-from training.train import train
+from bearid.training.config import FaceConfig, Sweep
+from bearid.training.runs import runs
+from bearid.training.train import train
 
 # 8 strangers (the usual quarter of the bears would be 4): validation and test get four
 # each, so one stranger moves BAUS by 0.25, not 0.5, and the threshold is not set on two.
@@ -135,10 +135,10 @@ def _new_bears(suite: Suite, class_dir: Path, work: Path) -> None:
     bears) and NEW_BEARS' photos (all unknown) through it: BAKS and BAUS from photos."""
     from bearid import bundle as bundles
     from bearid.evaluate import gate_metrics
+    from bearid.exporters.export import export
     from bearid.metadata import read_faces
     from bearid.pipeline import Pipeline as Answering
     from bearid.synth import synthesize
-    from exporters.export import export
 
     bundle_dir, world = work / "bundle", work / "new_bears"
     synthesize(NEW_BEARS, world, workers=2)

@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bearid.embed import Embedded, load_views
 from bearid.metrics import roc_auc
-from training.classify import fit
-from training.config import ClassifyConfig
-from training.embed.loader import open_chips
-from training.embed.train import embed, load
+from bearid.training.classify import fit
+from bearid.training.config import ClassifyConfig
+from bearid.training.embed.loader import open_chips
+from bearid.training.embed.train import embed, load
 
 SPLITS = ("train", "val", "test", "holdout")
 

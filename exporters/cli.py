@@ -37,8 +37,8 @@ def export(
     Example: bearid export results/face_config_01/chip_config_01/embed_config_01/class_config_01 --out bundle
     """
     from bearid.errors import BearIDError
-    from exporters.export import best_exportable
-    from exporters.export import export as run
+    from bearid.exporters.export import best_exportable
+    from bearid.exporters.export import export as run
 
     if path is None:
         if results_dir is None:
@@ -74,8 +74,8 @@ def promote(
 
     Example: bearid promote bundle --gate splits/test.xml --gate splits/holdout.xml
     """
+    from bearid.exporters.promotion import promote as run
     from bearid.store import ModelStore
-    from exporters.promotion import promote as run
 
     r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
     if r.candidate:
@@ -107,10 +107,15 @@ def models() -> None:
 
     Example: bearid models
     """
-    from bearid.store import ModelStore
+    from bearid.store import ModelStore, models_home
 
     store = ModelStore()
-    print(json.dumps({"store": str(store.home), "versions": store.versions(), **store.state()}, indent=1))
+    print(
+        json.dumps(
+            {"store": str(store.home), "models": str(models_home()), "versions": store.versions(), **store.state()},
+            indent=1,
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -25,11 +25,11 @@ from bearid.fsio import temp_dir
 from bearid.metadata import read_chips, read_faces
 from bearid.pipeline import Pipeline
 from bearid.runtime import ort_sessions
-from training.config import STAGES, as_dict, read_config
-from training.embed.model import Descriptor
-from training.progress import Log, advance
-from training.results import STAGE_ORDER, is_pruned, read_metrics
-from training.torchnet import network
+from bearid.training.config import STAGES, as_dict, read_config
+from bearid.training.embed.model import Descriptor
+from bearid.training.progress import Log, advance
+from bearid.training.results import STAGE_ORDER, is_pruned, read_metrics
+from bearid.training.torchnet import network
 
 OPSET = 17
 DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only
@@ -61,7 +61,7 @@ def exportable(path: list[Path]) -> bool:
 
 def best_exportable(results_dir: Path, by: str = "open_set") -> Path:
     """The class stage directory of the best exportable path, chosen on validation."""
-    from training.runs import runs
+    from bearid.training.runs import runs
 
     r = runs(results_dir, by, keep=exportable)
     if r.best is None:
@@ -144,7 +144,7 @@ def _export_face(cfg, model_dir: Path, work: Path) -> tuple[dict[str, Network], 
     """The face stage's networks into `work` (face.onnx, and landmarks.onnx or .npz): their
     PyTorch forms (for the parity check), and the manifest's detector and landmarks records."""
     if cfg.backend == "mmod":
-        from training.face import mmod
+        from bearid.training.face import mmod
 
         _, module = mmod.load_network(model_dir)
         record = json.loads((model_dir / "mmod.json").read_text())
@@ -152,7 +152,7 @@ def _export_face(cfg, model_dir: Path, work: Path) -> tuple[dict[str, Network], 
         shutil.copyfile(model_dir / "landmarks.npz", work / "landmarks.npz")
         return {"face": network(module)}, {"kind": "mmod", **record["spec"]}, {
             "kind": "regression_trees", "parts": record["parts"]}  # fmt: skip
-    from training.face import train as face_train
+    from bearid.training.face import train as face_train
 
     detector, refiner = face_train.load(model_dir)
     spec = cfg.detector_spec()
@@ -182,7 +182,7 @@ def _test_chips(chip_dir: Path, n: int) -> list[Path]:
 
 def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     """Export the results path `path` (…/class_config_XX) as a bundle at `out`; the manifest."""
-    from training.embed import train as embed_train
+    from bearid.training.embed import train as embed_train
 
     face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
     face_cfg, chip_cfg, embed_cfg, classify_cfg = (read_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))

@@ -1,11 +1,14 @@
 """BearID's HTTP service (BentoML 1.4): photos in, bear faces with IDs out.
 
-    bentoml serve service.service:BearID      # or: bearid serve
+    bearid serve                              # or: bentoml serve bearid.service.service:BearID
+    bearid bento && bentoml containerize bearid_service:latest
 
-Serves the champion of the model store (`bearid promote`), or a fixed bundle folder given
-in BEARID_BUNDLE. Every worker loads the pipeline once and follows the champion pointer
-(every BEARID_WATCH_SECONDS, or at once on `POST /admin/reload` with the admin token): a new
-champion is swapped in between requests, so a promotion needs no restart and fails nothing.
+What it serves, first found: the bundle folder in BEARID_BUNDLE; the champion of the model
+store (`bearid promote`), followed live; else the model it declares, BEARID_MODEL
+(default `bearid:latest`), which a bento built by `bearid bento` carries inside it.
+Following the champion, every worker looks at the pointer every BEARID_WATCH_SECONDS (or at
+once on `POST /admin/reload` with the admin token) and swaps a new champion in between
+requests, so a promotion needs no restart and fails nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from bearid.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Relo
 from bearid.settings import Settings
 from bearid.uploads import GuardUploads, Refusal
 
-WORKERS = Settings.from_env().workers  # BentoML reads the worker count when the class is declared
+# BentoML reads workers, resources, the image and the model when the class is declared, which
+# for a bento is when it is built: the bento records them, and BEARID_WORKERS in its
+# environment says the same number to the workers that run.
+SETTINGS = Settings.from_env()
+WORKERS = SETTINGS.workers
+IMAGE = (
+    bentoml.images.Image(python_version="3.11", lock_python_packages=True)
+    .system_packages("libgomp1")
+    .python_packages(*serving.requirements(Path(__file__).with_name("requirements.txt")))
+)
 
 extra = FastAPI(title="BearID", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -45,12 +57,27 @@ def _reload(authorization: str | None = Header(None)) -> dict | JSONResponse:
 
 
 @bentoml.asgi_app(extra, path="/")
-@bentoml.service(workers=WORKERS, traffic={"timeout": 60, "max_concurrency": 64}, resources={"cpu": str(WORKERS)})
+@bentoml.service(
+    image=IMAGE,
+    workers=WORKERS,
+    resources={"cpu": str(WORKERS)},
+    envs=[{"name": "BEARID_WORKERS", "value": str(WORKERS)}, {"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+    traffic={"timeout": 60, "max_concurrency": 64},
+    labels={"project": "bearid"},
+)
 class BearID:
+    carried = bentoml.models.BentoModel(SETTINGS.model) if serving.in_bentoml_store(SETTINGS.model) else None
+
     def __init__(self) -> None:
         self.settings = Settings.from_env()
         self.metrics = serving.Metrics()
-        self.champion = serving.Champion(self.settings.bundle, workers=WORKERS, metrics=self.metrics)
+        carried = type(self).carried
+        self.champion = serving.Champion(
+            self.settings.bundle,
+            carried=Path(carried.stored.path) if carried else None,
+            workers=WORKERS,
+            metrics=self.metrics,
+        )
         self._stop = threading.Event()
         self.champion.watch(self.settings.watch_seconds, self._stop)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,28 @@ import pytest
 from bearid.data.split import SplitConfig, split
 from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
-from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
+from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bearid"
+
+
+def pytest_configure(config) -> None:
+    """BentoML keeps one model store per process ($BENTOML_HOME): the tests' is their own, never
+    ~/bentoml. The servers they start inherit it."""
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bearid-tests-bentoml-")
+
+
+def model_store(folder: Path):
+    """A model store with a champion pointer of its own in `folder`, whose models are the tests'
+    BentoML store (BentoML writes to one per process): what `bearid promote` makes of
+    BENTOML_HOME=folder, without a process per test."""
+    from bearid.store import ModelStore, models_home
+
+    folder.mkdir(parents=True, exist_ok=True)
+    models_home().mkdir(parents=True, exist_ok=True)
+    (folder / "models").symlink_to(models_home(), target_is_directory=True)
+    return ModelStore(folder)
+
 
 # Small photos keep the suite fast; every kind of photo and defect is still there.
 SMALL = dict(min_side=640, max_side=960)
@@ -53,8 +74,8 @@ def splits(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(splits, tmp_path_factory) -> tuple[Path, object]:
-    from training.config import Sweep
-    from training.train import train
+    from bearid.training.config import Sweep
+    from bearid.training.train import train
 
     results = tmp_path_factory.mktemp("results")
     report = train(
@@ -66,7 +87,7 @@ def trained(splits, tmp_path_factory) -> tuple[Path, object]:
 @pytest.fixture(scope="session")
 def bundle_dir(trained, tmp_path_factory) -> Path:
     """The tiny pipeline exported as a bundle."""
-    from exporters.export import export
+    from bearid.exporters.export import export
 
     results, report = trained
     out = tmp_path_factory.mktemp("bundles") / "tiny"

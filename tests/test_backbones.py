@@ -16,11 +16,11 @@ from conftest import TINY_CHIP, TINY_FACE
 from safetensors.torch import save_file
 
 from bearid.errors import BearIDError
-from training.config import ClassifyConfig, EmbedConfig, Sweep, make
-from training.embed.timmnet import TimmEmbedNet
-from training.embed.train import load
-from training.stages import run_embed
-from training.train import train
+from bearid.training.config import ClassifyConfig, EmbedConfig, Sweep, make
+from bearid.training.embed.timmnet import TimmEmbedNet
+from bearid.training.embed.train import load
+from bearid.training.stages import run_embed
+from bearid.training.train import train
 
 SMALL = {"p": 3, "k": 2, "views": 0, "recolour": 0, "checkpoint_every": 0}
 
@@ -39,8 +39,8 @@ def test_a_timm_backbone_from_local_weights_trains_exports_with_parity_and_serve
     import httpx
 
     from bearid import bundle as bundles
+    from bearid.exporters.export import export
     from bearid.localserver import LocalServer
-    from exporters.export import export
 
     weights, _ = _weights(tmp_path, "test_resnet")
     results = tmp_path / "results"
@@ -95,8 +95,8 @@ def test_freeze_trains_the_head_alone_and_steps_0_uses_the_backbone_as_it_is(tra
     # The ViT exports to ONNX as the CNN does (the export's own opset and exporter), alike.
     import onnxruntime
 
-    from exporters.export import _to_onnx
-    from training.embed.model import Descriptor
+    from bearid.exporters.export import _to_onnx
+    from bearid.training.embed.model import Descriptor
 
     _to_onnx(Descriptor(net).eval(), torch.zeros(2, 3, 32, 32), tmp_path / "vit.onnx", image_axes=False)
     x = np.random.default_rng(0).normal(size=(5, 3, 32, 32)).astype(np.float32)
@@ -131,7 +131,7 @@ def test_a_missing_or_mismatched_weights_file_is_one_error_naming_file_and_tenso
 def test_hub_weights_offline_with_nothing_cached_are_one_clear_error(tmp_path):
     """HF_HUB_OFFLINE is honoured: no network is tried, and the error says what to do."""
     code = (
-        "from training.config import make; from training.embed.model import build;"
+        "from bearid.training.config import make; from bearid.training.embed.model import build;"
         "build(make('embed', {'backbone': 'timm:test_resnet', 'weights': 'hub', 'steps': 0}))"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}

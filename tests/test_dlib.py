@@ -81,7 +81,7 @@ def test_truncated_foreign_and_unknown_files_are_refused_naming_the_byte(tmp_pat
 def _onnx(module, example, path: Path, image_axes: bool):
     import onnxruntime as ort
 
-    from exporters.export import _to_onnx
+    from bearid.exporters.export import _to_onnx
 
     _to_onnx(module, example, path, image_axes=image_axes)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -92,8 +92,8 @@ def test_the_onnx_resnet_gives_dlibs_face_descriptors(tmp_path):
     import torch
 
     from bearid.preprocess import dlib_normalisation, normalise
-    from training.dlibnet import DlibNet
-    from training.embed.model import Descriptor, DlibEmbedNet
+    from bearid.training.dlibnet import DlibNet
+    from bearid.training.embed.model import Descriptor, DlibEmbedNet
 
     net, _ = read_network_file(RESNET)
     run = _onnx(Descriptor(DlibEmbedNet(DlibNet(net)).eval()), torch.zeros(2, 3, 150, 150), tmp_path / "e.onnx", False)
@@ -116,9 +116,9 @@ def test_the_onnx_mmod_detector_finds_dlibs_faces_pyramid_included(tmp_path, sha
 
     from bearid.face.mmod import MmodFinder
     from bearid.imageio import Photo
-    from training.config import FaceConfig
-    from training.dlibnet import DlibNet
-    from training.face.mmod import spec_of
+    from bearid.training.config import FaceConfig
+    from bearid.training.dlibnet import DlibNet
+    from bearid.training.face.mmod import spec_of
 
     net, _ = read_network_file(MMOD)
     spec = spec_of(net, FaceConfig(backend="mmod", init=str(MMOD)))

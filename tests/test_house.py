@@ -16,7 +16,7 @@ DOCS = Path(__file__).parents[1] / "docs"
 
 
 def test_every_stage_has_one_name_in_bearid_and_in_training():
-    from training.config import STAGES
+    from bearid.training.config import STAGES
 
     assert list(STAGES) == ["face", "chip", "embed", "classify"]
     for name in STAGES:
@@ -30,7 +30,7 @@ def test_one_photo_lister_leaves_out_hidden_and_underscore_files_and_folders(tmp
     from bearid.label.store import photo_list
     from bearid.metadata import read_faces
     from bearid.score import photos_in
-    from training.data import photo_samples
+    from bearid.training.data import photo_samples
 
     for rel in (
         "loc/a_201901/bf_001/keep.jpg",
@@ -103,7 +103,7 @@ def test_the_bench_scripts_import(monkeypatch):
 
 
 def test_every_shipped_config_reads_as_a_sweep():
-    from training.config import read_sweep
+    from bearid.training.config import read_sweep
 
     configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert any(p.name == "gpu.yaml" for p in configs)

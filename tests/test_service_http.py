@@ -22,15 +22,16 @@ TOKEN = "test-admin-token"
 
 @pytest.fixture(scope="module")
 def server(bundle_dir, tmp_path_factory):
+    from conftest import model_store
+
+    from bearid.exporters.promotion import promote
     from bearid.localserver import LocalServer
-    from bearid.store import ModelStore
-    from exporters.promotion import promote
 
     home = tmp_path_factory.mktemp("bentoml")
-    store = ModelStore(home)
+    store = model_store(home)
     promote(bundle_dir, [], store, force=True)
     env = dict(
-        BENTOML_HOME=str(home),
+        BEARID_STORE=str(home),
         BEARID_WATCH_SECONDS="0.5",
         BEARID_ADMIN_TOKEN=TOKEN,
         BEARID_MAX_UPLOAD_MB="2",
@@ -115,7 +116,7 @@ def test_metrics_carry_bearid_series_from_both_workers(server, splits):
 
 
 def test_promote_and_rollback_under_load_fail_no_request(server, bundle_dir, splits, tmp_path):
-    from exporters.promotion import promote
+    from bearid.exporters.promotion import promote
 
     url, store = server
     old = store.champion()

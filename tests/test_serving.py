@@ -36,7 +36,7 @@ def worse_copy(bundle_dir: Path, dest: Path) -> Path:
 
 
 def test_export_writes_a_verified_bundle_with_parity(bundle_dir, trained):
-    from exporters.export import export
+    from bearid.exporters.export import export
 
     manifest = bundles.verify(bundle_dir)
     assert set(manifest["files"]) == set(bundles.files_of(manifest)) == {*bundles.FILES, "landmarks.onnx"}
@@ -67,12 +67,13 @@ def test_a_tampered_or_truncated_bundle_is_refused_before_unpickling(bundle_dir,
     with pytest.raises(BearIDError, match="classifier.pkl"):
         bundles.load(evil)
     # Promotion and the service refuse it too, and still nothing was unpickled.
+    from conftest import model_store
+
+    from bearid.exporters.promotion import promote
     from bearid.serving import Champion
-    from bearid.store import ModelStore
-    from exporters.promotion import promote
 
     with pytest.raises(BearIDError, match="classifier.pkl is .* bytes"):
-        promote(evil, [], ModelStore(tmp_path / "store"), force=True)
+        promote(evil, [], model_store(tmp_path / "store"), force=True)
     champion = Champion(bundle_dir=evil)
     assert champion.pipeline is None and "classifier.pkl" in champion.error
     assert not (tmp_path / "unpickled").exists()
@@ -178,11 +179,20 @@ def test_hostile_photos_get_a_clear_error_or_an_answer(pipeline, tmp_path):
             assert (answer.width, answer.height) == upright, name
 
 
-def test_promotion_gates_on_the_champion_and_rolls_back(bundle_dir, splits, tmp_path):
+def test_promoting_into_a_store_bentoml_does_not_write_to_is_refused(bundle_dir, tmp_path):
     from bearid.store import ModelStore
-    from exporters.promotion import promote
 
-    store = ModelStore(tmp_path / "bentoml")
+    with pytest.raises(BearIDError, match="set BENTOML_HOME=.*elsewhere"):
+        ModelStore(tmp_path / "elsewhere").add(bundle_dir)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_promotion_gates_on_the_champion_and_rolls_back(bundle_dir, splits, tmp_path):
+    from conftest import model_store
+
+    from bearid.exporters.promotion import promote
+
+    store = model_store(tmp_path / "bentoml")
     gate = [splits / "test.xml", splits / "holdout.xml"]
     first = promote(bundle_dir, gate, store, limit=10)
     assert first.promoted and store.champion() == first.version
@@ -310,9 +320,10 @@ def test_score_offline_with_a_bundle_or_the_champion_answers_as_the_service_woul
     import subprocess
     import sys
 
+    from conftest import model_store
+
+    from bearid.exporters.promotion import promote
     from bearid.score import read_journal
-    from bearid.store import ModelStore
-    from exporters.promotion import promote
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -339,7 +350,7 @@ def test_score_offline_with_a_bundle_or_the_champion_answers_as_the_service_woul
     again = bearid("score", photos, "--bundle", bundle_dir, "--out", out)
     assert "1 scored now, 5 already scored" in again.stdout, again.stdout  # errors are asked again
     store = tmp_path / "store"
-    promote(bundle_dir, [], ModelStore(store), force=True)
+    promote(bundle_dir, [], model_store(store), force=True)
     champ = bearid("score", photos, "--champion", "--out", tmp_path / "champ.jsonl", BEARID_STORE=str(store))
     assert champ.returncode == 1 and f"(model {pipeline.version})" in champ.stdout, champ.stdout + champ.stderr
     both = bearid("score", photos, "--champion", "--bundle", bundle_dir, "--out", tmp_path / "x.jsonl")

@@ -16,10 +16,10 @@ from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
 
 from bearid.embed import load_embeddings
 from bearid.metadata import read_chips, write_chips
-from training import results as results_tree
-from training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
-from training.runs import runs
-from training.train import train
+from bearid.training import results as results_tree
+from bearid.training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
+from bearid.training.runs import runs
+from bearid.training.train import train
 
 
 def test_the_four_stages_write_the_results_tree(trained):
@@ -58,8 +58,8 @@ def test_the_four_stages_write_the_results_tree(trained):
 
 def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
     from bearid.face import Detection
-    from training.data import read_samples
-    from training.face.detect import evaluate, faces_dataset
+    from bearid.training.data import read_samples
+    from bearid.training.face.detect import evaluate, faces_dataset
 
     samples = [s for s in read_samples(splits / "test.xml") if s.faces][:3]
     found = []
@@ -143,8 +143,8 @@ def test_splits_without_faces_are_refused_before_training(splits, tmp_path):
 
 
 def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_path):
-    from training.embed.loader import ChipsInMemory, open_chips
-    from training.embed.train import checksum, train_embedder
+    from bearid.training.embed.loader import ChipsInMemory, open_chips
+    from bearid.training.embed.train import checksum, train_embedder
 
     _, report = trained
     data = open_chips(report.branches[0][1] / "chip_meta/train.xml", 64)
@@ -174,7 +174,7 @@ def test_embedding_training_is_deterministic_and_resumes(splits, trained, tmp_pa
 def test_chip_cache_holds_the_chip_pixels_and_is_rebuilt_when_the_chips_change(trained, tmp_path):
     from PIL import Image
 
-    from training.embed.chipcache import cache_dir_for, fresh, open_cache
+    from bearid.training.embed.chipcache import cache_dir_for, fresh, open_cache
 
     _, report = trained
     xml = report.branches[0][1] / "chip_meta/train.xml"
@@ -222,7 +222,7 @@ def test_torchrun_ddp_processes_agree(trained, tmp_path):
             "--master_port",
             "29517",
             "-m",
-            "training.embed",
+            "bearid.training.embed",
             str(chips),
             "--out",
             str(tmp_path / "ddp"),
@@ -244,7 +244,7 @@ def test_torchrun_ddp_processes_agree(trained, tmp_path):
 
 
 def test_dlib_backend_trains_from_xml_and_is_measured_the_same_way(splits, tmp_path):
-    from training.stages import run_face
+    from bearid.training.stages import run_face
 
     cfg = FaceConfig(backend="dlib", max_train_photos=30)
     metrics = run_face(
@@ -260,7 +260,7 @@ def test_dlib_backend_trains_from_xml_and_is_measured_the_same_way(splits, tmp_p
 def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(trained, splits, tmp_path):
     import shutil
 
-    from training import housekeeping
+    from bearid.training import housekeeping
 
     results = tmp_path / "results"
     shutil.copytree(trained[0], results)
@@ -300,7 +300,7 @@ def test_du_and_prune_free_abandoned_branches_but_never_the_best_or_promoted(tra
 def test_train_logs_each_stage_to_mlflow_nested_by_path_and_reused_stages_once(trained, splits, tmp_path, monkeypatch):
     import yaml
 
-    from training.config import as_dict
+    from bearid.training.config import as_dict
 
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -374,11 +374,11 @@ def test_an_embed_stage_starts_from_an_imported_dlib_resnet_or_an_earlier_stage(
     from bearid.dlibformat.network import read_network_file
     from bearid.errors import BearIDError
     from bearid.preprocess import dlib_normalisation
-    from training.config import make
-    from training.dlibnet import DlibNet
-    from training.embed.model import DlibEmbedNet, EmbedNet, load_file
-    from training.embed.train import load
-    from training.stages import run_embed
+    from bearid.training.config import make
+    from bearid.training.dlibnet import DlibNet
+    from bearid.training.embed.model import DlibEmbedNet, EmbedNet, load_file
+    from bearid.training.embed.train import load
+    from bearid.training.stages import run_embed
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None:

@@ -12,7 +12,7 @@ from bearid.face import Detection
 from bearid.face.centernet import CHANNELS, SIZE_UNIT, STRIDE, DetectorSpec, decode
 from bearid.face.detection import suppress
 from bearid.metrics import average_precision, balanced_accuracy, detection_report, nme, roc_auc
-from training import results
+from bearid.training import results
 
 
 def test_similarity_recovers_a_known_transform():
@@ -86,7 +86,7 @@ def test_metrics():
 
 
 def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
-    from training.config import STAGES
+    from bearid.training.config import STAGES
 
     a = results.stage_dir(tmp_path, STAGES["face"], {"steps": 10}, "data1")
     assert a.path.name == "face_config_01" and not a.complete
@@ -101,8 +101,8 @@ def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
 
 def test_classifier_names_known_bears_and_rejects_new_ones():
     from bearid.embed import Embedded
-    from training.classify import choose_threshold, evaluate, fit
-    from training.config import ClassifyConfig
+    from bearid.training.classify import choose_threshold, evaluate, fit
+    from bearid.training.config import ClassifyConfig
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(9, 16))
@@ -143,8 +143,8 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     bear with four training chips among bears with sixty was named as another (in these
     worlds for 97% and 57% of its chips) although the SVM itself named it right."""
     from bearid.embed import Embedded
-    from training.classify import fit
-    from training.config import ClassifyConfig
+    from bearid.training.classify import fit
+    from bearid.training.config import ClassifyConfig
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, 16))
@@ -164,8 +164,8 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
     often in every world and by at least 0.1 on average (0.88 against 0.75 here)."""
     from bearid.embed import Embedded
     from bearid.errors import BearIDError
-    from training.classify import fit
-    from training.config import ClassifyConfig, make
+    from bearid.training.classify import fit
+    from bearid.training.config import ClassifyConfig, make
 
     gains = []
     for seed in range(6):
@@ -196,8 +196,8 @@ def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
     blurred head) must become familiar, while a new bear as far off in another direction
     stays unfamiliar; from the tight training chips alone the two look alike."""
     from bearid.embed import Embedded
-    from training.classify import fit
-    from training.config import ClassifyConfig
+    from bearid.training.classify import fit
+    from bearid.training.config import ClassifyConfig
 
     rng = np.random.default_rng(0)
     means = 3 * rng.normal(size=(6, 16))
@@ -223,8 +223,8 @@ def test_losses_combine_by_name_and_an_unknown_one_is_refused():
     import torch
 
     from bearid.errors import BearIDError
-    from training.config import EmbedConfig, make
-    from training.embed.train import Trainee
+    from bearid.training.config import EmbedConfig, make
+    from bearid.training.embed.train import Trainee
 
     x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
 
@@ -243,8 +243,8 @@ def test_losses_combine_by_name_and_an_unknown_one_is_refused():
 def test_augmentation_blurs_erases_and_relights_only_when_asked_and_is_seeded():
     import torch
 
-    from training.config import EmbedConfig
-    from training.embed.train import augment
+    from bearid.training.config import EmbedConfig
+    from bearid.training.embed.train import augment
 
     x = torch.rand(8, 3, 32, 32)  # white noise: all detail, no two pixels alike
 
@@ -276,9 +276,9 @@ def test_made_up_bears_wear_another_bears_colour_and_are_identities_of_their_own
     from bearid.errors import BearIDError
     from bearid.preprocess import MEAN as EMBED_MEAN
     from bearid.preprocess import STD as EMBED_STD
-    from training.config import make
-    from training.embed.loader import ChipsInMemory
-    from training.embed.madeup import CLEARLY_APART, MadeUpBears, colour_gains
+    from bearid.training.config import make
+    from bearid.training.embed.loader import ChipsInMemory
+    from bearid.training.embed.madeup import CLEARLY_APART, MadeUpBears, colour_gains
 
     colours = np.array([[0.6, 0.45, 0.3], [0.2, 0.15, 0.1], [0.62, 0.46, 0.3], [0.4, 0.3, 0.15]])
     gains = colour_gains(colours, 2, seed=0)
@@ -320,8 +320,8 @@ def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_st
     (identity). A new bear with a known bear's pose-and-light look but its own identity
     passes the cosine score and not the Mahalanobis one."""
     from bearid.embed import Embedded
-    from training.classify import fit
-    from training.config import ClassifyConfig
+    from bearid.training.classify import fit
+    from bearid.training.config import ClassifyConfig
 
     rng = np.random.default_rng(0)
     nuisance, identity = 0.6, 0.05  # spread of one bear's photos, per dimension
@@ -346,14 +346,14 @@ def test_an_unknown_open_set_score_is_refused():
     import pytest
 
     from bearid.errors import BearIDError
-    from training.config import make
+    from bearid.training.config import make
 
     with pytest.raises(BearIDError, match="classify.open_set: input should be 'mahalanobis' or 'cosine'"):
         make("classify", {"open_set": "euclid"})
 
 
 def test_each_face_backend_has_its_default_threshold_and_the_spec_carries_it():
-    from training.config import FaceConfig, make
+    from bearid.training.config import FaceConfig, make
 
     assert FaceConfig().threshold == FaceConfig().detector_spec().score_threshold == 0.35
     assert FaceConfig(score_threshold=0.2).detector_spec().score_threshold == 0.2
@@ -366,7 +366,7 @@ def test_the_device_is_the_cpu_here_and_a_bad_or_missing_one_is_a_clear_error(mo
     import torch
 
     from bearid.errors import BearIDError
-    from training.device import Device
+    from bearid.training.device import Device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cpu = Device.choose()

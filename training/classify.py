@@ -20,7 +20,7 @@ from bearid.embed import Embedded, unit
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
 from bearid.metrics import balanced_accuracy, roc_auc, topk
-from training.config import ClassifyConfig
+from bearid.training.config import ClassifyConfig
 
 MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
 

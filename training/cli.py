@@ -44,13 +44,13 @@ def train(
 
     Example: bearid train pipeline.yaml --data splits --results results --set embed.steps=400
     """
-    from training.config import read_sweep
-    from training.train import train as run
+    from bearid.training.config import read_sweep
+    from bearid.training.train import train as run
 
     sweep = read_sweep(pipeline).with_overrides(setting or [])
     tracker = None
     if mlflow:
-        from training.tracking import MlflowTracker
+        from bearid.training.tracking import MlflowTracker
 
         tracker = MlflowTracker(mlflow, results_dir)
     with Bars(console) as bars:
@@ -105,7 +105,7 @@ def runs_du(results_dir: Annotated[Path, typer.Argument(help="The results tree."
     """
     from rich.table import Table
 
-    from training.housekeeping import CATEGORIES, du
+    from bearid.training.housekeeping import CATEGORIES, du
 
     rows = du(results_dir)
     table = Table("stage directory", *CATEGORIES, "total", "")
@@ -135,8 +135,8 @@ def runs_prune(
 
     Example: bearid runs prune results --apply
     """
-    from training.housekeeping import apply as run_apply
-    from training.housekeeping import plan, promoted_lineage, protected
+    from bearid.training.housekeeping import apply as run_apply
+    from bearid.training.housekeeping import plan, promoted_lineage, protected
 
     promoted: list[str] = []
     try:
@@ -160,8 +160,8 @@ def runs_prune(
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
-    from training.runs import SELECTED_ON, headline
-    from training.runs import runs as find
+    from bearid.training.runs import SELECTED_ON, headline
+    from bearid.training.runs import runs as find
 
     if not results_dir.is_dir():
         raise BearIDError(f"{results_dir}: no such results tree (make one with bearid train)")
@@ -207,7 +207,7 @@ def runs_diff(
     """
     from rich.table import Table
 
-    from training.runs import path_diff
+    from bearid.training.runs import path_diff
 
     diff = path_diff(path_a, path_b)
     configs = Table("stage", "key", str(path_a.name), str(path_b.name), title="configs that differ")
@@ -228,7 +228,7 @@ Settings = Annotated[list[str] | None, typer.Option("--set", help="A config sett
 
 
 def _config(stage: str, config: Path | None, settings: list[str] | None):
-    from training.config import stage_config
+    from bearid.training.config import stage_config
 
     return stage_config(stage, config, settings)
 
@@ -251,7 +251,7 @@ def face_train(
     Example: bearid face train splits/train.xml --val splits/val.xml --test splits/test.xml --out face1
     --set backend=dlib
     """
-    from training import results, stages
+    from bearid.training import results, stages
 
     metrics = stages.run_face(
         out, _config("face", config, setting), _splits(train_xml, {"val": val, "test": test}), _log
@@ -271,8 +271,8 @@ def face_detect(
     """
     from bearid.fsio import check_file_target
     from bearid.metadata import write_faces
-    from training.data import photo_samples
-    from training.face.detect import detect_all, faces_dataset, finder_from_dir
+    from bearid.training.data import photo_samples
+    from bearid.training.face.detect import detect_all, faces_dataset, finder_from_dir
 
     finder, cfg = finder_from_dir(model)
     check_file_target(out)
@@ -299,8 +299,8 @@ def face_eval(
 
     Example: bearid face eval results/face_config_01 splits/test.xml
     """
-    from training.data import read_samples
-    from training.face.detect import detect_all, evaluate, finder_from_dir
+    from bearid.training.data import read_samples
+    from bearid.training.face.detect import detect_all, evaluate, finder_from_dir
 
     finder, cfg = finder_from_dir(model)
     samples = read_samples(truth)
@@ -327,8 +327,8 @@ def chip(
     Example: bearid chip results/face_config_01/face_meta/*.xml --out chips --set size=150
     """
     from bearid.metadata import read_faces, write_chips
-    from training.chip import chip_dataset
-    from training.embed.chipcache import build_cache
+    from bearid.training.chip import chip_dataset
+    from bearid.training.embed.chipcache import build_cache
 
     spec = _config("chip", config, setting).spec()
     for path in faces:
@@ -352,9 +352,10 @@ def embed_train(
     """Train the embedding network (ArcFace or triplet), embed every split, evaluate.
 
     Example: bearid embed train chips/chip_meta --out embed1 --set loss=triplet
-    For several processes: torchrun --nproc_per_node 2 -m training.embed chips/chip_meta/train.xml --out embed1/model
+    For several processes:
+    torchrun --nproc_per_node 2 -m bearid.training.embed chips/chip_meta/train.xml --out embed1/model
     """
-    from training import results, stages
+    from bearid.training import results, stages
 
     results.write_metrics(out, stages.run_embed(out, _config("embed", config, setting), chip_meta, _log))
 
@@ -373,8 +374,8 @@ def embed_run(
     """
     from bearid.embed import write_embeddings
     from bearid.metadata import read_chips
-    from training.embed.loader import open_chips
-    from training.embed.train import embed, load
+    from bearid.training.embed.loader import open_chips
+    from bearid.training.embed.train import embed, load
 
     net, size, norm = load(model / "model")
     data = open_chips(chips, size, labelled_only=False, log=console.print, norm=norm)
@@ -395,7 +396,7 @@ def embed_eval(
     Example: bearid embed eval test.npz train.npz
     """
     from bearid.embed import load_embeddings
-    from training.embed.evaluate import embedding_report
+    from bearid.training.embed.evaluate import embedding_report
 
     g = load_embeddings(gallery)
     print(json.dumps(embedding_report(load_embeddings(queries), g, sorted(set(filter(None, g.labels)))), indent=1))
@@ -418,7 +419,7 @@ def classify_train(
 
     Example: bearid classify train results/.../embed_config_01/embeddings --out svm1 --set C=10
     """
-    from training import results, stages
+    from bearid.training import results, stages
 
     results.write_metrics(out, stages.run_classify(out, _config("classify", config, setting), embeddings, _log))
 
@@ -464,7 +465,7 @@ def classify_eval(
     """
     from bearid.classify import load_classifier
     from bearid.embed import load_embeddings
-    from training.classify import evaluate
+    from bearid.training.classify import evaluate
 
     clf = load_classifier(model / "classifier" / "classifier.pkl")
     known, unknown = load_embeddings(embeddings).split_known(set(clf.ids))
@@ -499,8 +500,8 @@ def import_dlib(
 
     Example: bearid import-dlib --face bearface_network.dat --embed bearembed_network.dat --data splits --out results
     """
-    from training.config import Sweep
-    from training.train import train as run
+    from bearid.training.config import Sweep
+    from bearid.training.train import train as run
 
     sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips)
     with Bars(console) as bars:

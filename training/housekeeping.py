@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bearid.fsio import atomic_write_text
-from training import results
-from training.runs import runs as find_runs
+from bearid.training import results
+from bearid.training.runs import runs as find_runs
 
 # Bulky parts per stage kind, by category.
 BULKY = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.progress import Log, advance
+from bearid.training.progress import Log, advance
 
 
 class Optimiser:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.optim import Curves
+from bearid.training.optim import Curves
 
 
 def _plt():

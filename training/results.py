@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bearid.fsio import atomic_write_text
-from training.config import STAGES, Stage
+from bearid.training.config import STAGES, Stage
 
 KEY_FILE = ".key"
 METRICS = "metrics.json"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from training import results
-from training.config import stage_of_dir
+from bearid.training import results
+from bearid.training.config import stage_of_dir
 
 SELECTED_ON = "val"
 # Headline figures per stage: (name shown, key in the split's metrics).
@@ -144,7 +144,7 @@ class PathDiff:
 
 def path_diff(a: Path, b: Path) -> PathDiff:
     """What differs between two results paths, stage by stage (as far as both go)."""
-    from training.config import as_dict, read_config
+    from bearid.training.config import as_dict, read_config
 
     configs, figures = [], []
     for da, db in zip(chain(a), chain(b)):

@@ -16,16 +16,16 @@ from bearid.errors import BearIDError
 from bearid.fsio import atomic_path, atomic_write_text
 from bearid.metadata import read_chips, read_faces, write_chips, write_faces
 from bearid.metrics import roc_auc, roc_curve
-from training import plots
-from training.chip import chip_dataset
-from training.classify import choose_threshold, fit, write_predictions
-from training.classify import evaluate as evaluate_classifier
-from training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
-from training.data import read_samples
-from training.embed.chipcache import build_cache
-from training.embed.evaluate import embedding_report, pairs
-from training.optim import Curves
-from training.progress import Log
+from bearid.training import plots
+from bearid.training.chip import chip_dataset
+from bearid.training.classify import choose_threshold, fit, write_predictions
+from bearid.training.classify import evaluate as evaluate_classifier
+from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
+from bearid.training.data import read_samples
+from bearid.training.embed.chipcache import build_cache
+from bearid.training.embed.evaluate import embedding_report, pairs
+from bearid.training.optim import Curves
+from bearid.training.progress import Log
 
 SPLITS = ("train", "val", "test", "holdout")
 CURVES = "curves.json"  # beside metrics.json: the training curves as numbers
@@ -49,8 +49,8 @@ def write_curves(out: Path, curves: dict[str, Curves]) -> None:
 def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> dict:
     """Train the face finder on the train split, detect faces in every split (labels carried
     over from the truth), and measure AP@0.5, precision, recall and NME on val and test."""
-    from training.face import detect as face_detect
-    from training.face import train as face_train
+    from bearid.training.face import detect as face_detect
+    from bearid.training.face import train as face_train
 
     t0 = time.perf_counter()
     train = read_samples(splits["train"])
@@ -63,11 +63,11 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
         )
     curves: dict[str, Curves] = {}
     if cfg.backend == "dlib":
-        from training.face import dlib_backend
+        from bearid.training.face import dlib_backend
 
         finder = dlib_backend.train(train, cfg, out / "model", log)
     elif cfg.backend == "mmod":  # imported, used as it is
-        from training.face import mmod
+        from bearid.training.face import mmod
 
         mmod.import_model(cfg, out / "model")
         finder = mmod.load_finder(out / "model")
@@ -132,9 +132,9 @@ def run_chip(out: Path, cfg: ChipConfig, face_meta: Path, truth: dict[str, Path]
 def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bool = True) -> dict:
     """Train the embedding network on the train chips, embed every split, and measure
     verification AUC and 1-NN top-1/top-5 (test queries against the train gallery)."""
-    from training.embed import train as embed_train
-    from training.embed.loader import ChipsInMemory, open_chips
-    from training.embed.model import normalisation_of
+    from bearid.training.embed import train as embed_train
+    from bearid.training.embed.loader import ChipsInMemory, open_chips
+    from bearid.training.embed.model import normalisation_of
 
     t0 = time.perf_counter()
     norm = normalisation_of(cfg)

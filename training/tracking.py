@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from training import results
-from training.config import STAGES, as_dict, read_config
+from bearid.training import results
+from bearid.training.config import STAGES, as_dict, read_config
 
 TAG = "bearid.stage_dir"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from bearid.errors import BearIDError
 from bearid.fsio import sha256_file
-from training import results, stages
-from training.config import STAGES, Sweep, as_dict
-from training.progress import Log, advance
+from bearid.training import results, stages
+from bearid.training.config import STAGES, Sweep, as_dict
+from bearid.training.progress import Log, advance
 
 # Raised when a stage's outputs change form, so a stage directory written before is not
 # reused (a new numbered one is made beside it, the old one is kept).
@@ -41,7 +41,7 @@ def split_files(data: Path) -> dict[str, Path]:
 
 def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker=None) -> TrainReport:
     """Every branch of `sweep` on the splits in `data`, into `results_dir`; each stage, once
-    finished (or found finished), also goes to `tracker` (a `training.tracking.MlflowTracker`)."""
+    finished (or found finished), also goes to `tracker` (a `bearid.training.tracking.MlflowTracker`)."""
     t0 = time.perf_counter()
     total = len({branch[: i + 1] for branch in sweep.branches() for i in range(len(branch))})  # shared stages once
     splits = split_files(data)

@@ -41,7 +41,7 @@ def _main(
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
-for verb in (serving.serve, serving.score, label.label):
+for verb in (serving.serve, serving.bento, serving.score, label.label):
     app.command(verb.__name__)(verb)
 
 # Parts of BearID whose verbs could not be loaded (name -> why), and the verbs each brings.

@@ -43,6 +43,28 @@ def serve(
     os.execve(argv[0], argv, env)
 
 
+def bento(
+    version: Annotated[
+        str | None, typer.Option(help="The promoted bundle the bento carries (default: the champion).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes the bento declares and runs.")] = 1,
+    export: Annotated[
+        Path | None, typer.Option(help="Also write it, with its model, as one archive (bentoml export).")
+    ] = None,
+) -> None:
+    """Build a bento (BentoML) that carries a promoted bundle and serves it with no model store;
+    `bentoml containerize` then makes a container image of it.
+
+    Example: bearid bento --workers 2 && bentoml containerize bearid_service:latest
+    """
+    from bearid import bento as bentos
+
+    tag = bentos.build(version, workers)
+    console.print(tag)
+    if export is not None:
+        console.print(f"written {bentos.export(tag, export)}")
+
+
 def score(
     photos: Annotated[
         Path, typer.Argument(help="Folder of photos (searched recursively), or a faces XML listing them.")

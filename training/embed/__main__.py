@@ -1,6 +1,6 @@
-"""`python -m training.embed`: train bearembed on a chips XML (also under torchrun).
+"""`python -m bearid.training.embed`: train bearembed on a chips XML (also under torchrun).
 
-    torchrun --nproc_per_node 2 -m training.embed CHIPS.xml --out DIR [--config embed.yaml] [--set steps=400]
+    torchrun --nproc_per_node 2 -m bearid.training.embed CHIPS.xml --out DIR [--config embed.yaml] [--set steps=400]
 
 Each process trains on its own batches; DistributedDataParallel keeps the weights in step;
 rank 0 writes the model.
@@ -13,16 +13,18 @@ from pathlib import Path
 
 import torch
 
-from training.config import EmbedConfig, stage_config
-from training.device import Device, distributed
-from training.embed.loader import open_chips
-from training.embed.model import normalisation_of
-from training.embed.train import save, train_embedder
+from bearid.training.config import EmbedConfig, stage_config
+from bearid.training.device import Device, distributed
+from bearid.training.embed.loader import open_chips
+from bearid.training.embed.model import normalisation_of
+from bearid.training.embed.train import save, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m training.embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bearid.training.embed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("chips", type=Path, help="chips XML of the training split")
     parser.add_argument("--out", type=Path, required=True, help="model directory")

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bearid.preprocess import Normalisation, normalise
 from bearid.settings import Settings
-from training.embed.chipcache import ChipCache, open_cache
+from bearid.training.embed.chipcache import ChipCache, open_cache
 
 
 class CachedChips(Dataset):
@@ -114,7 +114,7 @@ def default_workers() -> int:
     """Loader processes: BEARID_LOADER_WORKERS, else half the CPUs this process may use (the
     other half runs the network), at least 1, at most 4; training on a GPU, all CPUs but one,
     at most 8 (the network no longer needs them, and the GPU waits for batches)."""
-    from training.device import Device
+    from bearid.training.device import Device
 
     chosen = Settings.from_env().loader_workers
     if chosen is not None:

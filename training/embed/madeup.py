@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bearid.preprocess import Normalisation
-from training.embed.loader import ChipData
+from bearid.training.embed.loader import ChipData
 
 # A made-up bear's colour differs from its own bear's by at least this factor in some
 # channel; a closer one would be that bear again under another name.

@@ -18,10 +18,10 @@ from torch.nn import functional as F
 
 from bearid.errors import BearIDError
 from bearid.preprocess import Normalisation, dlib_normalisation
-from training.config import EmbedConfig
-from training.dlibnet import DlibNet
-from training.embed import timmnet
-from training.embed.timmnet import TimmEmbedNet
+from bearid.training.config import EmbedConfig
+from bearid.training.dlibnet import DlibNet
+from bearid.training.embed import timmnet
+from bearid.training.embed.timmnet import TimmEmbedNet
 
 
 class BasicBlock(nn.Module):

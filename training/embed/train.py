@@ -18,14 +18,14 @@ from torch.nn import functional as F
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path
 from bearid.preprocess import Normalisation
-from training.config import EmbedConfig
-from training.device import Device, distributed, of
-from training.embed.loader import ChipData, PKBatches, Sequential, batches
-from training.embed.losses import ArcFace, triplet_semihard
-from training.embed.madeup import MadeUpBears
-from training.embed.model import EmbeddingNet, build, load_file, save_file
-from training.optim import Curves, Optimiser
-from training.progress import Log
+from bearid.training.config import EmbedConfig
+from bearid.training.device import Device, distributed, of
+from bearid.training.embed.loader import ChipData, PKBatches, Sequential, batches
+from bearid.training.embed.losses import ArcFace, triplet_semihard
+from bearid.training.embed.madeup import MadeUpBears
+from bearid.training.embed.model import EmbeddingNet, build, load_file, save_file
+from bearid.training.optim import Curves, Optimiser
+from bearid.training.progress import Log
 
 
 class Trainee(nn.Module):

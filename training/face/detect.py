@@ -14,11 +14,11 @@ from bearid.face import Detection, DetectorSpec, FaceFinder
 from bearid.imageio import load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry
 from bearid.metrics import detection_report, match_detections, nme
-from training.config import FaceConfig, read_config
-from training.data import Sample
-from training.face.model import Detector, Refiner
-from training.progress import Log, advance
-from training.torchnet import network
+from bearid.training.config import FaceConfig, read_config
+from bearid.training.data import Sample
+from bearid.training.face.model import Detector, Refiner
+from bearid.training.progress import Log, advance
+from bearid.training.torchnet import network
 
 
 def torch_finder(detector: Detector, refiner: Refiner, spec: DetectorSpec) -> FaceFinder:
@@ -136,14 +136,14 @@ def finder_from_dir(face_dir: Path) -> tuple[object, FaceConfig]:
     if not (face_dir / "model").is_dir():
         raise BearIDError(f"{face_dir}: no model/ folder (is it a face stage directory that finished training?)")
     if cfg.backend == "dlib":
-        from training.face import dlib_backend
+        from bearid.training.face import dlib_backend
 
         return dlib_backend.load(face_dir / "model"), cfg
     if cfg.backend == "mmod":
-        from training.face import mmod
+        from bearid.training.face import mmod
 
         return mmod.load_finder(face_dir / "model"), cfg
-    from training.face.train import load
+    from bearid.training.face.train import load
 
     detector, refiner = load(face_dir / "model")
     return torch_finder(detector, refiner, cfg.detector_spec()), cfg

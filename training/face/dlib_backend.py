@@ -17,8 +17,8 @@ from PIL import Image
 from bearid.face import Detection
 from bearid.imageio import Photo, load_photo
 from bearid.metadata import LANDMARKS, Box, Dataset, ImageEntry, write_faces
-from training.config import FaceConfig
-from training.data import Sample
+from bearid.training.config import FaceConfig
+from bearid.training.data import Sample
 
 WINDOW = 80  # HOG detection window (px)
 DETECT_SIDE = 1280

@@ -19,9 +19,9 @@ from bearid.errors import BearIDError
 from bearid.face.mmod import MmodFinder, MmodSpec, output_to_input
 from bearid.face.shape_predictor import ShapeModel
 from bearid.fsio import atomic_write_bytes, atomic_write_text
-from training.config import CHIP_TEMPLATES, FaceConfig
-from training.dlibnet import DlibNet
-from training.torchnet import network
+from bearid.training.config import CHIP_TEMPLATES, FaceConfig
+from bearid.training.dlibnet import DlibNet
+from bearid.training.torchnet import network
 
 # Landmark names by the shape predictor's number of parts: bearface's six (its training XML's
 # parts in dlib's sorted order), and dlib's 5-point human model (the dlib_face chip template).

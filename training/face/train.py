@@ -14,12 +14,12 @@ from PIL import Image
 from bearid.face.centernet import SIZE_UNIT, STRIDE, DetectorSpec, crop_box
 from bearid.imageio import load_photo
 from bearid.preprocess import normalise
-from training.config import FaceConfig
-from training.data import Loaded, Sample, load_all
-from training.device import Device
-from training.face.model import Detector, Refiner
-from training.optim import Curves, Optimiser
-from training.progress import Log
+from bearid.training.config import FaceConfig
+from bearid.training.data import Loaded, Sample, load_all
+from bearid.training.device import Device
+from bearid.training.face.model import Detector, Refiner
+from bearid.training.optim import Curves, Optimiser
+from bearid.training.progress import Log
 
 
 def _seed(seed: int) -> np.random.Generator:

@@ -1,0 +1,1 @@
+"""BearID's BentoML service, installed as `bearid.service` (`bentoml serve bearid.service.service:BearID`)."""
