@@ -23,6 +23,7 @@ from bearid.client import BearIDClient
 from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
+from bearid.label.matches import CANDIDATES, encode
 from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
 
 if TYPE_CHECKING:  # the in-process scorer needs the [serve] extra
@@ -137,6 +138,7 @@ def predictions_dataset(rows: dict[str, dict], folder: Path) -> Dataset:
                     "detection_score": f"{f['score']:.4f}",
                     "confidence": f"{f['confidence']:.4f}",
                     "known": str(f["known"]).lower(),
+                    CANDIDATES: encode(f.get("candidates", [])),
                 },
             )
             for f in a["faces"]

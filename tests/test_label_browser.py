@@ -167,7 +167,7 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
     # What the training stages read: the fixed face with its five landmarks, the drawn one
     # with none yet (validate says so, for that face only).
     from bearid.metadata import validate
-    from training.data import read_samples
+    from bearid.training.data import read_samples
 
     faces = read_samples(xml)[0].faces
     assert faces[0].landmarks is not None and faces[0].label == "bf_777" and faces[-1].landmarks is None
@@ -176,3 +176,74 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
         return {(f.code, f.box) for f in validate(read_faces(path), path) if f.image == read_faces(path).images[0].file}
 
     assert findings(xml) - findings(store.original) == {("missing_landmarks", len(after.boxes) - 1)}
+
+
+@pytest.fixture
+def match_server(splits, tmp_path):
+    """The label tool on a `bearid score`-like XML whose last faces wait for a name."""
+    import uvicorn
+    from test_matching import make_scored
+
+    xml = make_scored(splits, tmp_path)
+    store = LabelStore(xml)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(Labeler(store)), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", xml, store
+    srv.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def test_a_curator_settles_faces_in_the_match_review(match_server):
+    from playwright.sync_api import sync_playwright
+
+    url, xml, store = match_server
+    labeler = Labeler(store)
+    todo = [(i, f["face"]) for i in labeler.members("match") for f in labeler.match(i)["faces"]]
+    assert len(todo) == 3
+    known = set(store.dataset.labels())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/?volunteer=curator&queue=match")
+        i, face = todo[0]
+        page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#match img')].every((im) => im.complete && im.naturalWidth > 0)"
+        )
+        assert page.locator("#match-candidates .card").count() >= 2
+        assert page.locator("#match-candidates .card").first.locator(".refs img").count() >= 1
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "match-review.png"))
+        first = page.locator("#match-candidates .card").first.get_attribute("data-bear")
+        page.keyboard.press("1")  # this is the top candidate
+        i, face = todo[1]
+        page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
+        page.fill("#match-name", "Otis")
+        page.click("#match-new")  # a new bear
+        i, face = todo[2]
+        page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
+        page.keyboard.press("x")  # not a bear
+        page.wait_for_function("document.getElementById('status').textContent.includes('not a bear')")
+        browser.close()
+
+    saved = read_faces(xml)
+    (i0, f0), (i1, f1), (i2, f2) = todo
+    assert saved.images[i0].boxes[f0].label == first and first in known
+    new = saved.images[i1].boxes[f1].label
+    assert new not in known and new.startswith("bf_") and store.bears[new]["name"] == "Otis"
+    assert saved.images[i2].boxes[f2].ignore
+    decided = [e["match"] for e in store.history() if "match" in e]
+    assert [(m["decision"], m["matched_by"]) for m in decided] == [
+        ("same", "curator"),
+        ("new", "curator"),
+        ("not_bear", "curator"),
+    ]
+    assert decided[0]["shown"] and dlib_loads(xml) == len(saved.images)

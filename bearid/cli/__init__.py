@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bearid import __version__
-from bearid.cli import data, label, meta, serving, synth
+from bearid.cli import data, ids, label, meta, serving, synth
 from bearid.errors import BearIDError
 
 
@@ -41,6 +41,7 @@ def _main(
 app.command("synth")(synth.synth)
 app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
+app.add_typer(ids.app, name="ids")
 for verb in (serving.serve, serving.bento, serving.score, label.label):
     app.command(verb.__name__)(verb)
 

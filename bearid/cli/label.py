@@ -39,12 +39,27 @@ def label(
         ),
     ] = None,
     unsure_below: Annotated[float, typer.Option(help="Detections scored below this go to the 'unsure' queue.")] = 0.5,
+    confident: Annotated[
+        float, typer.Option(help="Bears named with less confidence than this wait in the 'match' queue.")
+    ] = 0.7,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Candidates for the match review from this bundle, run here (default: the XML's own)."),
+    ] = None,
+    champion: Annotated[
+        bool, typer.Option("--champion", help="Candidates from the model store's champion, run here.")
+    ] = False,
+    id_prefix: Annotated[
+        list[str] | None,
+        typer.Option(help="A location's bear-ID prefix for new bears, LOCATION=PREFIX (default: what its bears use)."),
+    ] = None,
 ) -> None:
     """Review and fix faces, landmarks and bear IDs in the browser; every change is saved at
     once to the XML (atomic write plus a journal of who changed what).
 
     Example: bearid label results/face_config_01/face_meta/test.xml --port 8080
     Then open http://127.0.0.1:8080/?volunteer=YOUR_NAME
+    Match review of a season: bearid score photos/ --bundle B --out s.jsonl; bearid label s.xml, queue 'match'
     """
     try:
         import uvicorn
@@ -52,8 +67,12 @@ def label(
         from bearid.label.app import Labeler, create_app
     except ImportError as exc:
         raise BearIDError(f"bearid label needs the label extra: pip install 'bearid[label]' ({exc})") from exc
+    from bearid.label.identities import parse_prefixes
     from bearid.label.queues import QueueContext, read_flags
     from bearid.label.store import LabelStore, photo_list
+
+    prefixes = parse_prefixes(id_prefix or [])
+    model = _candidates(bundle, champion)
 
     if not source.exists():
         raise BearIDError(f"{source}: no such XML file or folder")
@@ -62,7 +81,12 @@ def label(
         source = photo_list(source, xml or source / ".bearid/label/faces.xml")
     store = LabelStore(source)
     try:
-        labeler = Labeler(store, QueueContext(unsure_below, read_flags(flags) if flags else {}))
+        labeler = Labeler(
+            store,
+            QueueContext(unsure_below, read_flags(flags) if flags else {}, confident),
+            model=model,
+            prefixes=prefixes,
+        )
         opened = store.opened
         console.print(f"Labelling {store.xml}: {len(store)} photos. Journal: {store.journal}")
         if opened.recovered:
@@ -76,3 +100,15 @@ def label(
         uvicorn.run(create_app(labeler), host=host, port=port, log_level="warning")
     finally:
         store.close()
+
+
+def _candidates(bundle: Path | None, champion: bool):
+    """The match review's model, run in this process: a bundle folder or the champion."""
+    if bundle is None and not champion:
+        return None
+    from bearid.label.matches import ModelCandidates
+    from bearid.offline import InProcess
+
+    if bundle is not None and champion:
+        raise BearIDError("give --bundle or --champion, not both")
+    return ModelCandidates((InProcess(bundle) if bundle is not None else InProcess.champion()).pipeline)

@@ -62,36 +62,41 @@ def apply(report: CleanReport, reasons: set[str] | None = None) -> MoveReport:
     for path, finding in sorted(report.to_quarantine().items()):
         if reasons and finding.reason not in reasons:
             continue
-        src = root / path
-        dst = root / QUARANTINE_DIR / finding.reason / path
-        if not src.is_file():
-            out.skipped.append((path, "no longer there"))
-            continue
-        if dst.exists():
-            out.skipped.append((path, f"{dst.relative_to(root)} already exists"))
-            continue
-        sha = sha256_file(src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        # Log first: a crash between the two leaves a log line whose file is still in place,
-        # which restore recognises and skips.
-        _log(
-            root,
-            {
-                "op": "move",
-                "batch": out.batch,
-                "from": path,
-                "to": dst.relative_to(root).as_posix(),
-                "sha256": sha,
-                "reason": finding.reason,
-                "detail": finding.detail,
-                "time": dt.datetime.now().isoformat(timespec="seconds"),
-            },
-        )
-        os.rename(src, dst)
-        out.moved.append((path, dst.relative_to(root).as_posix()))
+        move_logged(root, path, f"{QUARANTINE_DIR}/{finding.reason}/{path}", out, finding.reason, finding.detail)
     with Catalog(root) as catalog:
         catalog.scan()
     return out
+
+
+def move_logged(root: Path, path: str, to: str, out: MoveReport, reason: str, detail: str = "") -> None:
+    """Move ROOT/path to ROOT/to (both relative), logged first so `restore` can undo it; a
+    file no longer there, or a destination taken, is skipped and said so in `out`."""
+    src, dst = root / path, root / to
+    if not src.is_file():
+        out.skipped.append((path, "no longer there"))
+        return
+    if dst.exists():
+        out.skipped.append((path, f"{to} already exists"))
+        return
+    sha = sha256_file(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Log first: a crash between the two leaves a log line whose file is still in place,
+    # which restore recognises and skips.
+    _log(
+        root,
+        {
+            "op": "move",
+            "batch": out.batch,
+            "from": path,
+            "to": to,
+            "sha256": sha,
+            "reason": reason,
+            "detail": detail,
+            "time": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
+    os.rename(src, dst)
+    out.moved.append((path, to))
 
 
 def restore(root: Path, batch: str | None = None, reason: str | None = None) -> MoveReport:
@@ -132,7 +137,8 @@ def restore(root: Path, batch: str | None = None, reason: str | None = None) -> 
             },
         )
         out.moved.append((r["to"], r["from"]))
-        _prune_empty(src.parent, root / QUARANTINE_DIR)
+        if root / QUARANTINE_DIR in src.parents:
+            _prune_empty(src.parent, root / QUARANTINE_DIR)
     with Catalog(root) as catalog:
         catalog.scan()
     return out

@@ -16,9 +16,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bearid.data.layout import is_bear_id
+from bearid.chip import ChipSpec, chip_faces
+from bearid.data.layout import is_bear_id, location_of
 from bearid.errors import BearIDError
 from bearid.imageio import displayed_size, load_photo
+from bearid.label import matches
+from bearid.label.identities import next_free, prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
 from bearid.label.store import Conflict, LabelStore, check_volunteer
 from bearid.metadata import LANDMARKS
@@ -30,12 +33,20 @@ class Labeler:
     """What the routes share: the store, the queue settings, the leases, a few decoded photos."""
 
     def __init__(
-        self, store: LabelStore, ctx: QueueContext | None = None, leases: Leases | None = None, photos_kept: int = 8
+        self,
+        store: LabelStore,
+        ctx: QueueContext | None = None,
+        leases: Leases | None = None,
+        photos_kept: int = 8,
+        model: matches.ModelCandidates | None = None,
+        prefixes: dict[str, str] | None = None,
     ):
         self.store, self.ctx, self.leases = store, ctx or QueueContext(), leases or Leases()
-        self._photos: OrderedDict[int, bytes] = OrderedDict()
+        self._photos: OrderedDict[object, bytes] = OrderedDict()
         self._photos_lock = threading.Lock()
         self.photos_kept = photos_kept
+        self.model, self.prefixes = model, prefixes or {}
+        self.chip_spec = model.pipeline.chip_spec if model else ChipSpec()
 
     def reason(self, queue: str, i: int) -> str | None:
         return QUEUES[queue][1](self.store.dataset.images[i], self.store.path_of(i), self.ctx)
@@ -105,18 +116,83 @@ class Labeler:
         }
 
     def photo(self, i: int) -> bytes:
+        return self._kept(("photo", i), lambda: load_photo(self.store.path_of(i)).image)
+
+    def chip(self, i: int, face: int) -> bytes:
+        """Face `face` of photo `i` as the model sees it (its chip), or its box when the landmarks
+        cannot make one."""
+        box = self.store.dataset.images[i].boxes[face]  # IndexError: 404
+
+        def cut():
+            marks = {k: (float(x), float(y)) for k, (x, y) in box.parts.items()}
+            [chip] = chip_faces(self.store.path_of(i), [marks], self.chip_spec)
+            if chip.image is not None:
+                return chip.image
+            margin = 0.15 * max(box.width, box.height)
+            whole = load_photo(self.store.path_of(i)).image
+            return whole.crop((box.left - margin, box.top - margin, box.right + margin, box.bottom + margin))
+
+        return self._kept(("chip", i, face, box.left, box.top, box.width, box.height), cut, keep=64)
+
+    def _kept(self, key: object, make, keep: int | None = None) -> bytes:
         with self._photos_lock:
-            if i in self._photos:
-                self._photos.move_to_end(i)
-                return self._photos[i]
+            if key in self._photos:
+                self._photos.move_to_end(key)
+                return self._photos[key]
         buf = io.BytesIO()
-        load_photo(self.store.path_of(i)).image.save(buf, "JPEG", quality=90)
+        make().convert("RGB").save(buf, "JPEG", quality=90)
         data = buf.getvalue()
         with self._photos_lock:
-            self._photos[i] = data
-            while len(self._photos) > self.photos_kept:
+            self._photos[key] = data
+            while len(self._photos) > (keep or self.photos_kept) + self.photos_kept:
                 self._photos.popitem(last=False)
         return data
+
+    def match(self, i: int) -> dict:
+        """Photo `i`'s faces that wait for a name, each with the bears it could be."""
+        store = self.store
+        image, path = store.dataset.images[i], store.path_of(i)
+        location = location_of(path)
+        prefix = prefix_for(location, store.dataset, self.prefixes)
+        faces = []
+        for n, box in enumerate(image.boxes):
+            why = matches.needs_match(box, self.ctx.confident)
+            if why is None:
+                continue
+            found = matches.decode(box.attrs.get(matches.CANDIDATES))
+            source = "bearid score"
+            if not found and self.model:
+                found, source = self.model.of(path, n, box), f"model {self.model.version}"
+            known = store.known_ids()
+            faces.append(
+                {
+                    "face": n,
+                    "reason": why,
+                    "label": box.label,
+                    "chip": f"/api/chips/{i}/{n}",
+                    "source": source if found else None,
+                    "candidates": [self.bear(c["bear_id"], c["score"]) for c in found if c["bear_id"] in known],
+                }
+            )
+        return {
+            "index": i,
+            "version": store.versions[i],
+            "location": location,
+            "prefix": prefix,
+            "new_id": next_free(prefix, store.ever | store.known_ids()),
+            "faces": faces,
+        }
+
+    def bear(self, bear_id: str, score: float | None = None) -> dict:
+        """A bear's card: its name if one was given here, and its reference chips."""
+        refs = matches.references(self.store.dataset, bear_id, parts=self.chip_spec.points)
+        named = self.store.bears.get(bear_id, {})
+        return {
+            "bear_id": bear_id,
+            "score": score,
+            "name": named.get("name"),
+            "references": [{"chip": f"/api/chips/{r.image}/{r.face}", "date": r.date} for r in refs],
+        }
 
 
 def _error(message: str, status: int, **extra) -> JSONResponse:
@@ -189,6 +265,48 @@ def create_app(labeler: Labeler) -> Starlette:
         )  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
+    def chip(request: Request) -> Response:
+        try:
+            data = labeler.chip(index_of(request), request.path_params["face"])
+        except OSError as exc:
+            return _error(f"photo {request.path_params['i']} cannot be read: {exc}", 404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+
+    def match(request: Request) -> Response:
+        return JSONResponse(labeler.match(index_of(request)))
+
+    async def decide(request: Request) -> Response:
+        try:
+            body = await request.json()
+            decision, version, volunteer = body["decision"], int(body["version"]), body["volunteer"]
+            face = int(body["face"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(f"expected JSON {{face, decision, version, volunteer[, bear_id, name]}} ({exc})", 400)
+        i = index_of(request)
+        if not 0 <= face < len(labeler.store.dataset.images[i].boxes):
+            return _error(f"photo {i} has no face {face}", 404)
+        shown = next((f["candidates"] for f in labeler.match(i)["faces"] if f["face"] == face), [])
+        done = await run_in_threadpool(
+            labeler.store.decide,
+            i,
+            face,
+            decision,
+            version,
+            volunteer,
+            body.get("bear_id"),
+            labeler.match(i)["prefix"],
+            body.get("name"),
+            [{"bear_id": c["bear_id"], "score": c["score"]} for c in shown],
+            labeler.model.version if labeler.model else None,
+        )
+        return JSONResponse({**done, "match": labeler.match(i)})
+
+    def bear(request: Request) -> Response:
+        bear_id = request.path_params["bear_id"]
+        if bear_id not in labeler.store.known_ids():
+            return _error(f"no bear {bear_id!r} in this XML", 404)
+        return JSONResponse(labeler.bear(bear_id))
+
     def history(request: Request) -> Response:
         raw = request.query_params.get("image")
         i = int(raw) if raw and raw.isdigit() and int(raw) < len(labeler.store) else None
@@ -201,6 +319,10 @@ def create_app(labeler: Labeler) -> Starlette:
         Route("/api/images/{i:int}", guarded(image), methods=["GET"]),
         Route("/api/images/{i:int}", guarded(save), methods=["PUT"]),
         Route("/api/images/{i:int}/photo", guarded(photo)),
+        Route("/api/chips/{i:int}/{face:int}", guarded(chip)),
+        Route("/api/match/{i:int}", guarded(match), methods=["GET"]),
+        Route("/api/match/{i:int}", guarded(decide), methods=["POST"]),
+        Route("/api/bears/{bear_id:str}", guarded(bear)),
         Route("/api/history", guarded(history)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bearid.errors import BearIDError
+from bearid.label.matches import needs_match
 from bearid.metadata import ImageEntry
 
 
@@ -23,6 +24,7 @@ from bearid.metadata import ImageEntry
 class QueueContext:
     unsure_below: float = 0.5  # a detection scored below this needs a look
     flags: dict[Path, list[str]] = field(default_factory=dict)  # photo -> `bearid data clean` findings
+    confident: float = 0.7  # a bear named with less confidence waits in the match review
 
 
 def _all(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
@@ -60,6 +62,11 @@ def _unknown(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
     return f"{n} face(s) with no known bear ID" if n else None
 
 
+def _match(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
+    waiting = [f"face {n + 1}: {why}" for n, box in enumerate(image.boxes) if (why := needs_match(box, ctx.confident))]
+    return "; ".join(waiting) if waiting else None
+
+
 Rule = Callable[[ImageEntry, Path, QueueContext], "str | None"]
 QUEUES: dict[str, tuple[str, Rule]] = {
     "all": ("every photo, in order", _all),
@@ -67,6 +74,7 @@ QUEUES: dict[str, tuple[str, Rule]] = {
     "landmarks": ("faces missing landmarks", _landmarks),
     "flagged": ("photos `bearid data clean` flagged", _flagged),
     "unknown": ("faces with no bear ID, or that `bearid score` called unknown", _unknown),
+    "match": ("faces to name, side by side with the bears they could be (the match review)", _match),
 }
 
 

@@ -6,6 +6,11 @@ so no one overwrites work they have not seen. The journal (`.bearid-label/<name>
 beside the XML) is appended and synced *before* the XML is rewritten: after a crash between
 the two, opening the store again finishes the change. It also records who changed what and
 which photos were reviewed. The XML as it was before the first change is kept there too.
+
+A match decision (bearid.label.matches: "this is bf_051", "a new bear", "not a bear", "can't
+tell") is an edit like any other, whose journal entry also says what was decided, by whom,
+and on which candidates; a new bear's ID is given under the same lock, so two volunteers
+naming new bears at once get two IDs, and an ID is never given twice.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.label.boxes import box_from_json, box_to_json
+from bearid.label.identities import check_bear_id, check_prefix, next_free
 from bearid.metadata import Dataset, ImageEntry, read_faces, write_faces
 
 VOLUNTEER = re.compile(r"^[\w .@-]{1,40}$")
@@ -39,6 +45,9 @@ def check_volunteer(name: str) -> str:
     if not isinstance(name, str) or not VOLUNTEER.match(name.strip()):
         raise BearIDError(f"volunteer name {name!r}: use 1-40 letters, digits, spaces, '.', '@', '_' or '-'")
     return name.strip()
+
+
+DECISIONS = ("same", "new", "not_bear", "unsure")
 
 
 @dataclass
@@ -62,13 +71,15 @@ class LabelStore:
         except BlockingIOError:
             self._lockfile.close()
             raise BearIDError(f"{self.xml} is already open in another `bearid label`; stop that one first") from None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         try:
             self.dataset: Dataset = read_faces(self.xml)
             self.index = {image.file: i for i, image in enumerate(self.dataset.images)}
             self.versions = [0] * len(self.dataset.images)
             self.reviewed: dict[str, set[int]] = {}
             self.last_edit: dict[int, dict] = {}  # photo -> its latest journal edit (who, when)
+            self.bears: dict[str, dict] = {}  # new bears named here: id -> who, when, name
+            self.ever: set[str] = set()  # every bear ID this XML or its journal has held
             self.opened = self._replay()
         except BaseException:
             self.close()
@@ -93,8 +104,13 @@ class LabelStore:
         return entries if i is None else [e for e in entries if e.get("file") == self.dataset.images[i].file]
 
     # -- changing -------------------------------------------------------------------------
-    def update(self, i: int, boxes: list[dict], version: int, volunteer: str) -> int:
-        """Replace photo `i`'s boxes, made on `version`; returns the new version."""
+    def known_ids(self) -> set[str]:
+        """The bears faces can be matched to: those of the XML, and new bears named here."""
+        return set(self.dataset.labels()) | set(self.bears)
+
+    def update(self, i: int, boxes: list[dict], version: int, volunteer: str, detail: dict | None = None) -> int:
+        """Replace photo `i`'s boxes, made on `version`; returns the new version. `detail`
+        goes into the journal entry (a match decision says what was decided there)."""
         volunteer = check_volunteer(volunteer)
         new = [box_from_json(b, n) for n, b in enumerate(boxes)]
         with self.lock:
@@ -102,7 +118,7 @@ class LabelStore:
                 raise Conflict(i, self.versions[i])
             image = self.dataset.images[i]
             before, after = self.boxes(i), [box_to_json(b) for b in new]
-            if before == after:
+            if before == after and not detail:
                 return version
             self.last_edit[i] = self._append(
                 {
@@ -112,12 +128,184 @@ class LabelStore:
                     "version": version + 1,
                     "before": before,
                     "after": after,
+                    **(detail or {}),
                 }
             )
             image.boxes = new
             self.versions[i] = version + 1
+            self.ever |= {b.label for b in new if b.label}
             self._save()
             return version + 1
+
+    def decide(
+        self,
+        i: int,
+        face: int,
+        decision: str,
+        version: int,
+        volunteer: str,
+        bear_id: str | None = None,
+        prefix: str | None = None,
+        name: str | None = None,
+        shown: list[dict] | None = None,
+        model: str | None = None,
+    ) -> dict:
+        """Settle who face `face` of photo `i` is: `same` (the known bear `bear_id`), `new` (the
+        next free ID with `prefix`, optionally with a `name`), `not_bear` (the box is kept, as
+        ignored), `unsure` (nothing changes; recorded). `shown`: the candidates the person saw.
+        Returns {"version", "bear_id"}."""
+        volunteer = check_volunteer(volunteer)
+        if decision not in DECISIONS:
+            raise BearIDError(f"decision {decision!r}: one of {', '.join(DECISIONS)}")
+        with self.lock:
+            if version != self.versions[i]:
+                raise Conflict(i, self.versions[i])
+            boxes = self.boxes(i)
+            if not 0 <= face < len(boxes):
+                raise BearIDError(f"photo {i} has no face {face} (it has {len(boxes)})")
+            box = boxes[face]
+            bear = None
+            if decision == "same":
+                bear = check_bear_id(bear_id or "")
+                if bear not in self.known_ids():
+                    raise BearIDError(f"{bear} is not a bear of this XML; to add one, decide 'new'")
+            elif decision == "new":
+                bear = next_free(check_prefix(prefix or ""), self.ever | self.known_ids())
+            match = {
+                "decision": decision,
+                "face": face,
+                "bear_id": bear,
+                "previous": box["label"],
+                "matched_by": volunteer,
+                "shown": shown or [],
+                "model": model,
+            }
+            if decision == "unsure":
+                self._append({"kind": "match", "volunteer": volunteer, "file": self.dataset.images[i].file, **match})
+                return {"version": version, "bear_id": None}
+            if decision == "new":
+                self.bears[bear] = self._append(
+                    {"kind": "bear", "bear_id": bear, "name": (name or "").strip() or None, "volunteer": volunteer}
+                )
+                self.ever.add(bear)
+            if decision == "not_bear":
+                box.update(label=None, ignore=True)
+            else:
+                box.update(label=bear, ignore=False)
+                box["attrs"] = {k: v for k, v in box["attrs"].items() if k not in ("known", "confidence")}
+                box["attrs"]["matched_by"] = volunteer
+            return {"version": self.update(i, boxes, version, volunteer, {"match": match}), "bear_id": bear}
+
+    # -- merge and split: several photos in one operation, undoable -----------------------
+    def merge(self, keep: str, gone: str, volunteer: str) -> dict:
+        """`gone` is `keep`: every face of `gone` becomes `keep`'s. Returns the operation."""
+        keep, gone = check_bear_id(keep), check_bear_id(gone)
+        with self.lock:
+            for bear in (keep, gone):
+                if bear not in self.known_ids():
+                    raise BearIDError(f"{bear} is not a bear of this XML")
+            if keep == gone:
+                raise BearIDError(f"{keep} cannot be merged into itself")
+            faces = {
+                i: {n: keep for n, b in enumerate(image.boxes) if b.label == gone}
+                for i, image in enumerate(self.dataset.images)
+            }
+            op = {"kind": "merge", "id": _op_id(), "keep": keep, "gone": gone}
+            return self._relabel({i: f for i, f in faces.items() if f}, volunteer, op)
+
+    def split(self, faces: list[tuple[int, int]], volunteer: str, prefix: str, name: str | None = None) -> dict:
+        """The chosen faces (photo, face) of one bear are another bear: they get the next free ID."""
+        with self.lock:
+            labels = set()
+            for i, n in faces:
+                if not (0 <= i < len(self) and 0 <= n < len(self.dataset.images[i].boxes)):
+                    raise BearIDError(f"no face {n} on photo {i}")
+                labels.add(self.dataset.images[i].boxes[n].label)
+            if len(labels) != 1 or None in labels:
+                raise BearIDError(
+                    f"the faces to split off must all be of one named bear, not {sorted(map(str, labels))}"
+                )
+            new = next_free(check_prefix(prefix), self.ever | self.known_ids())
+            volunteer = check_volunteer(volunteer)
+            self.bears[new] = self._append(
+                {"kind": "bear", "bear_id": new, "name": (name or "").strip() or None, "volunteer": volunteer}
+            )
+            self.ever.add(new)
+            chosen: dict[int, dict[int, str]] = {}
+            for i, n in faces:
+                chosen.setdefault(i, {})[n] = new
+            op = {"kind": "split", "id": _op_id(), "from": labels.pop(), "new": new}
+            return self._relabel(chosen, volunteer, op)
+
+    def undo(self, op_id: str, volunteer: str) -> dict:
+        """Put back the IDs an operation changed, where no one has changed them since."""
+        with self.lock:
+            entries = self._entries()
+            renamed = {e["file"]: e["to"] for e in entries if e.get("kind") == "refile"}
+            edits = [e for e in entries if e.get("kind") == "edit" and e.get("op", {}).get("id") == op_id]
+            if not edits:
+                raise BearIDError(f"no merge or split {op_id!r} in the journal of {self.xml}")
+            back: dict[int, dict[int, str | None]] = {}
+            kept = 0
+            for e in edits:
+                name, seen = e["file"], set()
+                while name in renamed and name not in seen:  # the photo moved since: its name now
+                    seen.add(name)
+                    name = renamed[name]
+                i = self.index.get(name, self.index.get(e["file"]))
+                if i is None:
+                    continue
+                now = self.boxes(i)
+                for n, (b, a) in enumerate(zip(e["before"], e["after"])):
+                    if b["label"] != a["label"]:
+                        if n < len(now) and now[n]["label"] == a["label"]:
+                            back.setdefault(i, {})[n] = b["label"]
+                        else:
+                            kept += 1
+            op = {"kind": "undo", "id": _op_id(), "of": op_id, "left_as_changed_since": kept}
+            return self._relabel(back, volunteer, op)
+
+    def _relabel(self, faces: dict[int, dict[int, str | None]], volunteer: str, op: dict) -> dict:
+        op = {**op, "photos": len(faces), "faces": sum(len(f) for f in faces.values())}
+        for i, changes in sorted(faces.items()):
+            boxes = self.boxes(i)
+            for n, bear in changes.items():
+                boxes[n]["label"] = bear
+            self.update(i, boxes, self.versions[i], volunteer, {"op": op})
+        return op
+
+    def refile(self, root: Path, moved: list[tuple[str, str]], volunteer: str) -> int:
+        """Photos moved in the archive (paths relative to `root`): the XML names them where they
+        are now. Returns how many it names anew."""
+        from bearid.metadata.faces import relative_file
+
+        volunteer = check_volunteer(volunteer)
+        root = Path(root).resolve()
+        by_path = {self.dataset.path_of(image).resolve(): i for i, image in enumerate(self.dataset.images)}
+        done = 0
+        with self.lock:
+            for old, new in moved:
+                i = by_path.get((root / old).resolve())
+                if i is None:
+                    continue
+                image = self.dataset.images[i]
+                to = relative_file(root / new, self.dataset.base_dir)
+                self._append({"kind": "refile", "volunteer": volunteer, "file": image.file, "to": to})
+                del self.index[image.file]
+                image.file = to
+                self.index[to] = i
+                done += 1
+            if done:
+                self._save()
+        return done
+
+    def operations(self) -> list[dict]:
+        """Merges, splits and undos, oldest first."""
+        seen: dict[str, dict] = {}
+        for e in self._entries():
+            if e.get("kind") == "edit" and "op" in e:
+                seen.setdefault(e["op"]["id"], {**e["op"], "volunteer": e["volunteer"], "time": e["time"]})
+        return list(seen.values())
 
     def review(self, i: int, queue: str, volunteer: str) -> None:
         """Record that `volunteer` has looked at photo `i` for `queue`: it leaves that queue."""
@@ -158,14 +346,19 @@ class LabelStore:
     def _replay(self) -> Opened:
         last: dict[int, dict] = {}
         for e in self._entries():
+            if e.get("kind") == "bear":
+                self.bears[e["bear_id"]] = e
+                continue
             i = self.index.get(e.get("file", ""))
             if i is None:
                 continue
             if e.get("kind") == "edit":
                 last[i] = e
+                self.ever |= {b["label"] for b in e["after"] if b.get("label")}
             elif e.get("kind") == "review":
                 self.reviewed.setdefault(e["queue"], set()).add(i)
         self.last_edit = dict(last)
+        self.ever |= set(self.dataset.labels()) | set(self.bears)
         recovered = outside = 0
         for i, e in last.items():
             now = self.boxes(i)
@@ -181,6 +374,10 @@ class LabelStore:
         if recovered:
             self._save()
         return Opened(recovered, outside)
+
+
+def _op_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
 
 
 def photo_list(folder: Path, xml: Path) -> Path:

@@ -2,6 +2,8 @@
 // (coordinates are the photo's own pixels, as in the imglab XML). Every change goes to the
 // server at once; undo and redo are changes too. No framework, no build step.
 
+import * as matching from "/static/match.js";
+
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
@@ -346,6 +348,7 @@ $("volunteer").onchange = () => {
 };
 
 document.addEventListener("keydown", (event) => {
+  if (state.queue === "match") { if (matching.keys(event)) event.preventDefault(); else if (event.key === "ArrowRight") go(1); return; }
   if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement || !state.image) return;
   const ctrl = event.ctrlKey || event.metaKey;
   const key = event.key;
@@ -374,6 +377,15 @@ document.addEventListener("keydown", (event) => {
 
 // -- photos -----------------------------------------------------------------------------
 async function load(index) {
+  const matchView = state.queue === "match";
+  $("match").hidden = !matchView;
+  $("stage").hidden = matchView;
+  document.querySelector("aside").hidden = matchView;
+  if (matchView) {
+    state.image = {index};
+    $("photo-name").textContent = `#${index + 1} of ${state.info.photos}`;
+    return matching.show(index, {api, status, volunteer: () => state.volunteer, go});
+  }
   const {ok, body} = await api(`/api/images/${index}?volunteer=${encodeURIComponent(state.volunteer)}`);
   if (!ok) return status(body.error || "could not load the photo", true);
   const fresh = !state.image || state.image.index !== index;
