@@ -230,7 +230,7 @@ def test_imported_dlib_models_are_exported_promoted_and_served(tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["detector"]["kind"] == "mmod" and manifest["landmarks"]["kind"] == "regression_trees"
     assert "landmarks.npz" in manifest["files"] and manifest["parity"]["identical_decisions"]
-    bearid("promote", bundle, "--force", BEARID_STORE=str(store))
+    bearid("promote", bundle, "--force", BENTOML_HOME=str(store))
     with LocalServer(env={"BEARID_STORE": str(store)}, log=tmp_path / "server.log") as url:
         for name, image in (("eileen_collins", astronaut()), ("cameraman", cameraman())):
             Image.fromarray(image).save(tmp_path / f"{name}.png")

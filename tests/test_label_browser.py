@@ -247,3 +247,66 @@ def test_a_curator_settles_faces_in_the_match_review(match_server):
         ("not_bear", "curator"),
     ]
     assert decided[0]["shown"] and dlib_loads(xml) == len(saved.images)
+
+
+def test_a_volunteer_logs_in_and_the_page_sends_its_csrf_token(splits, tmp_path):
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+    from test_matching import make_scored
+
+    from bearid.label.accounts import Accounts
+    from bearid.label.auth import Auth
+
+    xml = make_scored(splits, tmp_path)
+    accounts = Accounts.open(tmp_path / "accounts.json")
+    accounts.add("vic", "volunteer", "a volunteer's secret")
+    store = LabelStore(xml)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(Labeler(store), Auth(accounts))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    labeler = Labeler(store)
+    i = labeler.members("match")[0]
+    face = labeler.match(i)["faces"][0]["face"]
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/?queue=match")
+            page.wait_for_url("**/login")
+            page.fill("input[name=name]", "vic")
+            page.fill("input[name=password]", "wrong password")
+            page.click("button")
+            assert "Wrong name or password" in page.inner_text("body")
+            page.fill("input[name=name]", "vic")
+            page.fill("input[name=password]", "a volunteer's secret")
+            page.click("button")
+            page.goto(f"http://127.0.0.1:{port}/?queue=match")
+            page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
+            assert page.input_value("#volunteer") == "vic (volunteer)"
+            page.keyboard.press("n")  # a new bear: a curator's decision, refused and said so
+            page.wait_for_selector("#status.error")
+            assert "curator" in page.inner_text("#status")
+            page.keyboard.press("1")  # this is the top candidate: a volunteer may say so
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Saved')")
+            page.screenshot(path=str(ARTIFACTS / "label-login-match.png"))
+            browser.close()
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        store.close()
+    [decided] = [e for e in journal_of(xml) if "match" in e]
+    assert decided["volunteer"] == "vic" and decided["match"]["matched_by"] == "vic"
+
+
+def journal_of(xml):
+    store = LabelStore(xml)
+    try:
+        return store.history()
+    finally:
+        store.close()

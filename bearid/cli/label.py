@@ -49,6 +49,18 @@ def label(
     champion: Annotated[
         bool, typer.Option("--champion", help="Candidates from the model store's champion, run here.")
     ] = False,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Volunteers' accounts (bearid accounts); default .bearid-label/accounts.json beside the XML."
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without accounts on a non-loopback address (a trusted network).")
+    ] = False,
+    https: Annotated[
+        bool, typer.Option("--https", help="Behind a TLS reverse proxy: session cookies are sent over HTTPS only.")
+    ] = False,
     id_prefix: Annotated[
         list[str] | None,
         typer.Option(help="A location's bear-ID prefix for new bears, LOCATION=PREFIX (default: what its bears use)."),
@@ -79,6 +91,7 @@ def label(
     if source.is_dir():
         flags = flags or next((p for p in [source / ".bearid/clean/report.json"] if p.exists()), None)
         source = photo_list(source, xml or source / ".bearid/label/faces.xml")
+    auth = _auth(accounts or accounts_file(source), host, no_auth, https)
     store = LabelStore(source)
     try:
         labeler = Labeler(
@@ -97,9 +110,39 @@ def label(
                 "since they were labelled here; the XML's version is kept."
             )
         console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
-        uvicorn.run(create_app(labeler), host=host, port=port, log_level="warning")
+        if auth:
+            console.print(f"Accounts: {len(auth.accounts.accounts)} in {auth.accounts.path}; everyone logs in.")
+        uvicorn.run(create_app(labeler, auth), host=host, port=port, log_level="warning", proxy_headers=https)
     finally:
         store.close()
+
+
+def accounts_file(xml: Path) -> Path:
+    """Where an XML's accounts live by default: beside its journal."""
+    return Path(xml).resolve().parent / ".bearid-label" / "accounts.json"
+
+
+def _auth(path: Path, host: str, no_auth: bool, https: bool):
+    """Accounts if there are any; refused on a non-loopback address without them."""
+    import ipaddress
+
+    from bearid.label.accounts import Accounts
+    from bearid.label.auth import Auth
+
+    found = Accounts.open(path) if path.exists() else None
+    if found and found.accounts and not no_auth:
+        return Auth(found, https=https)
+    loopback = (
+        host == "localhost"
+        or (host.replace(".", "").isdigit() or ":" in host)
+        and ipaddress.ip_address(host).is_loopback
+    )
+    if not loopback and not no_auth:
+        raise BearIDError(
+            f"--host {host} lets anyone on the network change the labels, and {path} has no accounts: "
+            "add some (bearid accounts add NAME --role curator --xml XML), or give --no-auth on a trusted network"
+        )
+    return None
 
 
 def _candidates(bundle: Path | None, champion: bool):

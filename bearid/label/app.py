@@ -21,6 +21,8 @@ from bearid.data.layout import is_bear_id, location_of
 from bearid.errors import BearIDError
 from bearid.imageio import displayed_size, load_photo
 from bearid.label import matches
+from bearid.label.auth import Auth, protect, user_of
+from bearid.label.auth import routes as door
 from bearid.label.identities import next_free, prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
 from bearid.label.store import Conflict, LabelStore, check_volunteer
@@ -199,7 +201,24 @@ def _error(message: str, status: int, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def create_app(labeler: Labeler) -> Starlette:
+class Forbidden(BearIDError):
+    """A volunteer asked for what only a curator may do."""
+
+
+def create_app(labeler: Labeler, auth: Auth | None = None):
+    """The app; with `auth`, behind accounts (bearid.label.auth), else for a trusted network
+    (changes still refused from other sites)."""
+
+    def who(request: Request, claimed: str | None) -> str:
+        """The account's name when there are accounts (what the page claims is ignored)."""
+        user = user_of(request)
+        return user["name"] if user else check_volunteer(claimed or "")
+
+    def curator(request: Request, what: str) -> None:
+        user = user_of(request)
+        if auth is not None and (user is None or user["role"] != "curator"):
+            raise Forbidden(f"only a curator may {what}")
+
     def index_of(request: Request) -> int:
         i = request.path_params["i"]
         if not 0 <= i < len(labeler.store):
@@ -217,6 +236,8 @@ def create_app(labeler: Labeler) -> Starlette:
                 return await run_in_threadpool(handler, request)
             except Conflict as exc:
                 return _error(str(exc), 409, version=exc.version)
+            except Forbidden as exc:
+                return _error(str(exc), 403)
             except IndexError:
                 return _error(f"no photo {request.path_params.get('i')} (there are {len(labeler.store)})", 404)
             except BearIDError as exc:
@@ -232,7 +253,7 @@ def create_app(labeler: Labeler) -> Starlette:
 
     def next_photo(request: Request) -> Response:
         q = request.query_params
-        queue, volunteer = check_queue(q.get("queue", "all")), check_volunteer(q.get("volunteer", ""))
+        queue, volunteer = check_queue(q.get("queue", "all")), who(request, q.get("volunteer"))
         after = int(q["after"]) if q.get("after", "").lstrip("-").isdigit() else None
         step = -1 if q.get("step") == "-1" else 1
         found = labeler.next(
@@ -242,7 +263,7 @@ def create_app(labeler: Labeler) -> Starlette:
 
     def image(request: Request) -> Response:
         volunteer = request.query_params.get("volunteer")
-        return JSONResponse(labeler.image(index_of(request), check_volunteer(volunteer) if volunteer else None))
+        return JSONResponse(labeler.image(index_of(request), who(request, volunteer) if volunteer or auth else None))
 
     def photo(request: Request) -> Response:
         try:
@@ -254,14 +275,14 @@ def create_app(labeler: Labeler) -> Starlette:
     async def save(request: Request) -> Response:
         try:
             body = await request.json()
-            boxes, version, volunteer = body["boxes"], int(body["version"]), body["volunteer"]
+            boxes, version, volunteer = body["boxes"], int(body["version"]), body.get("volunteer")
             if not isinstance(boxes, list):
                 raise TypeError("boxes must be a list")
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{boxes: [...], version: N, volunteer: NAME}} ({exc})", 400)
         i = index_of(request)
         new = await run_in_threadpool(
-            labeler.store.update, i, boxes, version, volunteer
+            labeler.store.update, i, boxes, version, who(request, volunteer)
         )  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
@@ -278,23 +299,26 @@ def create_app(labeler: Labeler) -> Starlette:
     async def decide(request: Request) -> Response:
         try:
             body = await request.json()
-            decision, version, volunteer = body["decision"], int(body["version"]), body["volunteer"]
+            decision, version, volunteer = body["decision"], int(body["version"]), body.get("volunteer")
             face = int(body["face"])
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{face, decision, version, volunteer[, bear_id, name]}} ({exc})", 400)
         i = index_of(request)
         if not 0 <= face < len(labeler.store.dataset.images[i].boxes):
             return _error(f"photo {i} has no face {face}", 404)
-        shown = next((f["candidates"] for f in labeler.match(i)["faces"] if f["face"] == face), [])
+        if decision == "new":
+            curator(request, "name a new bear")
+        page = labeler.match(i)
+        shown = next((f["candidates"] for f in page["faces"] if f["face"] == face), [])
         done = await run_in_threadpool(
             labeler.store.decide,
             i,
             face,
             decision,
             version,
-            volunteer,
+            who(request, volunteer),
             body.get("bear_id"),
-            labeler.match(i)["prefix"],
+            page["prefix"],
             body.get("name"),
             [{"bear_id": c["bear_id"], "score": c["score"]} for c in shown],
             labeler.model.version if labeler.model else None,
@@ -306,6 +330,44 @@ def create_app(labeler: Labeler) -> Starlette:
         if bear_id not in labeler.store.known_ids():
             return _error(f"no bear {bear_id!r} in this XML", 404)
         return JSONResponse(labeler.bear(bear_id))
+
+    async def merge(request: Request) -> Response:
+        curator(request, "merge bears")
+        body = await request.json()
+        op = await run_in_threadpool(
+            labeler.store.merge,
+            str(body.get("keep", "")),
+            str(body.get("gone", "")),
+            who(request, body.get("volunteer")),
+        )
+        return JSONResponse(op)
+
+    async def split(request: Request) -> Response:
+        curator(request, "split a bear")
+        body = await request.json()
+        try:
+            faces = [(int(i), int(n)) for i, n in body["faces"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            return _error(f"expected JSON {{faces: [[photo, face], ...], prefix, name}} ({exc})", 400)
+        op = await run_in_threadpool(
+            labeler.store.split,
+            faces,
+            who(request, body.get("volunteer")),
+            str(body.get("prefix", "")),
+            body.get("name"),
+        )
+        return JSONResponse(op)
+
+    def me(request: Request) -> Response:
+        user = user_of(request)
+        return JSONResponse(
+            {
+                "accounts": auth is not None,
+                "name": user["name"] if user else None,
+                "role": user["role"] if user else "curator",
+                "csrf": request.session["csrf"] if auth is not None else None,
+            }
+        )
 
     def history(request: Request) -> Response:
         raw = request.query_params.get("image")
@@ -324,6 +386,10 @@ def create_app(labeler: Labeler) -> Starlette:
         Route("/api/match/{i:int}", guarded(decide), methods=["POST"]),
         Route("/api/bears/{bear_id:str}", guarded(bear)),
         Route("/api/history", guarded(history)),
+        Route("/api/bears/merge", guarded(merge), methods=["POST"]),
+        Route("/api/bears/split", guarded(split), methods=["POST"]),
+        Route("/api/me", guarded(me)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *(door(auth) if auth is not None else []),
     ]
-    return Starlette(routes=routes)
+    return protect(Starlette(routes=routes), auth)

@@ -33,7 +33,10 @@ function status(text, error = false) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {headers: {"Content-Type": "application/json"}, ...options});
+  const headers = {"Content-Type": "application/json"};
+  if (state.csrf) headers["X-CSRF-Token"] = state.csrf;  // with accounts: every change carries the session's token
+  const response = await fetch(path, {headers, ...options});
+  if (response.status === 401) { location.href = "/login"; return {ok: false, status: 401, body: {error: "log in first"}}; }
   const body = await response.json().catch(() => ({}));
   return {ok: response.ok, status: response.status, body};
 }
@@ -342,6 +345,7 @@ $("draw").onclick = () => { state.drawMode = !state.drawMode; state.armedPart = 
 $("next").onclick = () => go(1);
 $("prev").onclick = () => go(-1);
 $("queue").onchange = () => { state.queue = $("queue").value; go(1, true); };
+$("logout").onclick = async () => { await fetch("/logout", {method: "POST", headers: {"X-CSRF-Token": state.csrf}}); location.href = "/login"; };
 $("volunteer").onchange = () => {
   const name = $("volunteer").value.trim();
   if (name) { state.volunteer = name; localStorage.setItem("bearid-volunteer", name); }
@@ -380,7 +384,7 @@ async function load(index) {
   const matchView = state.queue === "match";
   $("match").hidden = !matchView;
   $("stage").hidden = matchView;
-  document.querySelector("aside").hidden = matchView;
+  document.querySelector("aside").classList.toggle("matching", matchView);  // the status stays in view
   if (matchView) {
     state.image = {index};
     $("photo-name").textContent = `#${index + 1} of ${state.info.photos}`;
@@ -444,10 +448,19 @@ async function refreshQueues() {
 }
 
 async function start() {
-  state.volunteer = params.get("volunteer") || localStorage.getItem("bearid-volunteer") || "";
-  while (!state.volunteer) state.volunteer = (prompt("Your name (it is recorded with your changes):") || "").trim();
-  localStorage.setItem("bearid-volunteer", state.volunteer);
-  $("volunteer").value = state.volunteer;
+  const me = (await api("/api/me")).body;
+  state.csrf = me.csrf;
+  if (me.accounts) {  // logged in: the account's name is what the journal records
+    state.volunteer = me.name;
+    $("volunteer").value = `${me.name} (${me.role})`;
+    $("volunteer").readOnly = true;
+    $("logout").hidden = false;
+  } else {
+    state.volunteer = params.get("volunteer") || localStorage.getItem("bearid-volunteer") || "";
+    while (!state.volunteer) state.volunteer = (prompt("Your name (it is recorded with your changes):") || "").trim();
+    localStorage.setItem("bearid-volunteer", state.volunteer);
+    $("volunteer").value = state.volunteer;
+  }
   await refreshQueues();
   if (state.info.recovered) status(`${state.info.recovered} change(s) saved in the journal before a crash were restored.`);
   if (params.has("image")) await load(Number(params.get("image")));

@@ -1,0 +1,68 @@
+"""`bearid accounts ...`: volunteers' and curators' accounts for `bearid label` on a network.
+Thin: the logic is in bearid.label.accounts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Accounts for bearid label: add, invite, list.")
+console = Console()
+
+XmlOption = Annotated[Path, typer.Option("--xml", help="The XML the accounts are for (they live beside its journal).")]
+Role = Annotated[str, typer.Option(help="volunteer (labels, proposes matches) or curator (also new bears, merges).")]
+
+
+def _open(xml: Path):
+    from bearid.cli.label import accounts_file
+    from bearid.label.accounts import Accounts
+
+    return Accounts.open(accounts_file(xml))
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="The account's name (recorded with every change).")],
+    xml: XmlOption,
+    role: Role = "volunteer",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for if not given.")
+    ] = "",
+) -> None:
+    """Add an account (or set its role and password again).
+
+    Example: bearid accounts add anna --role curator --xml faces.xml
+    """
+    account = _open(xml).add(name, role, password)
+    console.print(f"account {account.name} ({account.role}) saved")
+
+
+@app.command()
+def invite(
+    xml: XmlOption,
+    role: Role = "volunteer",
+    url: Annotated[str, typer.Option(help="Where volunteers reach the tool.")] = "http://127.0.0.1:8080",
+    by: Annotated[str, typer.Option(help="Your name, recorded with the invitation.")] = "",
+    days: Annotated[float, typer.Option(help="Days the link stays valid.")] = 7,
+) -> None:
+    """A one-time link with which a volunteer chooses their name and password.
+
+    Example: bearid accounts invite --xml faces.xml --url https://label.example.org --by anna
+    """
+    token = _open(xml).invite(role, by, days)
+    console.print(f"{url.rstrip('/')}/invite?token={token}", soft_wrap=True)
+
+
+@app.command("list")
+def list_accounts(xml: XmlOption) -> None:
+    """The accounts and open invitations.
+
+    Example: bearid accounts list --xml faces.xml
+    """
+    found = _open(xml)
+    for a in found.accounts.values():
+        console.print(f"{a.name:20} {a.role:10} since {a.created}")
+    console.print(f"{len(found.invites)} open invitation(s)")
