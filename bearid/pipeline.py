@@ -176,9 +176,17 @@ class Pipeline:
         """The classifier's Prediction for faces whose landmarks are known already (a labelled
         XML's), with no detection; None where no chip could be cut. The match review asks this."""
         chips = chip_faces(source, landmarks, self.chip_spec)
-        rows = [network_input(c.image, self.embed_size, self.embed_norm) for c in chips if c.image is not None]
-        predictions = iter(self.classifier.predict(self.embed(np.stack(rows))) if rows else [])
+        vectors = self._embed_chips(chips)
+        predictions = iter(self.classifier.predict(vectors) if len(vectors) else [])
         return [next(predictions) if c.image is not None else None for c in chips]
+
+    def embed_faces(self, source: bytes | Path | str, landmarks: list[dict[str, tuple[float, float]]]) -> np.ndarray:
+        """Embeddings of faces whose landmarks are known (the faces that could be chipped)."""
+        return self._embed_chips(chip_faces(source, landmarks, self.chip_spec))
+
+    def _embed_chips(self, chips: list) -> np.ndarray:
+        rows = [network_input(c.image, self.embed_size, self.embed_norm) for c in chips if c.image is not None]
+        return self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
 
     def embed(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([self.embed_net(x[i : i + batch]) for i in range(0, len(x), batch)])

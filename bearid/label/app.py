@@ -187,12 +187,16 @@ class Labeler:
 
     def bear(self, bear_id: str, score: float | None = None) -> dict:
         """A bear's card: its name if one was given here, and its reference chips."""
+        from bearid.book import cards
+
         refs = matches.references(self.store.dataset, bear_id, parts=self.chip_spec.points)
         named = self.store.bears.get(bear_id, {})
+        card = cards(None, self.store.dataset, k=0, only={bear_id}).get(bear_id)
         return {
             "bear_id": bear_id,
             "score": score,
             "name": named.get("name"),
+            "seen": card.summary() if card else None,  # the bear book's card, in brief
             "references": [{"chip": f"/api/chips/{r.image}/{r.face}", "date": r.date} for r in refs],
         }
 

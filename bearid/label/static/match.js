@@ -19,6 +19,7 @@ function card(bear, key) {
   const head = node("div", {className: "card-head"},
     node("kbd", {textContent: key}), node("strong", {textContent: bear.bear_id}),
     node("span", {className: "name", textContent: bear.name || ""}),
+    node("span", {className: "seen", textContent: bear.seen ? `${bear.seen.photos} photos, ${bear.seen.first_seen || "?"} to ${bear.seen.last_seen || "?"}` : ""}),
     node("span", {className: "score", textContent: bear.score === null ? "" : `${Math.round(100 * bear.score)}%`}));
   const button = node("button", {className: "card", title: `this is ${bear.bear_id} (${key})`}, head, node("div", {className: "refs"}, ...refs));
   button.dataset.bear = bear.bear_id;

@@ -1,0 +1,248 @@
+"""The bear book: a static HTML catalogue of the bears of an archive, one card per bear, of
+the kind parks and research groups keep. A card shows the bear's clearest faces (reference
+chips, one per date first), its sightings by year, location and contributor with first and
+last seen, photos per season, its cubs' folders, and, given a bundle, its look-alikes: the
+nearest other bears by embedding, a chip of each beside one of this bear's.
+
+The cards are built from the archive's folders and a faces XML; the match review shows the
+same card for each candidate (`bearid label`, bearid.label.app.Labeler.bear).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bearid.chip import ChipSpec, chip_faces
+from bearid.data.layout import is_bear_id, photos_under, place_of
+from bearid.errors import BearIDError
+from bearid.fsio import atomic_write_bytes, atomic_write_text, make_dirs
+from bearid.imageio import load_photo
+from bearid.label.matches import references
+from bearid.metadata import Dataset
+
+
+@dataclass
+class Sighting:
+    photo: Path
+    location: str | None
+    contributor: str | None
+    date: dt.date | None
+
+
+@dataclass
+class Card:
+    bear_id: str
+    sightings: list[Sighting] = field(default_factory=list)
+    faces: list[tuple[int, int]] = field(default_factory=list)  # reference faces (photo, face) of the XML
+    cubs: list[str] = field(default_factory=list)  # cub folders, relative to the archive root
+    lookalikes: list[tuple[str, float]] = field(default_factory=list)  # (bear, cosine similarity)
+    name: str | None = None
+
+    @property
+    def dates(self) -> list[dt.date]:
+        return sorted(s.date for s in self.sightings if s.date)
+
+    def summary(self) -> dict:
+        """What the match review shows under a candidate's name."""
+        dates = self.dates
+        return {
+            "photos": len({s.photo for s in self.sightings}),
+            "first_seen": dates[0].isoformat() if dates else None,
+            "last_seen": dates[-1].isoformat() if dates else None,
+            "locations": sorted({s.location for s in self.sightings if s.location}),
+        }
+
+    def by(self, what: str) -> Counter:
+        if what == "year":
+            return Counter(str(s.date.year) for s in self.sightings if s.date)
+        return Counter(getattr(s, what) or "?" for s in self.sightings)
+
+
+def cards(
+    root: Path | None,
+    dataset: Dataset | None,
+    k: int = 4,
+    parts: tuple[str, ...] = (),
+    only: set[str] | None = None,
+) -> dict[str, Card]:
+    """A card per bear named in the XML or filed in a bear's folder of the archive (or `only` those)."""
+    root = Path(root).resolve() if root else None
+    found: dict[str, Card] = {}
+    seen: set[tuple[str, Path]] = set()
+
+    def sighting(bear: str, photo: Path) -> None:
+        if (bear, photo) in seen or (only is not None and bear not in only):
+            return
+        seen.add((bear, photo))
+        place = place_of(photo.relative_to(root).as_posix()) if root and root in photo.parents else None
+        date = place.contribution_date if place else None
+        found.setdefault(bear, Card(bear)).sightings.append(
+            Sighting(photo, place.location if place else None, place.contributor if place else None, date)
+        )
+
+    if dataset is not None:
+        for image in dataset.images:
+            photo = dataset.path_of(image).resolve()
+            for box in image.boxes:
+                if box.label and is_bear_id(box.label) and not box.ignore:
+                    sighting(box.label, photo)
+    if root is not None:
+        for photo in photos_under(root):
+            place = place_of(photo.relative_to(root).as_posix())
+            if place.kind == "known":
+                sighting(place.label, photo.resolve())
+            elif place.kind == "cub" and place.folder and place.folder.endswith("_cub"):
+                mother = place.folder.removesuffix("_cub")
+                if only is not None and mother not in only:
+                    continue
+                folder = photo.parent.relative_to(root).as_posix()
+                card = found.setdefault(mother, Card(mother))
+                if folder not in card.cubs:
+                    card.cubs.append(folder)
+    if dataset is not None:
+        for bear, card in found.items():
+            card.faces = [(r.image, r.face) for r in references(dataset, bear, k=k, parts=parts)]
+    return dict(sorted(found.items()))
+
+
+def lookalikes(found: dict[str, Card], dataset: Dataset, pipeline, k: int = 3) -> None:
+    """Each card's nearest other bears: cosine similarity of the mean embedding of its faces."""
+    centroids = {}
+    for bear, card in found.items():
+        rows = []
+        for i, n in card.faces:
+            box = dataset.images[i].boxes[n]
+            rows.append(pipeline.embed_faces(dataset.path_of(dataset.images[i]), [dict(box.parts)]))
+        rows = [r for r in rows if len(r)]
+        if rows:
+            v = np.concatenate(rows).mean(axis=0)
+            centroids[bear] = v / (np.linalg.norm(v) or 1.0)
+    bears = list(centroids)
+    if len(bears) < 2:
+        return
+    m = np.stack([centroids[b] for b in bears])
+    sims = m @ m.T
+    for a, bear in enumerate(bears):
+        order = [b for b in np.argsort(-sims[a]) if b != a][:k]
+        found[bear].lookalikes = [(bears[b], round(float(sims[a, b]), 3)) for b in order]
+
+
+# -- writing the book ---------------------------------------------------------------------
+def write(found: dict[str, Card], dataset: Dataset | None, out: Path, spec: ChipSpec, title: str) -> Path:
+    """book/index.html and its pictures (chips/); written whole each time, atomically per file."""
+    if not found:
+        raise BearIDError("no bears found: give an archive root with bear folders, or --faces with named faces")
+    out = Path(out)
+    make_dirs(out / "chips")
+    pictures: dict[tuple[str, int], str] = {}
+    for bear, card in found.items():
+        for n, face in enumerate(card.faces):
+            pictures[(bear, n)] = _picture(out, f"{bear}_{n}", _chip(dataset, face, spec))
+        if not card.faces:  # no faces in an XML: the bear's photos, one per date
+            by_date = {}
+            for s in sorted(card.sightings, key=lambda s: (s.date or dt.date.min, str(s.photo))):
+                by_date.setdefault(s.date, s.photo)
+            for n, photo in enumerate(list(by_date.values())[:4]):
+                image = load_photo(photo, max_side=320).image
+                image.thumbnail((320, 320))
+                pictures[(bear, n)] = _picture(out, f"{bear}_{n}", image)
+    page = _page(found, pictures, title)
+    target = out / "index.html"
+    atomic_write_text(target, page)
+    return target
+
+
+def _chip(dataset: Dataset, face: tuple[int, int], spec: ChipSpec):
+    image = dataset.images[face[0]]
+    box = image.boxes[face[1]]
+    [chip] = chip_faces(dataset.path_of(image), [{k: (float(x), float(y)) for k, (x, y) in box.parts.items()}], spec)
+    if chip.image is not None:
+        return chip.image
+    m = 0.15 * max(box.width, box.height)
+    return load_photo(dataset.path_of(image)).image.crop((box.left - m, box.top - m, box.right + m, box.bottom + m))
+
+
+def _picture(out: Path, name: str, image) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=88)
+    atomic_write_bytes(out / "chips" / f"{name}.jpg", buf.getvalue())
+    return f"chips/{name}.jpg"
+
+
+def _bars(counts: Counter) -> str:
+    if not counts:
+        return "<p class='none'>no dated photos</p>"
+    top = max(counts.values())
+    rows = "".join(
+        f"<div class='bar'><span>{html.escape(k)}</span><i style='width:{100 * v / top:.0f}%'></i><b>{v}</b></div>"
+        for k, v in sorted(counts.items())
+    )
+    return f"<div class='bars'>{rows}</div>"
+
+
+def _card(card: Card, pictures: dict, found: dict[str, Card]) -> str:
+    e = html.escape
+    own = [p for (b, _), p in pictures.items() if b == card.bear_id]
+    s = card.summary()
+    chips = "".join(f"<img src='{p}' alt='{e(card.bear_id)}'>" for p in own)
+    where = ", ".join(f"{e(k)} ({v})" for k, v in card.by("location").most_common())
+    who = ", ".join(f"{e(k)} ({v})" for k, v in card.by("contributor").most_common())
+    alike = ""
+    for other, sim in card.lookalikes:
+        theirs = pictures.get((other, 0))
+        if theirs and own:
+            alike += (
+                f"<figure class='pair'><img src='{own[0]}' alt='{e(card.bear_id)}'>"
+                f"<img src='{theirs}' alt='{e(other)}'>"
+                f"<figcaption><a href='#{e(other)}'>{e(other)}</a> · similarity {sim:.2f}</figcaption></figure>"
+            )
+    cubs = "".join(f"<li><a href='{e(c)}'>{e(c)}</a></li>" for c in card.cubs)
+    name = f" <span class='name'>{e(card.name)}</span>" if card.name else ""
+    return f"""
+<article class='card' id='{e(card.bear_id)}'>
+  <h2>{e(card.bear_id)}{name}</h2>
+  <div class='chips'>{chips}</div>
+  <dl>
+    <dt>Seen</dt><dd>{s["photos"]} photos · first {s["first_seen"] or "?"} · last {s["last_seen"] or "?"}</dd>
+    <dt>Where</dt><dd>{where or "?"}</dd>
+    <dt>By</dt><dd>{who or "?"}</dd>
+  </dl>
+  <h3>Photos per season</h3>{_bars(card.by("year"))}
+  {f"<h3>Look-alikes</h3><div class='alike'>{alike}</div>" if alike else ""}
+  {f"<h3>Cubs</h3><ul>{cubs}</ul>" if cubs else ""}
+</article>"""
+
+
+STYLE = """
+body { font: 14px system-ui, sans-serif; margin: 0; background: #f4f1ea; color: #222; }
+header { background: #2f3e2f; color: #fff; padding: 1em 1.5em; }
+header a { color: #ffd54a; margin-right: .6em; }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(430px, 1fr)); gap: 1em; padding: 1em; }
+.card { background: #fff; border: 1px solid #ccc5b5; border-radius: 6px; padding: .8em 1em; }
+.card h2 { margin: 0 0 .4em; font-size: 1.3em; } .card h3 { font-size: 1em; margin: .8em 0 .3em; color: #5a4a2a; }
+.name { font-weight: normal; color: #6a5a3a; }
+.chips img { width: 96px; height: 96px; object-fit: cover; margin-right: 4px; border-radius: 4px; }
+dl { display: grid; grid-template-columns: 4em 1fr; margin: .5em 0; } dt { color: #777; } dd { margin: 0; }
+.bar { display: grid; grid-template-columns: 3.5em 1fr 2.5em; align-items: center; gap: .4em; font-size: .9em; }
+.bar i { background: #7a9a5a; height: .8em; display: block; border-radius: 2px; }
+.alike { display: flex; gap: .6em; flex-wrap: wrap; }
+.pair img { width: 80px; height: 80px; object-fit: cover; } .pair { margin: 0; font-size: .85em; }
+.none { color: #999; }
+"""
+
+
+def _page(found: dict[str, Card], pictures: dict, title: str) -> str:
+    index = " ".join(f"<a href='#{html.escape(b)}'>{html.escape(b)}</a>" for b in found)
+    body = "".join(_card(c, pictures, found) for c in found.values())
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
+        f"<p>{len(found)} bears. {index}</p></header><main>{body}</main></body></html>"
+    )
