@@ -6,6 +6,7 @@ screenshot is kept in build/test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -43,24 +44,33 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture
-def server(splits, tmp_path):
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn on a free loopback port, in a thread: its URL."""
     import uvicorn
 
-    xml = labelling_copy(splits, tmp_path, photos=3)
-    store = LabelStore(xml)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(Labeler(store)), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", xml, store
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(splits, tmp_path):
+    xml = labelling_copy(splits, tmp_path, photos=3)
+    store = LabelStore(xml)
+    with serving(create_app(Labeler(store))) as url:
+        yield url, xml, store
     store.close()
 
 
@@ -181,23 +191,12 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
 @pytest.fixture
 def match_server(splits, tmp_path):
     """The label tool on a `bearid score`-like XML whose last faces wait for a name."""
-    import uvicorn
     from test_matching import make_scored
 
     xml = make_scored(splits, tmp_path)
     store = LabelStore(xml)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(Labeler(store)), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", xml, store
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(Labeler(store))) as url:
+        yield url, xml, store
     store.close()
 
 
@@ -250,7 +249,6 @@ def test_a_curator_settles_faces_in_the_match_review(match_server):
 
 
 def test_a_volunteer_logs_in_and_the_page_sends_its_csrf_token(splits, tmp_path):
-    import uvicorn
     from playwright.sync_api import sync_playwright
     from test_matching import make_scored
 
@@ -261,45 +259,32 @@ def test_a_volunteer_logs_in_and_the_page_sends_its_csrf_token(splits, tmp_path)
     accounts = Accounts.open(tmp_path / "accounts.json")
     accounts.add("vic", "volunteer", "a volunteer's secret")
     store = LabelStore(xml)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(Labeler(store), Auth(accounts))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
     labeler = Labeler(store)
     i = labeler.members("match")[0]
     face = labeler.match(i)["faces"][0]["face"]
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/?queue=match")
-            page.wait_for_url("**/login")
-            page.fill("input[name=name]", "vic")
-            page.fill("input[name=password]", "wrong password")
-            page.click("button")
-            assert "Wrong name or password" in page.inner_text("body")
-            page.fill("input[name=name]", "vic")
-            page.fill("input[name=password]", "a volunteer's secret")
-            page.click("button")
-            page.goto(f"http://127.0.0.1:{port}/?queue=match")
-            page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
-            assert page.input_value("#volunteer") == "vic (volunteer)"
-            page.keyboard.press("n")  # a new bear: a curator's decision, refused and said so
-            page.wait_for_selector("#status.error")
-            assert "curator" in page.inner_text("#status")
-            page.keyboard.press("1")  # this is the top candidate: a volunteer may say so
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('Saved')")
-            page.screenshot(path=str(ARTIFACTS / "label-login-match.png"))
-            browser.close()
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        store.close()
+    with serving(create_app(Labeler(store), Auth(accounts))) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(f"{base}/?queue=match")
+        page.wait_for_url("**/login")
+        page.fill("input[name=name]", "vic")
+        page.fill("input[name=password]", "wrong password")
+        page.click("button")
+        assert "Wrong name or password" in page.inner_text("body")
+        page.fill("input[name=name]", "vic")
+        page.fill("input[name=password]", "a volunteer's secret")
+        page.click("button")
+        page.goto(f"{base}/?queue=match")
+        page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
+        assert page.input_value("#volunteer") == "vic (volunteer)"
+        page.keyboard.press("n")  # a new bear: a curator's decision, refused and said so
+        page.wait_for_selector("#status.error")
+        assert "curator" in page.inner_text("#status")
+        page.keyboard.press("1")  # this is the top candidate: a volunteer may say so
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Saved')")
+        page.screenshot(path=str(ARTIFACTS / "label-login-match.png"))
+        browser.close()
+    store.close()
     [decided] = [e for e in journal_of(xml) if "match" in e]
     assert decided["volunteer"] == "vic" and decided["match"]["matched_by"] == "vic"
 

@@ -160,7 +160,7 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
     vectors: dict[str, Embedded] = {}
     for name in SPLITS:
         path = chip_meta / f"{name}.xml"
-        if not path.exists():
+        if not path.exists() or not read_chips(path).chips:  # e.g. no holdout once every bear is named
             continue
         data = open_chips(path, cfg.input_size, labelled_only=False, log=log, norm=norm)
         v = embed_train.embed(net, data)

@@ -3,6 +3,8 @@ either. Thin: the logic is in bearid.label.operations."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +24,17 @@ Archive = Annotated[
 Apply = Annotated[bool, typer.Option("--apply", help="Move the files (default: only show the plan).")]
 
 
-def _open(xml: Path):
+@contextlib.contextmanager
+def _opened(xml: Path) -> Iterator:
     from bearid.label.store import LabelStore
 
     if not xml.is_file():
         raise BearIDError(f"{xml}: no such XML file")
-    return LabelStore(xml)
+    store = LabelStore(xml)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _say(out, apply: bool) -> None:
@@ -56,11 +63,8 @@ def merge(
     """
     from bearid.label import operations
 
-    store = _open(xml)
-    try:
+    with _opened(xml) as store:
         _say(operations.merge(store, keep, gone, curator, archive, apply), apply)
-    finally:
-        store.close()
 
 
 @app.command()
@@ -83,13 +87,34 @@ def split(
         chosen = [(int(a), int(b)) for a, _, b in (item.partition(":") for item in faces.split(",") if item)]
     except ValueError:
         raise BearIDError(f"--faces {faces!r}: expected PHOTO:FACE,... e.g. 12:0,40:1") from None
-    store = _open(xml)
-    try:
+    with _opened(xml) as store:
         out = operations.split(store, chosen, prefix, curator, name, archive, apply)
         console.print(f"new bear {out.op['new']} (from {out.op['from']})")
         _say(out, apply)
-    finally:
-        store.close()
+
+
+@app.command("file")
+def file_photos(xml: XmlArg, archive: Annotated[Path, typer.Option(help="The archive root.")], curator: Curator,
+                apply: Apply = False) -> None:  # fmt: skip
+    """File the photos under the bears the XML names on them: after a review named new bears,
+    photos in bear_unknown/ move to their bear's folder (a plan, unless --apply).
+
+    Example: bearid ids file season2.xml --archive ROOT --curator anna --apply
+    Undo: bearid data restore ROOT --batch BATCH
+    """
+    from bearid.label import operations
+
+    with _opened(xml) as store:
+        out = operations.file_photos(store, archive, curator, apply)
+        for m in out.moves:
+            console.print(f"  {'moved' if apply else 'would move'} {m.path} -> {m.to}")
+        for path, why in out.skipped:
+            console.print(f"  [yellow]left {path}: {why}[/]")
+        console.print(
+            f"{len(out.moved)} photo(s) filed; undo with: bearid data restore {archive} --batch {out.op['id']}"
+            if apply
+            else f"{len(out.moves)} photo(s) to file: run again with --apply"
+        )
 
 
 @app.command()
@@ -105,16 +130,13 @@ def undo(
     """
     from bearid.label import operations
 
-    store = _open(xml)
-    try:
+    with _opened(xml) as store:
         out = operations.undo(store, op, curator, archive)
         console.print(
             f"undid {op}: {out.op['faces']} face(s) on {out.op['photos']} photo(s); {len(out.moved)} file(s) back"
         )
         if out.op["left_as_changed_since"]:
             console.print(f"  [yellow]{out.op['left_as_changed_since']} face(s) changed since were left as they are[/]")
-    finally:
-        store.close()
 
 
 @app.command("list")
@@ -123,10 +145,7 @@ def list_ops(xml: XmlArg) -> None:
 
     Example: bearid ids list faces.xml
     """
-    store = _open(xml)
-    try:
+    with _opened(xml) as store:
         for op in store.operations():
             what = {"merge": f"{op.get('gone')} -> {op.get('keep')}", "split": f"{op.get('from')} -> {op.get('new')}"}
             console.print(f"{op['id']}  {op['kind']:5}  {what.get(op['kind'], op.get('of', ''))}  by {op['volunteer']}")
-    finally:
-        store.close()

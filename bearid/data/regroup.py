@@ -1,6 +1,7 @@
-"""After a merge or a split, the archive's folders follow the XML: a photo filed in a bear's
-folder (`<location>/<contributor>_<date>/<bear_id>/`) whose named faces are now all another
-bear moves to that bear's folder beside it. A plan first (nothing moves); applied, each move
+"""After a review, a merge or a split, the archive's folders follow the XML: a photo filed in a
+bear's folder (`<location>/<contributor>_<date>/<bear_id>/`) or in `bear_unknown/` whose named
+faces are now all one other bear moves to that bear's folder beside it (so `bearid data split`
+files it with that bear). A plan first (nothing moves); applied, each move
 goes through the quarantine log (a rename, bytes and times kept), so `bearid data restore
 ROOT --batch OP` or `bearid ids undo` puts every file back. Nothing is deleted.
 """
@@ -37,7 +38,7 @@ def plan(root: Path, dataset: Dataset, photos: set[str] | None = None) -> list[M
         rel = PurePosixPath(path.relative_to(root).as_posix())
         place = place_of(str(rel))
         named = {b.label for b in image.boxes if b.label and not b.ignore}
-        if place.kind != "known" or len(named) != 1:
+        if place.kind not in ("known", "unknown") or len(named) != 1:
             continue
         bear = named.pop()
         if bear != place.label and is_bear_id(bear):

@@ -49,6 +49,13 @@ class Labeler:
         self.photos_kept = photos_kept
         self.model, self.prefixes = model, prefixes or {}
         self.chip_spec = model.pipeline.chip_spec if model else ChipSpec()
+        # The bears a face may be matched to include those the model knows: its own, or those
+        # `bearid score` wrote as candidates.
+        store.roster |= {
+            c["bear_id"] for _, b in store.dataset.faces() for c in matches.decode(b.attrs.get(matches.CANDIDATES))
+        }
+        if model:
+            store.roster |= set(model.pipeline.classifier.ids)
 
     def reason(self, queue: str, i: int) -> str | None:
         return QUEUES[queue][1](self.store.dataset.images[i], self.store.path_of(i), self.ctx)

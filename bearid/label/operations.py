@@ -36,6 +36,25 @@ def split(
     return _follow(store, store.split(faces, who, prefix, name), who, root, apply)
 
 
+def file_photos(store: LabelStore, root: Path, who: str, apply: bool = False) -> Outcome:
+    """File every photo under the bear the XML names on it (after a review named new bears)."""
+    op = {"kind": "file", "id": _batch(), "photos": 0, "faces": 0}
+    out = Outcome(op, moves=regroup.plan(Path(root), store.dataset))
+    if apply and out.moves:
+        report = regroup.apply(Path(root), out.moves, op["id"])
+        store.refile(Path(root), report.moved, who)
+        out.moved, out.skipped = report.moved, report.skipped
+    op["photos"] = len(out.moves)
+    return out
+
+
+def _batch() -> str:
+    import os
+    import time
+
+    return f"file-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+
+
 def undo(store: LabelStore, op_id: str, who: str, root: Path | None = None) -> Outcome:
     """The IDs put back, and the files the operation moved moved back (by its log batch)."""
     moved, skipped = [], []

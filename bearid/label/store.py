@@ -80,6 +80,7 @@ class LabelStore:
             self.last_edit: dict[int, dict] = {}  # photo -> its latest journal edit (who, when)
             self.bears: dict[str, dict] = {}  # new bears named here: id -> who, when, name
             self.ever: set[str] = set()  # every bear ID this XML or its journal has held
+            self.roster: set[str] = set()  # bears known from elsewhere (the model's), to match faces to
             self.opened = self._replay()
         except BaseException:
             self.close()
@@ -105,8 +106,9 @@ class LabelStore:
 
     # -- changing -------------------------------------------------------------------------
     def known_ids(self) -> set[str]:
-        """The bears faces can be matched to: those of the XML, and new bears named here."""
-        return set(self.dataset.labels()) | set(self.bears)
+        """The bears faces can be matched to: those of the XML, new bears named here, and the
+        roster (the bears the model knows)."""
+        return set(self.dataset.labels()) | set(self.bears) | self.roster
 
     def update(self, i: int, boxes: list[dict], version: int, volunteer: str, detail: dict | None = None) -> int:
         """Replace photo `i`'s boxes, made on `version`; returns the new version. `detail`
