@@ -36,7 +36,7 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 test: lint docs browser
-	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest -m "not slow"
+	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest -m "not slow" --durations=15
 
 test-all: lint docs browser
 	BEARID_BROWSER_TESTS=$(BROWSER_TESTS) $(BIN)/python -m pytest

@@ -182,6 +182,7 @@ def _human_splits(root: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # 2 min; the import, export and serving paths each have fast tests of their own
 def test_imported_dlib_models_are_exported_promoted_and_served(tmp_path):
     """The one way to real bears on day one: the original models, imported, answer over HTTP."""
     import httpx
