@@ -295,3 +295,37 @@ def journal_of(xml):
         return store.history()
     finally:
         store.close()
+
+
+def test_a_curator_splits_a_face_off_undoes_it_and_merges_two_bears(match_server):
+    from playwright.sync_api import sync_playwright
+
+    url, xml, store = match_server
+    before = read_faces(xml)
+    ids = before.labels()
+    first = before.images[0].boxes[0].label
+    keep, gone = [b for b in ids if b != first][:2]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/?volunteer=curator&image=0")
+        page.wait_for_selector("body[data-ready='0']")
+        page.click("#split")  # the selected face (the first) is another bear
+        page.wait_for_selector("body[data-op]")
+        split = page.evaluate("document.body.dataset.op")
+        new = read_faces(xml).images[0].boxes[0].label
+        assert new not in ids and new.startswith("bf_")
+        page.click("#undo-op")
+        page.wait_for_function(f"document.body.dataset.op !== '{split}'")
+        assert read_faces(xml).images[0].boxes[0].label == first
+        page.fill("#merge-gone", gone)
+        page.fill("#merge-keep", keep)
+        page.click("#merge")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('merged')")
+        page.screenshot(path=str(ARTIFACTS / "label-merge.png"))
+        browser.close()
+    after = read_faces(xml)
+    assert gone not in after.labels() and keep in after.labels()
+    assert sum(b.label == keep for _, b in after.faces()) == sum(b.label in (keep, gone) for _, b in before.faces())
+    kinds = [op["kind"] for op in store.operations()]
+    assert kinds == ["split", "undo", "merge"] and dlib_loads(xml) == len(after.images)

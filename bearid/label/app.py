@@ -360,13 +360,18 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
             faces = [(int(i), int(n)) for i, n in body["faces"]]
         except (KeyError, TypeError, ValueError) as exc:
             return _error(f"expected JSON {{faces: [[photo, face], ...], prefix, name}} ({exc})", 400)
+        if not faces or not all(0 <= i < len(labeler.store) for i, _ in faces):
+            return _error("faces: give [[photo, face], ...] of this XML", 400)
+        prefix = body.get("prefix") or labeler.match(faces[0][0])["prefix"]  # the site's convention
         op = await run_in_threadpool(
-            labeler.store.split,
-            faces,
-            who(request, body.get("volunteer")),
-            str(body.get("prefix", "")),
-            body.get("name"),
+            labeler.store.split, faces, who(request, body.get("volunteer")), str(prefix), body.get("name")
         )
+        return JSONResponse(op)
+
+    async def undo(request: Request) -> Response:
+        curator(request, "undo a merge or a split")
+        body = await request.json()
+        op = await run_in_threadpool(labeler.store.undo, str(body.get("op", "")), who(request, body.get("volunteer")))
         return JSONResponse(op)
 
     def me(request: Request) -> Response:
@@ -399,6 +404,7 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         Route("/api/history", guarded(history)),
         Route("/api/bears/merge", guarded(merge), methods=["POST"]),
         Route("/api/bears/split", guarded(split), methods=["POST"]),
+        Route("/api/bears/undo", guarded(undo), methods=["POST"]),
         Route("/api/me", guarded(me)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *(door(auth) if auth is not None else []),
