@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the service on the champion, batch-score photos through it, stop the service.
 #   scripts/serve-and-score.sh BIN_DIR PORT PHOTOS(dir or faces XML) OUT.jsonl [TRUTH.xml]
-# BEARID_STORE names the model store holding the champion.
+# BEARID_STORE (default: BENTOML_HOME) names the model store holding the champion.
 set -euo pipefail
 bin=$1 port=$2 photos=$3 out=$4 truth=${5:-}
 log=$(dirname "$out")/server.log
