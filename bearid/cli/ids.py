@@ -13,7 +13,7 @@ from rich.console import Console
 
 from bearid.errors import BearIDError
 
-app = typer.Typer(help="Bear IDs: merge, split, undo (the XML journalled; archive folders as a plan).")
+app = typer.Typer(help="Bear IDs: merge, split, undo, file (photos under their bear), list.")
 console = Console()
 
 XmlArg = Annotated[Path, typer.Argument(help="The imglab XML (it must not be open in `bearid label` now).")]
