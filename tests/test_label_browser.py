@@ -277,7 +277,8 @@ def test_a_volunteer_logs_in_and_the_page_sends_its_csrf_token(splits, tmp_path)
         page.goto(f"{base}/?queue=match")
         page.wait_for_selector(f"body[data-match-ready='{i}:{face}']")
         assert page.input_value("#volunteer") == "vic (volunteer)"
-        page.keyboard.press("n")  # a new bear: a curator's decision, refused and said so
+        assert not page.is_visible("#match-new")  # naming a new bear is a curator's: no button ...
+        page.keyboard.press("n")  # ... and the key is refused by the server, which says why
         page.wait_for_selector("#status.error")
         assert "curator" in page.inner_text("#status")
         page.keyboard.press("1")  # this is the top candidate: a volunteer may say so

@@ -410,7 +410,7 @@ async function load(index) {
   if (matchView) {
     state.image = {index};
     $("photo-name").textContent = `#${index + 1} of ${state.info.photos}`;
-    return matching.show(index, {api, status, volunteer: () => state.volunteer, go});
+    return matching.show(index, {api, status, volunteer: () => state.volunteer, curator: state.role === "curator", go});
   }
   const {ok, body} = await api(`/api/images/${index}?volunteer=${encodeURIComponent(state.volunteer)}`);
   if (!ok) return status(body.error || "could not load the photo", true);
@@ -472,6 +472,7 @@ async function refreshQueues() {
 async function start() {
   const me = (await api("/api/me")).body;
   state.csrf = me.csrf;
+  state.role = me.role;
   if (me.accounts) {  // logged in: the account's name is what the journal records
     state.volunteer = me.name;
     $("volunteer").value = `${me.name} (${me.role})`;

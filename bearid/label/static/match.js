@@ -67,6 +67,7 @@ export async function show(index, ctx) {
   if (!ok) return ctx.status(body.error || "could not load the match", true);
   match.page = body;
   match.face = 0;
+  $("match-new").hidden = $("match-name").hidden = !ctx.curator;  // naming a new bear is a curator's
   if (!body.faces.length) return ctx.go(1);
   render();
 }
