@@ -34,6 +34,16 @@ class InProcess:
             raise BearIDError(f"no champion in the model store at {store.home} (run bearid promote, or give --bundle)")
         return cls(store.path_of(version))
 
+    @classmethod
+    def chosen(cls, bundle: Path | None, champion: bool) -> InProcess | None:
+        """What `--bundle B` or `--champion` asks for (None: neither), for every verb that runs
+        a model in this process (score, label, book)."""
+        if bundle is not None and champion:
+            raise BearIDError("give --bundle or --champion, not both")
+        if bundle is not None:
+            return cls(bundle)
+        return cls.champion() if champion else None
+
     def model(self) -> ModelInfo:
         from bearid.serving import summary_of
 

@@ -33,19 +33,15 @@ def book(
     from bearid import book as books
     from bearid.chip import ChipSpec
     from bearid.metadata import read_faces
+    from bearid.offline import InProcess
 
     if not root.is_dir():
         raise BearIDError(f"{root}: no such archive folder")
     if out.exists() and not out.is_dir():
         raise BearIDError(f"{out} is a file, not a folder")
     dataset = read_faces(faces) if faces else None
-    pipeline = None
-    if bundle is not None or champion:
-        from bearid.offline import InProcess
-
-        if bundle is not None and champion:
-            raise BearIDError("give --bundle or --champion, not both")
-        pipeline = (InProcess(bundle) if bundle is not None else InProcess.champion()).pipeline
+    local = InProcess.chosen(bundle, champion)
+    pipeline = local.pipeline if local is not None else None
     spec = pipeline.chip_spec if pipeline else ChipSpec()
     found = books.cards(root, dataset, parts=spec.points)
     if pipeline is not None and dataset is not None:

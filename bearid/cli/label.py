@@ -147,11 +147,8 @@ def _auth(path: Path, host: str, no_auth: bool, https: bool):
 
 def _candidates(bundle: Path | None, champion: bool):
     """The match review's model, run in this process: a bundle folder or the champion."""
-    if bundle is None and not champion:
-        return None
     from bearid.label.matches import ModelCandidates
     from bearid.offline import InProcess
 
-    if bundle is not None and champion:
-        raise BearIDError("give --bundle or --champion, not both")
-    return ModelCandidates((InProcess(bundle) if bundle is not None else InProcess.champion()).pipeline)
+    local = InProcess.chosen(bundle, champion)
+    return ModelCandidates(local.pipeline) if local is not None else None

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from bearid.cli.bars import Bars
-from bearid.errors import BearIDError
 
 console = Console()
 
@@ -95,17 +94,12 @@ def score(
     from contextlib import nullcontext
 
     from bearid.client import BearIDClient
+    from bearid.offline import InProcess
     from bearid.score import accuracy, read_journal
     from bearid.score import score as run
 
-    if bundle is not None and champion:
-        raise BearIDError("give --bundle or --champion, not both")
-    if bundle is not None or champion:
-        from bearid.offline import InProcess
-
-        scorer = nullcontext(InProcess.champion() if champion else InProcess(bundle))
-    else:
-        scorer = BearIDClient(url)
+    local = InProcess.chosen(bundle, champion)
+    scorer = nullcontext(local) if local is not None else BearIDClient(url)
     with scorer as client, Bars(console) as bars:
         report = run(photos, client, out, concurrency, bars.counter("scoring"))
     model = report.model
