@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.chip import ChipSpec, chip_faces
+from bearid.chip import ChipSpec
 from bearid.data.layout import is_bear_id, photos_under, place_of
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_bytes, atomic_write_text, make_dirs
 from bearid.imageio import load_photo
-from bearid.label.matches import references
+from bearid.label.matches import Reference, face_picture, references
 from bearid.metadata import Dataset
 
 
@@ -40,7 +40,7 @@ class Sighting:
 class Card:
     bear_id: str
     sightings: list[Sighting] = field(default_factory=list)
-    faces: list[tuple[int, int]] = field(default_factory=list)  # reference faces (photo, face) of the XML
+    faces: list[Reference] = field(default_factory=list)  # reference faces of the XML, with their dates
     cubs: list[str] = field(default_factory=list)  # cub folders, relative to the archive root
     lookalikes: list[tuple[str, float]] = field(default_factory=list)  # (bear, cosine similarity)
     name: str | None = None
@@ -108,7 +108,7 @@ def cards(
                     card.cubs.append(folder)
     if dataset is not None:
         for bear, card in found.items():
-            card.faces = [(r.image, r.face) for r in references(dataset, bear, k=k, parts=parts)]
+            card.faces = references(dataset, bear, k=k, parts=parts)
     return dict(sorted(found.items()))
 
 
@@ -117,9 +117,9 @@ def lookalikes(found: dict[str, Card], dataset: Dataset, pipeline, k: int = 3) -
     centroids = {}
     for bear, card in found.items():
         rows = []
-        for i, n in card.faces:
-            box = dataset.images[i].boxes[n]
-            rows.append(pipeline.embed_faces(dataset.path_of(dataset.images[i]), [dict(box.parts)]))
+        for r in card.faces:
+            image = dataset.images[r.image]
+            rows.append(pipeline.embed_faces(dataset.path_of(image), [dict(image.boxes[r.face].parts)]))
         rows = [r for r in rows if len(r)]
         if rows:
             v = np.concatenate(rows).mean(axis=0)
@@ -159,14 +159,9 @@ def write(found: dict[str, Card], dataset: Dataset | None, out: Path, spec: Chip
     return target
 
 
-def _chip(dataset: Dataset, face: tuple[int, int], spec: ChipSpec):
-    image = dataset.images[face[0]]
-    box = image.boxes[face[1]]
-    [chip] = chip_faces(dataset.path_of(image), [{k: (float(x), float(y)) for k, (x, y) in box.parts.items()}], spec)
-    if chip.image is not None:
-        return chip.image
-    m = 0.15 * max(box.width, box.height)
-    return load_photo(dataset.path_of(image)).image.crop((box.left - m, box.top - m, box.right + m, box.bottom + m))
+def _chip(dataset: Dataset, face: Reference, spec: ChipSpec):
+    image = dataset.images[face.image]
+    return face_picture(dataset.path_of(image), image.boxes[face.face], spec)
 
 
 def _picture(out: Path, name: str, image) -> str:

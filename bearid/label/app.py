@@ -16,14 +16,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bearid.chip import ChipSpec, chip_faces
+from bearid.book import Card, cards
+from bearid.chip import ChipSpec
 from bearid.data.layout import is_bear_id, location_of
 from bearid.errors import BearIDError
 from bearid.imageio import displayed_size, load_photo
 from bearid.label import matches
 from bearid.label.auth import Auth, protect, user_of
 from bearid.label.auth import routes as door
-from bearid.label.identities import next_free, prefix_for
+from bearid.label.identities import prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
 from bearid.label.store import Conflict, LabelStore, check_volunteer
 from bearid.metadata import LANDMARKS
@@ -131,17 +132,11 @@ class Labeler:
         """Face `face` of photo `i` as the model sees it (its chip), or its box when the landmarks
         cannot make one."""
         box = self.store.dataset.images[i].boxes[face]  # IndexError: 404
-
-        def cut():
-            marks = {k: (float(x), float(y)) for k, (x, y) in box.parts.items()}
-            [chip] = chip_faces(self.store.path_of(i), [marks], self.chip_spec)
-            if chip.image is not None:
-                return chip.image
-            margin = 0.15 * max(box.width, box.height)
-            whole = load_photo(self.store.path_of(i)).image
-            return whole.crop((box.left - margin, box.top - margin, box.right + margin, box.bottom + margin))
-
-        return self._kept(("chip", i, face, box.left, box.top, box.width, box.height), cut, keep=64)
+        return self._kept(
+            ("chip", i, face, box.left, box.top, box.width, box.height),
+            lambda: matches.face_picture(self.store.path_of(i), box, self.chip_spec),
+            keep=64,
+        )
 
     def _kept(self, key: object, make, keep: int | None = None) -> bytes:
         with self._photos_lock:
@@ -163,7 +158,7 @@ class Labeler:
         image, path = store.dataset.images[i], store.path_of(i)
         location = location_of(path)
         prefix = prefix_for(location, store.dataset, self.prefixes)
-        faces = []
+        known, waiting = store.known_ids(), []
         for n, box in enumerate(image.boxes):
             why = matches.needs_match(box, self.ctx.confident)
             if why is None:
@@ -172,38 +167,41 @@ class Labeler:
             source = "bearid score"
             if not found and self.model:
                 found, source = self.model.of(path, n, box), f"model {self.model.version}"
-            known = store.known_ids()
-            faces.append(
-                {
-                    "face": n,
-                    "reason": why,
-                    "label": box.label,
-                    "chip": f"/api/chips/{i}/{n}",
-                    "source": source if found else None,
-                    "candidates": [self.bear(c["bear_id"], c["score"]) for c in found if c["bear_id"] in known],
-                }
-            )
+            waiting.append((n, box, why, [c for c in found if c["bear_id"] in known], source if found else None))
+        shown = {c["bear_id"] for _, _, _, found, _ in waiting for c in found}
+        found_cards = cards(None, store.dataset, k=3, parts=self.chip_spec.points, only=shown)  # one pass for the page
+        faces = [
+            {
+                "face": n,
+                "reason": why,
+                "label": box.label,
+                "chip": f"/api/chips/{i}/{n}",
+                "source": source,
+                "candidates": [self.bear(c["bear_id"], c["score"], found_cards) for c in found],
+            }
+            for n, box, why, found, source in waiting
+        ]
         return {
             "index": i,
             "version": store.versions[i],
             "location": location,
             "prefix": prefix,
-            "new_id": next_free(prefix, store.ever | store.known_ids()),
+            "new_id": store.next_id(prefix),
             "faces": faces,
         }
 
-    def bear(self, bear_id: str, score: float | None = None) -> dict:
-        """A bear's card: its name if one was given here, and its reference chips."""
-        from bearid.book import cards
-
-        refs = matches.references(self.store.dataset, bear_id, parts=self.chip_spec.points)
-        named = self.store.bears.get(bear_id, {})
-        card = cards(None, self.store.dataset, k=0, only={bear_id}).get(bear_id)
+    def bear(self, bear_id: str, score: float | None = None, cards_of: dict[str, Card] | None = None) -> dict:
+        """A bear's card (the bear book's, in brief): its name if one was given here, its
+        sightings and its reference chips. `cards_of`: cards already made for these bears."""
+        if cards_of is None:
+            cards_of = cards(None, self.store.dataset, k=3, parts=self.chip_spec.points, only={bear_id})
+        card = cards_of.get(bear_id)
+        refs = card.faces if card else []
         return {
             "bear_id": bear_id,
             "score": score,
-            "name": named.get("name"),
-            "seen": card.summary() if card else None,  # the bear book's card, in brief
+            "name": self.store.bears.get(bear_id, {}).get("name"),
+            "seen": card.summary() if card else None,
             "references": [{"chip": f"/api/chips/{r.image}/{r.face}", "date": r.date} for r in refs],
         }
 

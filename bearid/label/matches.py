@@ -13,7 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from bearid.chip import ChipSpec, chip_faces
 from bearid.data.layout import parse_contribution
+from bearid.imageio import load_photo
 from bearid.metadata import Box, Dataset
 
 CANDIDATES = "candidates"  # the box attribute `bearid score` writes: "bf_051:0.6100 bf_022:0.2000"
@@ -84,6 +88,16 @@ def references(dataset: Dataset, bear_id: str, k: int = 3, parts: tuple[str, ...
         if Reference(i, n, date) not in chosen:
             chosen.append(Reference(i, n, date))
     return chosen[:k]
+
+
+def face_picture(path: Path, box: Box, spec: ChipSpec) -> Image.Image:
+    """A face as the model sees it (its chip), or its box with a margin when the landmarks
+    cannot make one: what the match review and the bear book show."""
+    [chip] = chip_faces(path, [{k: (float(x), float(y)) for k, (x, y) in box.parts.items()}], spec)
+    if chip.image is not None:
+        return chip.image
+    m = 0.15 * max(box.width, box.height)
+    return load_photo(path).image.crop((box.left - m, box.top - m, box.right + m, box.bottom + m))
 
 
 def _date_of(path: Path) -> str | None:

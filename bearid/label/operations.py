@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bearid.data import quarantine, regroup
-from bearid.label.store import LabelStore
+from bearid.label.store import LabelStore, new_op_id
 
 
 @dataclass
@@ -38,21 +38,9 @@ def split(
 
 def file_photos(store: LabelStore, root: Path, who: str, apply: bool = False) -> Outcome:
     """File every photo under the bear the XML names on it (after a review named new bears)."""
-    op = {"kind": "file", "id": _batch(), "photos": 0, "faces": 0}
-    out = Outcome(op, moves=regroup.plan(Path(root), store.dataset))
-    if apply and out.moves:
-        report = regroup.apply(Path(root), out.moves, op["id"])
-        store.refile(Path(root), report.moved, who)
-        out.moved, out.skipped = report.moved, report.skipped
-    op["photos"] = len(out.moves)
-    return out
-
-
-def _batch() -> str:
-    import os
-    import time
-
-    return f"file-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
+    moves = regroup.plan(Path(root), store.dataset)
+    out = Outcome({"kind": "file", "id": f"file-{new_op_id()}", "faces": 0, "photos": len(moves)}, moves=moves)
+    return _moved(store, root, out, who) if apply else out
 
 
 def undo(store: LabelStore, op_id: str, who: str, root: Path | None = None) -> Outcome:
@@ -71,8 +59,13 @@ def _follow(store: LabelStore, op: dict, who: str, root: Path | None, apply: boo
         return out
     photos = {e["file"] for e in store.history() if e.get("op", {}).get("id") == op["id"]}
     out.moves = regroup.plan(Path(root), store.dataset, photos)
-    if apply and out.moves:
-        report = regroup.apply(Path(root), out.moves, op["id"])
+    return _moved(store, root, out, who) if apply else out
+
+
+def _moved(store: LabelStore, root: Path, out: Outcome, who: str) -> Outcome:
+    """Make the planned moves (batch: the operation's id) and name the photos where they are now."""
+    if out.moves:
+        report = regroup.apply(Path(root), out.moves, out.op["id"])
         store.refile(Path(root), report.moved, who)
         out.moved, out.skipped = report.moved, report.skipped
     return out

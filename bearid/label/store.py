@@ -110,6 +110,10 @@ class LabelStore:
         roster (the bears the model knows)."""
         return set(self.dataset.labels()) | set(self.bears) | self.roster
 
+    def next_id(self, prefix: str) -> str:
+        """The ID a new bear with `prefix` gets: one no bear of this XML has ever had."""
+        return next_free(check_prefix(prefix or ""), self.ever | self.known_ids())
+
     def update(self, i: int, boxes: list[dict], version: int, volunteer: str, detail: dict | None = None) -> int:
         """Replace photo `i`'s boxes, made on `version`; returns the new version. `detail`
         goes into the journal entry (a match decision says what was decided there)."""
@@ -172,7 +176,7 @@ class LabelStore:
                 if bear not in self.known_ids():
                     raise BearIDError(f"{bear} is not a bear of this XML; to add one, decide 'new'")
             elif decision == "new":
-                bear = next_free(check_prefix(prefix or ""), self.ever | self.known_ids())
+                bear = self.next_id(prefix or "")
             match = {
                 "decision": decision,
                 "face": face,
@@ -212,7 +216,7 @@ class LabelStore:
                 i: {n: keep for n, b in enumerate(image.boxes) if b.label == gone}
                 for i, image in enumerate(self.dataset.images)
             }
-            op = {"kind": "merge", "id": _op_id(), "keep": keep, "gone": gone}
+            op = {"kind": "merge", "id": new_op_id(), "keep": keep, "gone": gone}
             return self._relabel({i: f for i, f in faces.items() if f}, volunteer, op)
 
     def split(self, faces: list[tuple[int, int]], volunteer: str, prefix: str, name: str | None = None) -> dict:
@@ -227,7 +231,7 @@ class LabelStore:
                 raise BearIDError(
                     f"the faces to split off must all be of one named bear, not {sorted(map(str, labels))}"
                 )
-            new = next_free(check_prefix(prefix), self.ever | self.known_ids())
+            new = self.next_id(prefix)
             volunteer = check_volunteer(volunteer)
             self.bears[new] = self._append(
                 {"kind": "bear", "bear_id": new, "name": (name or "").strip() or None, "volunteer": volunteer}
@@ -236,7 +240,7 @@ class LabelStore:
             chosen: dict[int, dict[int, str]] = {}
             for i, n in faces:
                 chosen.setdefault(i, {})[n] = new
-            op = {"kind": "split", "id": _op_id(), "from": labels.pop(), "new": new}
+            op = {"kind": "split", "id": new_op_id(), "from": labels.pop(), "new": new}
             return self._relabel(chosen, volunteer, op)
 
     def undo(self, op_id: str, volunteer: str) -> dict:
@@ -264,7 +268,7 @@ class LabelStore:
                             back.setdefault(i, {})[n] = b["label"]
                         else:
                             kept += 1
-            op = {"kind": "undo", "id": _op_id(), "of": op_id, "left_as_changed_since": kept}
+            op = {"kind": "undo", "id": new_op_id(), "of": op_id, "left_as_changed_since": kept}
             return self._relabel(back, volunteer, op)
 
     def _relabel(self, faces: dict[int, dict[int, str | None]], volunteer: str, op: dict) -> dict:
@@ -378,7 +382,8 @@ class LabelStore:
         return Opened(recovered, outside)
 
 
-def _op_id() -> str:
+def new_op_id() -> str:
+    """A new operation's id (merge, split, undo, filing): its time and a random tail."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"
 
 
