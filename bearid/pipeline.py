@@ -126,13 +126,7 @@ class Pipeline:
                 found.append((photo.width, photo.height, faces, chips))
             except BearIDError as exc:
                 found.append(exc)
-        rows = [
-            network_input(c.image, self.embed_size, self.embed_norm)
-            for item in found
-            if not isinstance(item, BearIDError)
-            for c in item[3]
-            if c.image is not None
-        ]
+        rows = self._rows([c for item in found if not isinstance(item, BearIDError) for c in item[3]])
         t = time.perf_counter()
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
@@ -184,8 +178,12 @@ class Pipeline:
         """Embeddings of faces whose landmarks are known (the faces that could be chipped)."""
         return self._embed_chips(chip_faces(source, landmarks, self.chip_spec))
 
+    def _rows(self, chips: list) -> list[np.ndarray]:
+        """The embedder's inputs: one per chip that could be cut."""
+        return [network_input(c.image, self.embed_size, self.embed_norm) for c in chips if c.image is not None]
+
     def _embed_chips(self, chips: list) -> np.ndarray:
-        rows = [network_input(c.image, self.embed_size, self.embed_norm) for c in chips if c.image is not None]
+        rows = self._rows(chips)
         return self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
 
     def embed(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
