@@ -63,7 +63,6 @@ def _reload(authorization: str | None = Header(None)) -> dict | JSONResponse:
     resources={"cpu": str(WORKERS)},
     envs=[{"name": "BEARID_WORKERS", "value": str(WORKERS)}, {"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
     traffic={"timeout": 60, "max_concurrency": 64},
-    labels={"project": "bearid"},
 )
 class BearID:
     carried = bentoml.models.BentoModel(SETTINGS.model) if serving.in_bentoml_store(SETTINGS.model) else None
