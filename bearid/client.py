@@ -2,7 +2,7 @@
 
     from bearid.client import BearIDClient
     with BearIDClient("http://localhost:3000", token="...") as bears:
-        answer = bears.identify("photo.jpg")          # a bearid.schema.Identified
+        answer = bears.identify("photo.jpg")          # a bearid.serving.schema.Identified
         for face in answer.faces:
             print(face.bear_id, face.box.left)
         for path, result in bears.identify_many(paths, concurrency=8):
@@ -11,7 +11,7 @@
     async with AsyncBearIDClient(url) as bears:        # the same, on httpx.AsyncClient
         answer = await bears.identify("photo.jpg")
 
-Answers are the service's own models (`bearid.schema`). Busy or restarting servers (429,
+Answers are the service's own models (`bearid.serving.schema`). Busy or restarting servers (429,
 503, connection errors, timeouts) are retried with exponential backoff (honouring
 Retry-After); any other 4xx is the caller's mistake and is raised at once as
 `RequestRefused` with the server's message and code. Behind a gateway, `token` is sent as a
@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from bearid.errors import BearIDError
-from bearid.schema import Batch, Identified, ModelInfo
+from bearid.serving.schema import Batch, Identified, ModelInfo
 
 RETRY_STATUS = (429, 502, 503, 504)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from bearid.errors import BearIDError
 from bearid.metadata import Box, read_faces
 from bearid.metrics import balanced_accuracy, iou
-from bearid.pipeline import Pipeline
+from bearid.serving.pipeline import Pipeline
 
 
 def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> dict:

@@ -27,7 +27,7 @@ from bearid.label.matches import CANDIDATES, encode
 from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
 
 if TYPE_CHECKING:  # the in-process scorer needs the [serve] extra
-    from bearid.offline import InProcess
+    from bearid.serving.offline import InProcess
 
 UNKNOWN = "unknown"
 

@@ -28,14 +28,14 @@ from pathlib import Path
 from common import Figure, Suite, split_world
 from PIL import Image
 
-from bearid import bundle as bundles
 from bearid.client import BearIDClient
 from bearid.imageio import load_photo
-from bearid.localserver import LocalServer
 from bearid.metadata import read_faces
-from bearid.pipeline import Pipeline
-from bearid.runtime import cpu_share
 from bearid.score import score
+from bearid.serving import bundle as bundles
+from bearid.serving.localserver import LocalServer
+from bearid.serving.pipeline import Pipeline
+from bearid.serving.runtime import cpu_share
 from bearid.synth import WorldConfig
 
 PHOTOS = 48
@@ -88,7 +88,7 @@ def _batch_gain(b: bundles.Bundle) -> list[dict]:
     the embedder and the landmark refiner on chips)."""
     import numpy as np
 
-    from bearid.runtime import ort_sessions
+    from bearid.serving.runtime import ort_sessions
 
     nets = ort_sessions(b, 1)
     side, crop = (

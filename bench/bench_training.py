@@ -133,11 +133,11 @@ def run(work: Path) -> Suite:
 def _new_bears(suite: Suite, class_dir: Path, work: Path) -> None:
     """Export the path ending in `class_dir`, then answer the test split's photos (known
     bears) and NEW_BEARS' photos (all unknown) through it: BAKS and BAUS from photos."""
-    from bearid import bundle as bundles
     from bearid.evaluate import gate_metrics
     from bearid.exporters.export import export
     from bearid.metadata import read_faces
-    from bearid.pipeline import Pipeline as Answering
+    from bearid.serving import bundle as bundles
+    from bearid.serving.pipeline import Pipeline as Answering
     from bearid.synth import synthesize
 
     bundle_dir, world = work / "bundle", work / "new_bears"

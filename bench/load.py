@@ -98,7 +98,7 @@ def main() -> None:
     if args.bundle:
         import tempfile
 
-        from bearid.localserver import LocalServer
+        from bearid.serving.localserver import LocalServer
 
         home = Path(tempfile.mkdtemp(prefix="bearid-load-"))
         server = LocalServer(

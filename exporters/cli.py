@@ -75,7 +75,7 @@ def promote(
     Example: bearid promote bundle --gate splits/test.xml --gate splits/holdout.xml
     """
     from bearid.exporters.promotion import promote as run
-    from bearid.store import ModelStore
+    from bearid.serving.store import ModelStore
 
     r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
     if r.candidate:
@@ -96,7 +96,7 @@ def rollback() -> None:
 
     Example: bearid rollback
     """
-    from bearid.store import ModelStore
+    from bearid.serving.store import ModelStore
 
     version = ModelStore().rollback()
     console.print(f"champion is now {version}")
@@ -107,7 +107,7 @@ def models() -> None:
 
     Example: bearid models
     """
-    from bearid.store import ModelStore, models_home
+    from bearid.serving.store import ModelStore, models_home
 
     store = ModelStore()
     print(

@@ -3,7 +3,7 @@
 The face detector, the landmark refiner and the embedding network go to ONNX (dynamic batch
 axis; the detector also takes any photo size), the classifier is copied as it was pickled.
 Before the bundle is published, a parity check answers photos of the run's test split twice
-through the one `bearid.pipeline` — PyTorch networks, then ONNX Runtime — and compares every
+through the one `bearid.serving.pipeline` — PyTorch networks, then ONNX Runtime — and compares every
 network output (max abs diff) and every decision (faces found, bear named).
 """
 
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bearid import bundle as bundles
 from bearid.errors import BearIDError
 from bearid.face import Network
 from bearid.fsio import temp_dir
 from bearid.metadata import read_chips, read_faces
-from bearid.pipeline import Pipeline
-from bearid.runtime import ort_sessions
+from bearid.serving import bundle as bundles
+from bearid.serving.pipeline import Pipeline
+from bearid.serving.runtime import ort_sessions
 from bearid.training.config import STAGES, as_dict, read_config
 from bearid.training.embed.model import Descriptor
 from bearid.training.progress import Log, advance

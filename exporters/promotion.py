@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bearid import bundle as bundles
 from bearid.errors import BearIDError
 from bearid.evaluate import gate_metrics
-from bearid.pipeline import Pipeline
-from bearid.store import ModelStore
+from bearid.serving import bundle as bundles
+from bearid.serving.pipeline import Pipeline
+from bearid.serving.store import ModelStore
 
 
 @dataclass

@@ -20,11 +20,12 @@ import bentoml
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 
-from bearid import __version__, serving
-from bearid.apidocs import CompleteDocs
-from bearid.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Reloaded
+from bearid import __version__
+from bearid.serving import http as serving
+from bearid.serving.apidocs import CompleteDocs
+from bearid.serving.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Reloaded
+from bearid.serving.uploads import GuardUploads, Refusal
 from bearid.settings import Settings
-from bearid.uploads import GuardUploads, Refusal
 
 # BentoML reads workers, resources, the image and the model when the class is declared, which
 # for a bento is when it is built: the bento records them, and BEARID_WORKERS in its

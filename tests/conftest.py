@@ -26,7 +26,7 @@ def model_store(folder: Path):
     """A model store with a champion pointer of its own in `folder`, whose models are the tests'
     BentoML store (BentoML writes to one per process): what `bearid promote` makes of
     BENTOML_HOME=folder, without a process per test."""
-    from bearid.store import ModelStore, models_home
+    from bearid.serving.store import ModelStore, models_home
 
     folder.mkdir(parents=True, exist_ok=True)
     models_home().mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def bundle_dir(trained, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pipeline(bundle_dir):
     """The bundle's ONNX Runtime pipeline, in process."""
-    from bearid import bundle as bundles
-    from bearid.pipeline import Pipeline
+    from bearid.serving import bundle as bundles
+    from bearid.serving.pipeline import Pipeline
 
     return Pipeline.from_bundle(bundles.load(bundle_dir), threads=1)

@@ -38,9 +38,9 @@ def _weights(tmp_path: Path, name: str) -> tuple[Path, dict]:
 def test_a_timm_backbone_from_local_weights_trains_exports_with_parity_and_serves(trained, splits, tmp_path):
     import httpx
 
-    from bearid import bundle as bundles
     from bearid.exporters.export import export
-    from bearid.localserver import LocalServer
+    from bearid.serving import bundle as bundles
+    from bearid.serving.localserver import LocalServer
 
     weights, _ = _weights(tmp_path, "test_resnet")
     results = tmp_path / "results"

@@ -187,7 +187,7 @@ def test_imported_dlib_models_are_exported_promoted_and_served(tmp_path):
     """The one way to real bears on day one: the original models, imported, answer over HTTP."""
     import httpx
 
-    from bearid.localserver import LocalServer
+    from bearid.serving.localserver import LocalServer
 
     splits = _human_splits(tmp_path)
     results, bundle, store = tmp_path / "results", tmp_path / "bundle", tmp_path / "store"

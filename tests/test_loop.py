@@ -133,9 +133,9 @@ def test_a_season_of_strangers_becomes_new_bears_that_the_split_takes(season, bu
 def test_the_retrained_champion_knows_the_new_bears(season, bundle_dir, tmp_path):
     from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
 
-    from bearid import bundle as bundles
     from bearid.exporters.export import export
-    from bearid.pipeline import Pipeline
+    from bearid.serving import bundle as bundles
+    from bearid.serving.pipeline import Pipeline
     from bearid.training.config import ClassifyConfig, Sweep
     from bearid.training.train import train
 

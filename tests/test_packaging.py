@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from bearid.localserver import LocalServer
 from bearid.metadata import read_faces
+from bearid.serving.localserver import LocalServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_every_package_folder_is_in_the_wheel():
 
 
 def test_a_built_bento_carries_its_model_and_serves_it_with_no_store(bundle_dir, pipeline, splits, tmp_path):
-    from bearid import bundle as bundles
+    from bearid.serving import bundle as bundles
 
     home = {"BENTOML_HOME": str(tmp_path / "home")}
     bearid("promote", bundle_dir, "--force", env=home)
@@ -105,7 +105,7 @@ def test_the_wheel_installs_one_package_that_serves_a_bundle(bundle_dir, pipelin
     folder that is no checkout: `bearid serve --bundle` answers /identify as the pipeline does."""
     import zipfile
 
-    from bearid.localserver import free_port
+    from bearid.serving.localserver import free_port
 
     source = tmp_path / "source"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout

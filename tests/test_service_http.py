@@ -12,10 +12,10 @@ import httpx
 import pytest
 from test_serving import HOSTILE_ERRORS, hostile_photos, worse_copy
 
-from bearid import bundle as bundles
 from bearid.client import BearIDClient, RequestRefused
 from bearid.metadata import read_faces
-from bearid.schema import Identified
+from bearid.serving import bundle as bundles
+from bearid.serving.schema import Identified
 
 TOKEN = "test-admin-token"
 
@@ -25,7 +25,7 @@ def server(bundle_dir, tmp_path_factory):
     from conftest import model_store
 
     from bearid.exporters.promotion import promote
-    from bearid.localserver import LocalServer
+    from bearid.serving.localserver import LocalServer
 
     home = tmp_path_factory.mktemp("bentoml")
     store = model_store(home)

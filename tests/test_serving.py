@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bearid import bundle as bundles
 from bearid.client import BearIDClient, RequestRefused, ServiceUnavailable
 from bearid.errors import BearIDError
 from bearid.metadata import read_faces
-from bearid.pipeline import Pipeline
+from bearid.serving import bundle as bundles
+from bearid.serving.pipeline import Pipeline
 
 
 def worse_copy(bundle_dir: Path, dest: Path) -> Path:
@@ -70,7 +70,7 @@ def test_a_tampered_or_truncated_bundle_is_refused_before_unpickling(bundle_dir,
     from conftest import model_store
 
     from bearid.exporters.promotion import promote
-    from bearid.serving import Champion
+    from bearid.serving.http import Champion
 
     with pytest.raises(BearIDError, match="classifier.pkl is .* bytes"):
         promote(evil, [], model_store(tmp_path / "store"), force=True)
@@ -180,7 +180,7 @@ def test_hostile_photos_get_a_clear_error_or_an_answer(pipeline, tmp_path):
 
 
 def test_promoting_into_a_store_bentoml_does_not_write_to_is_refused(bundle_dir, tmp_path):
-    from bearid.store import ModelStore
+    from bearid.serving.store import ModelStore
 
     with pytest.raises(BearIDError, match="set BENTOML_HOME=.*elsewhere"):
         ModelStore(tmp_path / "elsewhere").add(bundle_dir)

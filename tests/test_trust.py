@@ -255,11 +255,11 @@ def test_a_damaged_champion_pointer_is_an_error_not_a_traceback(tmp_path):
 def test_a_serving_worker_logs_a_damaged_pointer_once_and_keeps_its_model(tmp_path, bundle_dir, caplog):
     from conftest import model_store
 
-    from bearid.serving import Champion
+    from bearid.serving.http import Champion
 
     store = model_store(tmp_path / "store")
     store.add(bundle_dir)
-    from bearid import bundle as bundles
+    from bearid.serving import bundle as bundles
 
     store.promote(bundles.verify(bundle_dir)["version"])
     champion = Champion(store=store)

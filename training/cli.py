@@ -140,7 +140,7 @@ def runs_prune(
 
     promoted: list[str] = []
     try:
-        from bearid.store import ModelStore
+        from bearid.serving.store import ModelStore
 
         promoted = promoted_lineage(results_dir, ModelStore())
     except ImportError:

@@ -86,8 +86,8 @@ def protected(root: Path, by: str, keep: list[Path] | None = None, promoted: lis
 
 
 def promoted_lineage(root: Path, store) -> list[str]:
-    """Lineage paths in `root` of every bundle in the model store (bearid.store.ModelStore)."""
-    from bearid import bundle as bundles
+    """Lineage paths in `root` of every bundle in the model store (bearid.serving.store.ModelStore)."""
+    from bearid.serving import bundle as bundles
 
     root = Path(root).resolve()
     paths = []

@@ -33,7 +33,7 @@ def book(
     from bearid import book as books
     from bearid.chip import ChipSpec
     from bearid.metadata import read_faces
-    from bearid.offline import InProcess
+    from bearid.serving.offline import InProcess
 
     if not root.is_dir():
         raise BearIDError(f"{root}: no such archive folder")

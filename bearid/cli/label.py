@@ -148,7 +148,7 @@ def _auth(path: Path, host: str, no_auth: bool, https: bool):
 def _candidates(bundle: Path | None, champion: bool):
     """The match review's model, run in this process: a bundle folder or the champion."""
     from bearid.label.matches import ModelCandidates
-    from bearid.offline import InProcess
+    from bearid.serving.offline import InProcess
 
     local = InProcess.chosen(bundle, champion)
     return ModelCandidates(local.pipeline) if local is not None else None

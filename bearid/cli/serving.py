@@ -1,4 +1,4 @@
-"""Serving verbs: serve and score. Thin: the logic is in bearid.localserver, bearid.score,
+"""Serving verbs: serve and score. Thin: the logic is in bearid.serving.localserver, bearid.score,
 bearid.client and service/service.py."""
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def serve(
 
     Example: bearid serve --port 3000 --workers 2
     """
-    from bearid.localserver import serve_command
+    from bearid.serving.localserver import serve_command
 
     if bundle is not None:
-        from bearid.bundle import verify
+        from bearid.serving.bundle import verify
 
         verify(bundle)  # refuse a missing or damaged bundle now, not in every worker
     argv, env = serve_command(port, host, workers, bundle)
@@ -56,7 +56,7 @@ def bento(
 
     Example: bearid bento --workers 2 && bentoml containerize bearid_service:latest
     """
-    from bearid import bento as bentos
+    from bearid.serving import bento as bentos
 
     tag = bentos.build(version, workers)
     console.print(tag)
@@ -94,9 +94,9 @@ def score(
     from contextlib import nullcontext
 
     from bearid.client import BearIDClient
-    from bearid.offline import InProcess
     from bearid.score import accuracy, read_journal
     from bearid.score import score as run
+    from bearid.serving.offline import InProcess
 
     local = InProcess.chosen(bundle, champion)
     scorer = nullcontext(local) if local is not None else BearIDClient(url)

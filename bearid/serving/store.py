@@ -17,9 +17,9 @@ import json
 import os
 from pathlib import Path
 
-from bearid import bundle as bundles
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text, dir_mode
+from bearid.serving import bundle as bundles
 from bearid.settings import Settings
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage reports from an offline tool

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.bundle import Bundle
 from bearid.chip import chip_faces
 from bearid.embed import network_input
 from bearid.errors import BearIDError
@@ -23,7 +22,8 @@ from bearid.face import Detection, FaceFinder, Network
 from bearid.face.mmod import MmodFinder
 from bearid.face.shape_predictor import ShapeModel
 from bearid.imageio import load_photo
-from bearid.runtime import ort_sessions
+from bearid.serving.bundle import Bundle
+from bearid.serving.runtime import ort_sessions
 
 
 @dataclass

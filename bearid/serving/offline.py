@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bearid import bundle as bundles
 from bearid.errors import BearIDError
-from bearid.pipeline import Pipeline
-from bearid.runtime import ort_threads
-from bearid.schema import Identified, ModelInfo
+from bearid.serving import bundle as bundles
+from bearid.serving.pipeline import Pipeline
+from bearid.serving.runtime import ort_threads
+from bearid.serving.schema import Identified, ModelInfo
 
 PHOTOS_PER_CALL = 8  # photos whose faces share one embedding call
 
@@ -26,7 +26,7 @@ class InProcess:
     @classmethod
     def champion(cls, store=None) -> InProcess:
         """The model store's champion (BEARID_STORE), as the service would serve it."""
-        from bearid.store import ModelStore
+        from bearid.serving.store import ModelStore
 
         store = store or ModelStore()
         version = store.champion()
@@ -45,7 +45,7 @@ class InProcess:
         return cls.champion() if champion else None
 
     def model(self) -> ModelInfo:
-        from bearid.serving import summary_of
+        from bearid.serving.http import summary_of
 
         return ModelInfo.model_validate(summary_of(self.pipeline, str(self.folder), self.threads))
 

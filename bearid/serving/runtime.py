@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.bundle import Bundle
 from bearid.face import Network
+from bearid.serving.bundle import Bundle
 from bearid.settings import Settings
 
 

@@ -1,5 +1,5 @@
 """The service's OpenAPI document (/docs.json), completed: BentoML writes the schemas of the
-answers (bearid.schema), but knows a version only inside a built bento and lists none of the
+answers (bearid.serving.schema), but knows a version only inside a built bento and lists none of the
 service's own errors. `CompleteDocs` (pure ASGI, no BentoML internals) adds both."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from bearid import __version__
-from bearid.schema import EXAMPLE, Refused
+from bearid.serving.schema import EXAMPLE, Refused
 
 ERRORS = {
     400: "bad_image, empty, wrong_field, not_a_file: a photo the service cannot read",

@@ -1,6 +1,6 @@
 """What the HTTP service does, kept out of `service/service.py` so tests can call it:
 which bundle to serve and swapping it without downtime, answering uploaded photos (or
-refusing them, `bearid.uploads`), and the service's own Prometheus metrics.
+refusing them, `bearid.serving.uploads`), and the service's own Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from bearid import bundle as bundles
 from bearid.errors import BearIDError
-from bearid.pipeline import Answer, Pipeline
-from bearid.runtime import ort_threads
+from bearid.serving import bundle as bundles
+from bearid.serving.pipeline import Answer, Pipeline
+from bearid.serving.runtime import ort_threads
+from bearid.serving.store import ModelStore
+from bearid.serving.uploads import Refusal, checked, refusal_for
 from bearid.settings import Settings
-from bearid.store import ModelStore
-from bearid.uploads import Refusal, checked, refusal_for
 
 log = logging.getLogger("bearid.service")
 
@@ -172,7 +172,7 @@ def identify(
 
 
 def model_summary(champion: Champion) -> dict:
-    """What `GET /model` answers (bearid.schema.ModelInfo)."""
+    """What `GET /model` answers (bearid.serving.schema.ModelInfo)."""
     p = champion.pipeline
     if p is None:
         return {"loaded": False, "error": champion.error}

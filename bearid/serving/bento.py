@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.store import MODEL_NAME, ModelStore
+from bearid.serving.store import MODEL_NAME, ModelStore
 
 SOURCE = Path(__file__).resolve().parents[1]  # the checkout: pyproject.toml's [tool.bentoml.build]
 
