@@ -91,7 +91,8 @@ class OpenSetClassifier:
         order = [list(self.model.classes_).index(i) for i in range(len(self.ids))]  # type: ignore[attr-defined]
         return proba[:, order]
 
-    def predict(self, embeddings: np.ndarray, top: int = 5) -> list[Prediction]:
+    def predictions(self, embeddings: np.ndarray, top: int = 5) -> list[Prediction]:
+        """Each chip's bear (or unknown), its probability, the best candidates and its familiarity."""
         out = []
         for row, score in zip(self.probabilities(embeddings), self.familiarity(embeddings)):
             best = np.argsort(-row)[:top]

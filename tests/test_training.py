@@ -52,7 +52,7 @@ def test_the_four_stages_write_the_results_tree(trained):
     assert {"top1", "top5", "baks", "baus", "auroc"} <= set(cm["test"]) and np.isfinite(cm["threshold"])
     clf = pickle.loads((cls / "classifier/classifier.pkl").read_bytes())
     assert clf.ids == json.loads((cls / "classifier/ids.json").read_text())
-    preds = clf.predict(load_embeddings(embed / "embeddings/test.npz").vectors[:3])
+    preds = clf.predictions(load_embeddings(embed / "embeddings/test.npz").vectors[:3])
     assert all(p.candidates and (p.bear_id in clf.ids or p.bear_id is None) for p in preds)
 
 

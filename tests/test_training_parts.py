@@ -124,7 +124,7 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
     clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
     report = evaluate(clf, bears(range(6), 4), bears([8], 10))
     assert report["top1"] == 1.0 and report["baks"] >= 0.9 and report["baus"] >= 0.9 and report["auroc"] > 0.95
-    [p] = clf.predict(bears([2], 1).vectors)
+    [p] = clf.predictions(bears([2], 1).vectors)
     assert p.bear_id == "b2" and p.known and p.candidates[0][0] == "b2"
 
     # A stranger the embedding cannot tell from b3: meeting the false-accept target would
@@ -155,7 +155,7 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     rare = centres[7] + 0.5 * rng.normal(size=(40, 16))
     svm = clf.model.calibrated_classifiers_[0].estimator  # type: ignore[attr-defined]
     assert [clf.ids[i] for i in svm.predict(rare / np.linalg.norm(rare, axis=1, keepdims=True))] == ["b7"] * 40
-    assert np.mean([p.candidates[0][0] == "b7" for p in clf.predict(rare)]) == 1.0
+    assert np.mean([p.candidates[0][0] == "b7" for p in clf.predictions(rare)]) == 1.0
 
 
 def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_alike():
@@ -180,7 +180,7 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
             np.mean(
                 [
                     p.candidates[0][0] == "b7"
-                    for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predict(rare)
+                    for p in fit(Embedded(vectors, labels, [""] * len(labels)), cfg).predictions(rare)
                 ]
             )
             for cfg in (ClassifyConfig(), ClassifyConfig(C=100, class_weight=None))

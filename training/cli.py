@@ -438,7 +438,7 @@ def classify_run(
 
     clf = load_classifier(model / "classifier" / "classifier.pkl")
     e = load_embeddings(embeddings)
-    for path, pred in zip(e.paths, clf.predict(e.vectors)):
+    for path, pred in zip(e.paths, clf.predictions(e.vectors)):
         print(
             json.dumps(
                 {

@@ -130,7 +130,7 @@ class Pipeline:
         t = time.perf_counter()
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
-        predictions = iter(self.classifier.predict(vectors) if rows else [])
+        predictions = iter(self.classifier.predictions(vectors) if rows else [])
         answers: list[Answer | BearIDError] = []
         for item in found:
             if isinstance(item, BearIDError):
@@ -171,7 +171,7 @@ class Pipeline:
         XML's), with no detection; None where no chip could be cut. The match review asks this."""
         chips = chip_faces(source, landmarks, self.chip_spec)
         vectors = self._embed_chips(chips)
-        predictions = iter(self.classifier.predict(vectors) if len(vectors) else [])
+        predictions = iter(self.classifier.predictions(vectors) if len(vectors) else [])
         return [next(predictions) if c.image is not None else None for c in chips]
 
     def embed_faces(self, source: bytes | Path | str, landmarks: list[dict[str, tuple[float, float]]]) -> np.ndarray:
