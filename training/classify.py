@@ -125,7 +125,7 @@ def evaluate(clf: OpenSetClassifier, known: Embedded, unknown: Embedded) -> dict
     if len(known.labels):
         out["top1"] = round(topk(pk, clf.ids, known.labels, 1), 4)
         out["top5"] = round(topk(pk, clf.ids, known.labels, 5), 4)
-        preds = clf.predict(known.vectors)
+        preds = clf.predictions(known.vectors)
         out["baks"] = round(balanced_accuracy(known.labels, [p.bear_id == t for p, t in zip(preds, known.labels)]), 4)
         out["confusion"] = confusion(known.labels, [p.bear_id or "unknown" for p in preds], clf.ids)
     if len(unknown.labels):
@@ -160,6 +160,6 @@ def write_predictions(folder: Path, clf: OpenSetClassifier, data: dict[str, Embe
                 "known": pr.known,
                 "confidence": round(pr.confidence, 4),
             }
-            for p, t, pr in zip(e.paths, e.labels, clf.predict(e.vectors))
+            for p, t, pr in zip(e.paths, e.labels, clf.predictions(e.vectors))
         ]
         atomic_write_text(folder / f"{name}.json", json.dumps(rows, indent=1))
