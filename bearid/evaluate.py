@@ -28,7 +28,7 @@ def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> d
                 truth = [b for b in image.boxes if b.label and not b.ignore]
                 if truth and not (limit and n >= limit):
                     n += 1
-                    yield pipeline.identify(dataset.path_of(image)).as_json(), truth
+                    yield pipeline.identify(dataset.path_of(image)).model_dump(mode="json"), truth
 
     return tally(answered(), set(pipeline.classifier.ids))
 

@@ -123,7 +123,8 @@ def parity(
         a, b = reference.identify(photo), checked.identify(photo)
         agree = len(a.faces) == len(b.faces)
         for fa, fb in zip(a.faces, b.faces):
-            worst_box = max(worst_box, *(abs(fa.box[k] - fb.box[k]) for k in fa.box))
+            pairs = zip(fa.box.model_dump().values(), fb.box.model_dump().values())
+            worst_box = max(worst_box, *(abs(x - y) for x, y in pairs))
             agree &= fa.bear_id == fb.bear_id and fa.known == fb.known
             named += fa.bear_id is not None
         faces += len(a.faces)

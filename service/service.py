@@ -94,7 +94,7 @@ class BearID:
         [result] = serving.identify(self.champion, [photo], self.metrics, self.settings.max_upload_bytes)
         if isinstance(result, Refusal):
             return JSONResponse(result.body(), status_code=result.status)  # type: ignore[return-value]
-        return Identified.model_validate(result)
+        return result
 
     @bentoml.api(route="/identify_batch")
     def identify_batch(self, photos: list[Path]) -> Batch:
@@ -102,8 +102,14 @@ class BearID:
         results = serving.identify(self.champion, photos, self.metrics, self.settings.max_upload_bytes)
         if all(isinstance(r, Refusal) and r.code == "no_model" for r in results):
             return JSONResponse(results[0].body(), status_code=503)  # type: ignore[return-value,union-attr]
-        items = [r.body() | {"status": r.status} if isinstance(r, Refusal) else r for r in results]
-        return Batch(results=[BatchItem.model_validate(i) for i in items])
+        return Batch(
+            results=[
+                BatchItem.model_validate(r.body() | {"status": r.status})
+                if isinstance(r, Refusal)
+                else BatchItem.model_validate(r, from_attributes=True)
+                for r in results
+            ]
+        )
 
 
 BearID.add_asgi_middleware(GuardUploads)

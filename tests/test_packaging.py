@@ -97,7 +97,7 @@ def test_a_built_bento_carries_its_model_and_serves_it_with_no_store(bundle_dir,
         assert model["version"] == version and model["source"].startswith(str(folder / "models")), model
         with photo.open("rb") as f:
             answer = httpx.post(f"{url}/identify", files={"photo": f}, timeout=60).json()
-    assert answer == pipeline.identify(photo).as_json()
+    assert answer == pipeline.identify(photo).model_dump(mode="json")
 
 
 def test_the_wheel_installs_one_package_that_serves_a_bundle(bundle_dir, pipeline, splits, tmp_path):
@@ -147,4 +147,4 @@ def test_the_wheel_installs_one_package_that_serves_a_bundle(bundle_dir, pipelin
     finally:
         server.terminate()
         server.wait(30)
-    assert answer == pipeline.identify(photo).as_json()
+    assert answer == pipeline.identify(photo).model_dump(mode="json")

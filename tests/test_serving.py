@@ -95,8 +95,8 @@ def test_pipeline_answers_in_displayed_pixels_and_matches_the_truth_sizes(pipeli
     truth = read_faces(splits / "test.xml")
     for image in truth.images[:8]:
         answer = pipeline.identify(truth.path_of(image))
-        assert (answer.width, answer.height) == (image.width, image.height)
-        body = answer.as_json()
+        assert (answer.image.width, answer.image.height) == (image.width, image.height)
+        body = answer.model_dump(mode="json")
         assert body["model"]["version"] == pipeline.version
         for face in body["faces"]:
             b = face["box"]
@@ -176,7 +176,7 @@ def test_hostile_photos_get_a_clear_error_or_an_answer(pipeline, tmp_path):
             assert 150 <= load_photo(data).image.getpixel((0, 0))[0] <= 160  # scaled to 8 bits, not clipped
         upright = (240, 320) if name.startswith("exif orientation") and int(name[-1]) >= 5 else None
         if upright:
-            assert (answer.width, answer.height) == upright, name
+            assert (answer.image.width, answer.image.height) == upright, name
 
 
 def test_promoting_into_a_store_bentoml_does_not_write_to_is_refused(bundle_dir, tmp_path):
@@ -306,7 +306,8 @@ def in_process_transport(
         boundary = request.headers["content-type"].split("boundary=")[1].encode()
         part = body.split(b"--" + boundary)[1]
         data = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
-        return httpx.Response(200, json={**pipeline.identify(data).as_json(), "model": {"version": version}})
+        answer = pipeline.identify(data).model_dump(mode="json")
+        return httpx.Response(200, json={**answer, "model": {"version": version}})
 
     return httpx.MockTransport(handle)
 
@@ -315,7 +316,6 @@ def test_score_offline_with_a_bundle_or_the_champion_answers_as_the_service_woul
     pipeline, bundle_dir, splits, tmp_path
 ):
     """A field laptop with no network: bearid score --bundle (or --champion) in this process."""
-    import json
     import os
     import subprocess
     import sys
@@ -345,7 +345,7 @@ def test_score_offline_with_a_bundle_or_the_champion_answers_as_the_service_woul
     assert len(rows) == 6 and "error" in rows["broken.jpg"]
     for name, row in rows.items():
         if name != "broken.jpg":
-            assert row["answer"] == json.loads(json.dumps(pipeline.identify(photos / name).as_json())), name
+            assert row["answer"] == pipeline.identify(photos / name).model_dump(mode="json"), name
     assert out.with_suffix(".xml").is_file() and out.with_suffix(".csv").is_file()
     again = bearid("score", photos, "--bundle", bundle_dir, "--out", out)
     assert "1 scored now, 5 already scored" in again.stdout, again.stdout  # errors are asked again
@@ -410,5 +410,41 @@ def test_a_bundle_exported_before_the_detector_kinds_still_serves(bundle_dir, tm
     again = Pipeline.from_bundle(bundles.load(old), threads=1)
     truth = read_faces(splits / "test.xml")
     photos = [truth.path_of(i) for i in truth.images if i.boxes][:3]
-    answers = [again.identify(p).as_json()["faces"] for p in photos]
-    assert answers == [pipeline.identify(p).as_json()["faces"] for p in photos] and any(answers)
+    answers = [again.identify(p).model_dump(mode="json")["faces"] for p in photos]
+    assert answers == [pipeline.identify(p).model_dump(mode="json")["faces"] for p in photos] and any(answers)
+
+
+# What the service sent for these two faces before the pipeline answered in schema models
+# (its own Face/Answer and an as_json dict): the wire format must not move by a byte.
+WIRE_BEFORE = (
+    '{"image":{"width":708,"height":472},"faces":[{"box":{"left":10.5,"top":20.0,"width":100.0,"height":101.2},'
+    '"score":0.9312,"landmarks":{"leye":[30.1,40.2],"reye":[60.0,40.0],"nose":[45.0,70.3],"lear":[12.0,22.0],'
+    '"rear":[90.0,21.5]},"bear_id":"bf_511","known":true,"confidence":0.5712,"familiarity":-12.3456,'
+    '"candidates":[{"bear_id":"bf_511","score":0.5712},{"bear_id":"bf_032","score":0.2}]},{"box":{"left":300.0,'
+    '"top":200.0,"width":12.0,"height":12.0},"score":0.41,"landmarks":{"leye":[301.0,202.0],"reye":[305.0,202.0],'
+    '"nose":[303.0,207.0],"lear":[300.5,200.5],"rear":[310.0,200.5]},"bear_id":null,"known":false,"confidence":0.0,'
+    '"familiarity":0.0,"candidates":[],"problem":"too small to chip"}],"model":{"version":"92b03156e5c4"}}'
+)
+
+
+def test_an_answer_on_the_wire_is_byte_identical_to_before():
+    from bearid.classify import Prediction
+    from bearid.face import Detection
+    from bearid.serving.pipeline import face_answer
+    from bearid.serving.schema import BatchItem, Identified, ImageSize, ModelRef
+
+    named = Detection(
+        10.54, 19.98, 100.01, 101.23, 0.93118,
+        {"leye": (30.14, 40.2), "reye": (60.0, 40.01), "nose": (45.0, 70.3), "lear": (12.0, 22.0),
+         "rear": (90.0, 21.5)},
+    )  # fmt: skip
+    small = Detection(
+        300.0, 200.0, 12.0, 12.0, 0.41,
+        {"leye": (301.0, 202.0), "reye": (305.0, 202.0), "nose": (303.0, 207.0), "lear": (300.5, 200.5),
+         "rear": (310.0, 200.5)},
+    )  # fmt: skip
+    bear = Prediction("bf_511", True, 0.571204, [("bf_511", 0.571204), ("bf_032", 0.20001)], -12.34561)
+    faces = [face_answer(named, bear), face_answer(small, None, "too small to chip")]
+    answer = Identified(image=ImageSize(width=708, height=472), faces=faces, model=ModelRef(version="92b03156e5c4"))
+    assert answer.model_dump_json() == WIRE_BEFORE
+    assert BatchItem.model_validate(answer, from_attributes=True).model_dump_json() == WIRE_BEFORE

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from bearid.errors import BearIDError
 from bearid.serving import bundle as bundles
-from bearid.serving.pipeline import Answer, Pipeline
+from bearid.serving.pipeline import Pipeline
 from bearid.serving.runtime import ort_threads
+from bearid.serving.schema import Identified
 from bearid.serving.store import ModelStore
 from bearid.serving.uploads import Refusal, checked, refusal_for
 from bearid.settings import Settings
@@ -50,10 +51,11 @@ class Metrics:
         )
         self.refused = Counter("bearid_refused_requests", "Requests answered with a 4xx", ["code"], registry=None)
 
-    def answered(self, answer: Answer) -> None:
-        self.faces_per_photo.labels(answer.version).observe(len(answer.faces))
+    def answered(self, answer: Identified) -> None:
+        version = answer.model.version
+        self.faces_per_photo.labels(version).observe(len(answer.faces))
         for face in answer.faces:
-            self.faces.labels(answer.version, str(face.known).lower()).inc()
+            self.faces.labels(version, str(face.known).lower()).inc()
 
     def stage(self, version: str) -> Callable[[str, float], None]:
         return lambda stage, seconds: self.stage_seconds.labels(version, stage).observe(seconds)
@@ -143,7 +145,7 @@ class Champion:
 
 def identify(
     champion: Champion, uploads: list[Path], metrics: Metrics | None = None, max_bytes: int | None = None
-) -> list[dict | Refusal]:
+) -> list[Identified | Refusal]:
     """Answer uploaded photos (temporary files) with one pipeline, whichever is champion when
     the request starts; photos over `max_bytes` (default: BEARID_MAX_UPLOAD_MB) are refused."""
     pipeline = champion.pipeline
@@ -152,7 +154,7 @@ def identify(
     sources = checked(uploads, max_bytes or Settings.from_env().max_upload_bytes)
     good = [s for s in sources if not isinstance(s, Refusal)]
     answers = iter(pipeline.identify_many(good) if good else [])
-    out: list[dict | Refusal] = []
+    out: list[Identified | Refusal] = []
     for s in sources:
         if isinstance(s, Refusal):
             out.append(s)
@@ -163,7 +165,7 @@ def identify(
         else:
             if metrics:
                 metrics.answered(a)
-            out.append(a.as_json())
+            out.append(a)
     if metrics:
         for r in out:
             if isinstance(r, Refusal):

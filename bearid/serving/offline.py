@@ -61,4 +61,4 @@ class InProcess:
                 if isinstance(answer, BearIDError):
                     yield photo, BearIDError(f"{photo}: {answer}")
                 else:
-                    yield photo, Identified.model_validate(answer.as_json())
+                    yield photo, answer

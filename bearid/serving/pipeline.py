@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bearid.chip import chip_faces
+from bearid.classify import Prediction
 from bearid.embed import network_input
 from bearid.errors import BearIDError
 from bearid.face import Detection, FaceFinder, Network
@@ -24,41 +24,27 @@ from bearid.face.shape_predictor import ShapeModel
 from bearid.imageio import load_photo
 from bearid.serving.bundle import Bundle
 from bearid.serving.runtime import ort_sessions
+from bearid.serving.schema import Box, Candidate, Face, Identified, ImageSize, ModelRef
 
 
-@dataclass
-class Face:
-    box: dict[str, float]  # left, top, width, height in the photo's displayed pixels
-    score: float
-    landmarks: dict[str, list[float]]
-    bear_id: str | None  # None: an unknown bear (or no chip could be cut)
-    known: bool
-    confidence: float
-    familiarity: float
-    candidates: list[dict] = field(default_factory=list)
-    problem: str | None = None  # why the face has no ID (e.g. too small to chip)
-
-
-@dataclass
-class Answer:
-    width: int
-    height: int
-    faces: list[Face]
-    version: str
-
-    def as_json(self) -> dict:
-        """The body of a `POST /identify` answer (docs/serving.md, "A request and its answer")."""
-        faces = []
-        for f in self.faces:
-            d = asdict(f)
-            if d["problem"] is None:
-                del d["problem"]
-            faces.append(d)
-        return {
-            "image": {"width": self.width, "height": self.height},
-            "faces": faces,
-            "model": {"version": self.version},
-        }
+def face_answer(det: Detection, prediction: Prediction | None, problem: str | None = None) -> Face:
+    """One face of an answer: the detection's box and landmarks (rounded to 0.1 px) and the
+    classifier's decision; with no prediction (no chip could be cut), no ID and the problem."""
+    box = Box(left=round(det.left, 1), top=round(det.top, 1), width=round(det.width, 1), height=round(det.height, 1))
+    marks = {n: (round(x, 1), round(y, 1)) for n, (x, y) in det.landmarks.items()}
+    if prediction is None:
+        none = {"bear_id": None, "known": False, "confidence": 0.0, "familiarity": 0.0}
+        return Face(box=box, score=round(det.score, 4), landmarks=marks, problem=problem, **none)
+    return Face(
+        box=box,
+        score=round(det.score, 4),
+        landmarks=marks,
+        bear_id=prediction.bear_id,
+        known=prediction.known,
+        confidence=round(prediction.confidence, 4),
+        familiarity=round(prediction.familiarity, 4),
+        candidates=[Candidate(bear_id=b, score=round(s, 4)) for b, s in prediction.candidates],
+    )
 
 
 def finder_of(bundle: Bundle, networks: dict[str, Network]) -> FaceFinder | MmodFinder:
@@ -101,14 +87,14 @@ class Pipeline:
             self.on_stage(stage, now - t0)
         return now
 
-    def identify(self, source: bytes | Path | str) -> Answer:
+    def identify(self, source: bytes | Path | str) -> Identified:
         """Identify every bear face in one photo (BearIDError if it cannot be read)."""
         [answer] = self.identify_many([source])
         if isinstance(answer, BearIDError):
             raise answer
         return answer
 
-    def identify_many(self, sources: Iterable[bytes | Path | str]) -> list[Answer | BearIDError]:
+    def identify_many(self, sources: Iterable[bytes | Path | str]) -> list[Identified | BearIDError]:
         """Several photos, with one embedding call for all their faces. A photo that cannot
         be read gets its error in its place; the others are answered."""
         found: list[tuple[int, int, list[Detection], list] | BearIDError] = []
@@ -131,38 +117,19 @@ class Pipeline:
         vectors = self.embed(np.stack(rows)) if rows else np.zeros((0, 1), np.float32)
         t = self._timed("embed", t)
         predictions = iter(self.classifier.predictions(vectors) if rows else [])
-        answers: list[Answer | BearIDError] = []
+        answers: list[Identified | BearIDError] = []
         for item in found:
             if isinstance(item, BearIDError):
                 answers.append(item)
                 continue
             width, height, faces, chips = item
-            out = []
-            for det, chip in zip(faces, chips):
-                box = {
-                    "left": round(det.left, 1),
-                    "top": round(det.top, 1),
-                    "width": round(det.width, 1),
-                    "height": round(det.height, 1),
-                }
-                marks = {n: [round(x, 1), round(y, 1)] for n, (x, y) in det.landmarks.items()}
-                if chip.image is None:
-                    out.append(Face(box, round(det.score, 4), marks, None, False, 0.0, 0.0, [], chip.problem))
-                    continue
-                p = next(predictions)
-                out.append(
-                    Face(
-                        box,
-                        round(det.score, 4),
-                        marks,
-                        p.bear_id,
-                        p.known,
-                        round(p.confidence, 4),
-                        round(p.familiarity, 4),
-                        [{"bear_id": b, "score": round(s, 4)} for b, s in p.candidates],
-                    )
-                )
-            answers.append(Answer(width, height, out, self.version))
+            out = [
+                face_answer(det, next(predictions) if chip.image is not None else None, chip.problem)
+                for det, chip in zip(faces, chips)
+            ]
+            answers.append(
+                Identified(image=ImageSize(width=width, height=height), faces=out, model=ModelRef(version=self.version))
+            )
         self._timed("classify", t)
         return answers
 
