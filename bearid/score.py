@@ -23,8 +23,8 @@ from bearid.client import BearIDClient
 from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
-from bearid.label.matches import CANDIDATES, encode
 from bearid.metadata import Box, Dataset, ImageEntry, read_faces, write_faces
+from bearid.metadata.candidates import CANDIDATES, encode
 
 if TYPE_CHECKING:  # the in-process scorer needs the [serve] extra
     from bearid.serving.offline import InProcess

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from test_label_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium
 
-from bearid.book import cards
+from bearid.cards import cards
 from bearid.data.layout import is_bear_id
 from bearid.metadata import read_faces
 

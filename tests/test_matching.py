@@ -16,9 +16,10 @@ from test_label import dlib_loads
 from bearid.errors import BearIDError
 from bearid.label.app import Labeler, create_app
 from bearid.label.identities import next_free, parse_prefixes, prefix_for
-from bearid.label.matches import CANDIDATES, decode, encode, references
 from bearid.label.store import Conflict, LabelStore
 from bearid.metadata import read_faces, write_faces
+from bearid.metadata.candidates import CANDIDATES, decode, encode
+from bearid.references import references
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ def book(
     Example: bearid book ROOT --faces ROOT/_truth/faces.xml --bundle bundle --out book
     """
     from bearid import book as books
+    from bearid import cards as bear_cards
     from bearid.chip import ChipSpec
     from bearid.metadata import read_faces
     from bearid.serving.offline import InProcess
@@ -43,8 +44,8 @@ def book(
     local = InProcess.chosen(bundle, champion)
     pipeline = local.pipeline if local is not None else None
     spec = pipeline.chip_spec if pipeline else ChipSpec()
-    found = books.cards(root, dataset, parts=spec.points)
+    found = bear_cards.cards(root, dataset, parts=spec.points)
     if pipeline is not None and dataset is not None:
-        books.lookalikes(found, dataset, pipeline)
+        bear_cards.lookalikes(found, dataset, pipeline)
     page = books.write(found, dataset, out, spec, title)
     console.print(f"{len(found)} bears: {page}")

@@ -2,7 +2,7 @@
 
 store.py keeps the XML, its journal and its versions (edits, match decisions, merges and
 splits); queues.py says which photos need a person and hands each volunteer different ones;
-matches.py gives the match review its candidates and reference faces, identities.py the
+matches.py gives the match review candidates from a bundle run in the tool, identities.py the
 next free bear ID; operations.py carries merges, splits and filing into the archive;
 accounts.py and auth.py are volunteers' accounts and the login in front of the app; app.py
 serves the page and the JSON API; static/ is the page itself (plain HTML, CSS and JavaScript

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bearid.book import Card, cards
+from bearid.cards import Card, cards
 from bearid.chip import ChipSpec
 from bearid.data.layout import is_bear_id, location_of
 from bearid.errors import BearIDError
@@ -27,7 +27,8 @@ from bearid.label.auth import routes as door
 from bearid.label.identities import prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
 from bearid.label.store import Conflict, LabelStore, check_volunteer
-from bearid.metadata import LANDMARKS
+from bearid.metadata import LANDMARKS, candidates
+from bearid.references import face_picture, needs_match
 
 STATIC = Path(__file__).parent / "static"
 
@@ -53,7 +54,9 @@ class Labeler:
         # The bears a face may be matched to include those the model knows: its own, or those
         # `bearid score` wrote as candidates.
         store.roster |= {
-            c["bear_id"] for _, b in store.dataset.faces() for c in matches.decode(b.attrs.get(matches.CANDIDATES))
+            c["bear_id"]
+            for _, b in store.dataset.faces()
+            for c in candidates.decode(b.attrs.get(candidates.CANDIDATES))
         }
         if model:
             store.roster |= set(model.pipeline.classifier.ids)
@@ -134,7 +137,7 @@ class Labeler:
         box = self.store.dataset.images[i].boxes[face]  # IndexError: 404
         return self._kept(
             ("chip", i, face, box.left, box.top, box.width, box.height),
-            lambda: matches.face_picture(self.store.path_of(i), box, self.chip_spec),
+            lambda: face_picture(self.store.path_of(i), box, self.chip_spec),
             keep=64,
         )
 
@@ -160,10 +163,10 @@ class Labeler:
         prefix = prefix_for(location, store.dataset, self.prefixes)
         known, waiting = store.known_ids(), []
         for n, box in enumerate(image.boxes):
-            why = matches.needs_match(box, self.ctx.confident)
+            why = needs_match(box, self.ctx.confident)
             if why is None:
                 continue
-            found = matches.decode(box.attrs.get(matches.CANDIDATES))
+            found = candidates.decode(box.attrs.get(candidates.CANDIDATES))
             source = "bearid score"
             if not found and self.model:
                 found, source = self.model.of(path, n, box), f"model {self.model.version}"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.label.matches import needs_match
 from bearid.metadata import ImageEntry
+from bearid.references import needs_match
 
 
 @dataclass
