@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
 from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "bearid"
 
 
@@ -20,6 +22,34 @@ def pytest_configure(config) -> None:
     """BentoML keeps one model store per process ($BENTOML_HOME): the tests' is their own, never
     ~/bentoml. The servers they start inherit it."""
     os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bearid-tests-bentoml-")
+    config.pluginmanager.register(FixtureTimes(), "bearid-fixture-times")
+
+
+class FixtureTimes:
+    """Every fixture's setup time and the suite's wall time, printed after the tests. A plugin
+    rather than a conftest hook: pytest asks a conftest below the rootdir about function-scoped
+    fixtures only, and the session fixtures are the costly ones."""
+
+    def __init__(self) -> None:
+        self.start, self.seconds = time.monotonic(), {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        t0 = time.monotonic()
+        try:
+            return (yield)
+        finally:
+            name = f"{fixturedef.argname} ({fixturedef.scope})"
+            self.seconds[name] = max(self.seconds.get(name, 0.0), time.monotonic() - t0)
+
+    def pytest_terminal_summary(self, terminalreporter, config) -> None:
+        """A session fixture's setup counts toward the timeout of the first test that asks for it."""
+        terminalreporter.section("suite time and slowest fixture setups")
+        terminalreporter.write_line(f"suite wall time {time.monotonic() - self.start:.1f} s")
+        timeout = float(config.getini("timeout") or 0)
+        for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1])[:8]:
+            share = f" ({seconds / timeout:.0%} of the {timeout:.0f} s timeout)" if timeout else ""
+            terminalreporter.write_line(f"{seconds:8.1f} s  {name}{share}")
 
 
 def model_store(folder: Path):
@@ -62,37 +92,54 @@ TINY_CHIP = ChipConfig(source="truth")  # chips independent of the small detecto
 TINY_EMBED = EmbedConfig(steps=60, p=6, k=3)
 
 
-@pytest.fixture(scope="session")
-def splits(tmp_path_factory) -> Path:
-    """A 6-bear world of 70 small photos, split by image."""
-    root = tmp_path_factory.mktemp("tiny") / "world"
-    synthesize(WorldConfig(bears=6, photos=70, seed=4, min_side=640, max_side=800), root, workers=2)
-    out = root.parent / "splits"
-    split(root, out, SplitConfig(by="image", min_images=3), read_faces(root / "_truth/faces.xml"))
-    return out
-
-
-@pytest.fixture(scope="session")
-def trained(splits, tmp_path_factory) -> tuple[Path, object]:
+def tiny_sweep():
     from bearid.training.config import Sweep
+
+    return Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()])
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Path:
+    """The folder that holds the tiny world, its splits, the pipeline trained on them and its
+    bundle: made once per code version (tinycache) and shared read-only by the tests."""
+    from tinycache import TinyCache
+
+    def build(folder: Path) -> None:
+        from bearid.exporters.export import export
+        from bearid.training.train import train
+
+        world = folder / "world"
+        synthesize(WorldConfig(bears=6, photos=70, seed=4, min_side=640, max_side=800), world, workers=2)
+        split(world, folder / "splits", SplitConfig(by="image", min_images=3), read_faces(world / "_truth/faces.xml"))
+        report = train(tiny_sweep(), folder / "splits", folder / "results", log=lambda m: None)
+        export(report.branches[0][-1], folder / "bundle", parity_photos=4, log=lambda m: None)
+
+    sources = [ROOT / "bearid", ROOT / "training", ROOT / "exporters", Path(__file__), ROOT / "pyproject.toml"]
+    cache = TinyCache(ROOT / "build" / "test-cache", key_of=sources)
+    with cache.entry(build) as folder:
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def splits(tiny) -> Path:
+    """A 6-bear world of 70 small photos, split by image."""
+    return tiny / "splits"
+
+
+@pytest.fixture(scope="session")
+def trained(tiny) -> tuple[Path, object]:
+    """The tiny pipeline's results tree and the report of training it (every stage reused:
+    the tree was trained when the cache entry was made)."""
     from bearid.training.train import train
 
-    results = tmp_path_factory.mktemp("results")
-    report = train(
-        Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None
-    )
-    return results, report
+    results = tiny / "results"
+    return results, train(tiny_sweep(), tiny / "splits", results, log=lambda m: None)
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(trained, tmp_path_factory) -> Path:
+def bundle_dir(tiny) -> Path:
     """The tiny pipeline exported as a bundle."""
-    from bearid.exporters.export import export
-
-    results, report = trained
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export(report.branches[0][-1], out, parity_photos=4, log=lambda m: None)
-    return out
+    return tiny / "bundle"
 
 
 @pytest.fixture(scope="session")

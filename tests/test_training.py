@@ -73,8 +73,11 @@ def test_detections_carry_the_labels_of_the_truth_faces_they_match(splits):
     assert report["nme"] == 0 and report["precision"] == 0.5
 
 
-def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, splits):
-    results, first = trained
+def test_unchanged_configs_are_reused_and_a_new_embed_config_branches(trained, splits, tmp_path):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(trained[0], results)  # the shared tree stays as it is
     again = train(
         Sweep([TINY_FACE], [TINY_CHIP], [TINY_EMBED], [ClassifyConfig()]), splits, results, log=lambda m: None
     )
