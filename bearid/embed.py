@@ -1,24 +1,17 @@
-"""bearembed at inference: what the embedding network is given, and what it gives back.
+"""The embed stage at inference: what the embedding network is given, and what it gives back.
 
 The network's input is the chip resized to its input size and normalised; its output, the
 descriptor, is kept as it is (direction and length). The embedding is its direction; the
-open-set score also reads its length. An embedding file (.npz, as the original tools wrote)
-holds a split's chip paths, labels, unit vectors and the vectors' lengths.
+open-set score also reads its length. Embedding files are training's
+(bearid.training.embed.embeddings).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-from bearid.fsio import atomic_path
-from bearid.metadata import ChipSet, write_chips
 from bearid.preprocess import Normalisation, normalise
-
-VIEWS_FILE = "train_views.npz"  # augmented views of the training chips, for the classifier's Gaussians
 
 
 def input_pixels(chip: Image.Image, size: int) -> np.ndarray:
@@ -36,88 +29,3 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (the embedding is the direction of the network's output)."""
     v = np.asarray(vectors, dtype=np.float64)
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
-@dataclass
-class Embedded:
-    """Chips as the network embedded them: its outputs before L2 normalisation, and each
-    chip's label ("" where it has none) and path."""
-
-    vectors: np.ndarray
-    labels: list[str]
-    paths: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, rows: list[int]) -> Embedded:
-        return Embedded(self.vectors[rows], [self.labels[i] for i in rows], [self.paths[i] for i in rows])
-
-    def __add__(self, other: Embedded) -> Embedded:
-        return Embedded(
-            np.concatenate([self.vectors, other.vectors]), self.labels + other.labels, self.paths + other.paths
-        )
-
-    def labelled(self) -> Embedded:
-        return self.subset([i for i, label in enumerate(self.labels) if label])
-
-    def split_known(self, classes: set[str]) -> tuple[Embedded, Embedded]:
-        """(chips of bears in `classes`, labelled chips of bears not in it)."""
-        known = [i for i, label in enumerate(self.labels) if label in classes]
-        unknown = [i for i, label in enumerate(self.labels) if label and label not in classes]
-        return self.subset(known), self.subset(unknown)
-
-    def halves_by_bear(self) -> tuple[Embedded, Embedded]:
-        """Split by identity (alternately, in sorted order) into two sets of different bears;
-        a single anonymous group (plain bear_unknown photos) is split by chip instead."""
-        names = sorted(set(self.labels))
-        if len(names) >= 2:
-            first = set(names[0::2])
-            pick = [label in first for label in self.labels]
-        else:
-            pick = [i % 2 == 0 for i in range(len(self.labels))]
-        return self.subset([i for i, p in enumerate(pick) if p]), self.subset([i for i, p in enumerate(pick) if not p])
-
-
-def write_embedding_file(path: Path, vectors: np.ndarray, labels: list[str], paths: list[str]) -> None:
-    """The original tools' embedding file: .npz with paths, labels, unit-length vectors, and
-    the network outputs' lengths."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            paths=np.array(paths),
-            labels=np.array(labels),
-            vectors=unit(vectors).astype(np.float32),
-            lengths=np.linalg.norm(vectors, axis=1).astype(np.float32),
-        )
-
-
-def write_embeddings(
-    npz: Path, xml: Path, chipset: ChipSet, vectors: np.ndarray, labels: list[str], paths: list[str]
-) -> None:
-    """A split's embedding file, and its embeddings XML (the chips with their unit vectors)."""
-    write_embedding_file(npz, vectors, labels, paths)
-    by_path = {p: v for p, v in zip(paths, unit(vectors))}
-    chips = []
-    for chip in chipset.chips:
-        if (v := by_path.get(str(chipset.path_of(chip)))) is not None:
-            chip.embedding = [float(a) for a in v]
-            chips.append(chip)
-    write_chips(
-        ChipSet(chips, name="bearid embeddings", comment=f"{vectors.shape[1]}-D", base_dir=chipset.base_dir), xml
-    )
-
-
-def load_embeddings(path: Path) -> Embedded:
-    """An embedding file as the network's outputs (unit vectors times their lengths; a file
-    without lengths, as other tools write, is taken as unit vectors)."""
-    data = np.load(path)
-    vectors = data["vectors"] * data["lengths"][:, None] if "lengths" in data else data["vectors"]
-    return Embedded(vectors, [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
-
-
-def load_views(embeddings: Path) -> Embedded | None:
-    """The augmented views of the training chips in an embeddings folder, if its embed
-    stage wrote them (`views: 0`, and folders of other tools, have none)."""
-    return load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None

@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bearid.embed import Embedded, load_views
 from bearid.metrics import roc_auc
 from bearid.training.classify import fit
 from bearid.training.config import ClassifyConfig
+from bearid.training.embed.embeddings import Embedded, load_views
 from bearid.training.embed.loader import open_chips
 from bearid.training.embed.train import embed, load
 

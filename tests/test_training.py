@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from conftest import TINY_CHIP, TINY_EMBED, TINY_FACE
 
-from bearid.embed import load_embeddings
 from bearid.metadata import read_chips, write_chips
 from bearid.training import results as results_tree
 from bearid.training.config import ClassifyConfig, EmbedConfig, FaceConfig, Sweep, read_sweep
+from bearid.training.embed.embeddings import load_embeddings
 from bearid.training.runs import runs
 from bearid.training.train import train
 

@@ -100,9 +100,9 @@ def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
 
 
 def test_classifier_names_known_bears_and_rejects_new_ones():
-    from bearid.embed import Embedded
     from bearid.training.classify import choose_threshold, evaluate, fit
     from bearid.training.config import ClassifyConfig
+    from bearid.training.embed.embeddings import Embedded
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(9, 16))
@@ -142,9 +142,9 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     """Calibration must not change which bear the SVM names: with per-bear Platt sigmoids a
     bear with four training chips among bears with sixty was named as another (in these
     worlds for 97% and 57% of its chips) although the SVM itself named it right."""
-    from bearid.embed import Embedded
     from bearid.training.classify import fit
     from bearid.training.config import ClassifyConfig
+    from bearid.training.embed.embeddings import Embedded
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, 16))
@@ -162,10 +162,10 @@ def test_a_rarely_photographed_look_alike_is_named_better_with_bears_weighed_ali
     """The default SVM (C=1, classes weighed alike) against BearID's (C=100, every chip
     alike): a bear with four training chips, close to one with sixty, is named right more
     often in every world and by at least 0.1 on average (0.88 against 0.75 here)."""
-    from bearid.embed import Embedded
     from bearid.errors import BearIDError
     from bearid.training.classify import fit
     from bearid.training.config import ClassifyConfig, make
+    from bearid.training.embed.embeddings import Embedded
 
     gains = []
     for seed in range(6):
@@ -195,9 +195,9 @@ def test_augmented_views_teach_the_open_set_score_how_a_known_bear_varies():
     """A known bear's chip moved along a direction its augmented views vary in (a turned or
     blurred head) must become familiar, while a new bear as far off in another direction
     stays unfamiliar; from the tight training chips alone the two look alike."""
-    from bearid.embed import Embedded
     from bearid.training.classify import fit
     from bearid.training.config import ClassifyConfig
+    from bearid.training.embed.embeddings import Embedded
 
     rng = np.random.default_rng(0)
     means = 3 * rng.normal(size=(6, 16))
@@ -319,9 +319,9 @@ def test_mahalanobis_turns_away_a_new_bear_that_differs_where_known_bears_are_st
     """Bears' photos vary a lot along some directions (pose, light) and little along others
     (identity). A new bear with a known bear's pose-and-light look but its own identity
     passes the cosine score and not the Mahalanobis one."""
-    from bearid.embed import Embedded
     from bearid.training.classify import fit
     from bearid.training.config import ClassifyConfig
+    from bearid.training.embed.embeddings import Embedded
 
     rng = np.random.default_rng(0)
     nuisance, identity = 0.6, 0.05  # spread of one bear's photos, per dimension

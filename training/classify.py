@@ -16,11 +16,12 @@ from sklearn.covariance import LedoitWolf
 from sklearn.svm import SVC
 
 from bearid.classify import OpenSetClassifier, RelativeMahalanobis
-from bearid.embed import Embedded, unit
+from bearid.embed import unit
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_text
 from bearid.metrics import balanced_accuracy, roc_auc, topk
 from bearid.training.config import ClassifyConfig
+from bearid.training.embed.embeddings import Embedded
 
 MIN_CHIPS = 2  # calibration cross-validates: a bear needs two training chips to be known
 

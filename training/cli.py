@@ -372,8 +372,8 @@ def embed_run(
 
     Example: bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --out test.npz
     """
-    from bearid.embed import write_embeddings
     from bearid.metadata import read_chips
+    from bearid.training.embed.embeddings import write_embeddings
     from bearid.training.embed.loader import open_chips
     from bearid.training.embed.train import embed, load
 
@@ -395,7 +395,7 @@ def embed_eval(
 
     Example: bearid embed eval test.npz train.npz
     """
-    from bearid.embed import load_embeddings
+    from bearid.training.embed.embeddings import load_embeddings
     from bearid.training.embed.evaluate import embedding_report
 
     g = load_embeddings(gallery)
@@ -434,7 +434,7 @@ def classify_run(
     Example: bearid classify run results/.../class_config_01 new.npz
     """
     from bearid.classify import load_classifier
-    from bearid.embed import load_embeddings
+    from bearid.training.embed.embeddings import load_embeddings
 
     clf = load_classifier(model / "classifier" / "classifier.pkl")
     e = load_embeddings(embeddings)
@@ -464,8 +464,8 @@ def classify_eval(
     Example: bearid classify eval results/.../class_config_01 test.npz
     """
     from bearid.classify import load_classifier
-    from bearid.embed import load_embeddings
     from bearid.training.classify import evaluate
+    from bearid.training.embed.embeddings import load_embeddings
 
     clf = load_classifier(model / "classifier" / "classifier.pkl")
     known, unknown = load_embeddings(embeddings).split_known(set(clf.ids))

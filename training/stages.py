@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.embed import VIEWS_FILE, Embedded, load_embeddings, load_views, unit, write_embedding_file, write_embeddings
+from bearid.embed import unit
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path, atomic_write_text
 from bearid.metadata import read_chips, read_faces, write_chips, write_faces
@@ -23,6 +23,14 @@ from bearid.training.classify import evaluate as evaluate_classifier
 from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from bearid.training.data import read_samples
 from bearid.training.embed.chipcache import build_cache
+from bearid.training.embed.embeddings import (
+    VIEWS_FILE,
+    Embedded,
+    load_embeddings,
+    load_views,
+    write_embedding_file,
+    write_embeddings,
+)
 from bearid.training.embed.evaluate import embedding_report, pairs
 from bearid.training.optim import Curves
 from bearid.training.progress import Log

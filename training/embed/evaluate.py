@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bearid.embed import Embedded, unit
+from bearid.embed import unit
 from bearid.metrics import roc_auc, topk
+from bearid.training.embed.embeddings import Embedded
 
 
 def pairs(e: Embedded) -> tuple[np.ndarray, np.ndarray]:
