@@ -1,0 +1,53 @@
+"""`bearid import-dlib`: the original BearID's dlib models as a path of the results tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bearid.training.cli.common import console
+from bearid.training.cli.runs import show_runs
+
+
+def import_dlib(
+    face: Annotated[Path, typer.Option(help="The dlib face detector file: bearface_network.dat, or an MMOD .dat.")],
+    embed: Annotated[Path, typer.Option(help="The dlib embedding network: bearembed_network.dat (a metric ResNet).")],
+    data: Annotated[
+        Path,
+        typer.Option(help="Splits (train/val/test.xml from bearid data split): the class stage is fitted on them."),
+    ],
+    results_dir: Annotated[Path, typer.Option("--out", help="The results tree to write the imported path into.")],
+    landmarks: Annotated[
+        Path | None,
+        typer.Option(help="A dlib shape predictor .dat, where the face file holds none (bearface_network.dat does)."),
+    ] = None,
+    parts: Annotated[
+        str | None, typer.Option(help="The shape predictor's part names, comma-separated (default: by their number).")
+    ] = None,
+    chips: Annotated[
+        str,
+        typer.Option(
+            help="Chip template: bearid (the original BearID's, for bearembed_network.dat) or dlib_face "
+            "(dlib's 5-point human model)."
+        ),
+    ] = "bearid",
+) -> None:
+    """Import the original BearID's dlib models (or dlib's own) as a path of the results tree:
+    the detector and shape predictor as a face stage, the chips they were trained on, the
+    ResNet as an embed stage, and a class stage fitted on the splits' embeddings. Then
+    `bearid runs`, `export`, `promote` and `serve` work as for any trained path.
+
+    Example: bearid import-dlib --face bearface_network.dat --embed bearembed_network.dat --data splits --out results
+    """
+    from bearid.cli.bars import Bars
+    from bearid.training.config import Sweep
+    from bearid.training.train import train as run
+
+    sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips)
+    with Bars(console) as bars:
+        report = run(sweep, data, results_dir, bars)
+    done = f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused"
+    console.print(f"imported: {report.branches[0][-1]} ({done})", highlight=False)
+    show_runs(results_dir, "open_set", False)
