@@ -13,7 +13,7 @@ PORT   ?= 3000
 
 all: test
 
-# torch is pinned to 2.13.0 in pyproject.toml: a CPU wheel is on disk on our machines.
+# torch 2.14.1 and torchvision 0.29.1 are pinned in pyproject.toml ([train]); their wheels are on disk on our machines.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'

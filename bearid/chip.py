@@ -1,4 +1,4 @@
-"""bearchip: pose-normalise and crop a face chip from its landmarks.
+"""The chip stage: pose-normalise and crop a face chip from its landmarks.
 
 A similarity transform (scale, rotation, translation; least squares over the chosen
 landmarks) maps the face onto template positions in a square chip. This one function makes

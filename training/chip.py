@@ -1,4 +1,4 @@
-"""bearchip as a stage: cut a chip for every face of a faces XML, write the chip images and
+"""The chip stage: cut a chip for every face of a faces XML, write the chip images and
 the chips XML, and count the faces that could not be chipped, with the reason."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""bearface at inference: find each bear face (a box and five landmarks) in a photo.
+"""The face stage at inference: find each bear face (a box and five landmarks) in a photo.
 
 `centernet` holds the detector's geometry (input pyramid, output decoding, refiner crops);
 `finder` runs the networks over a photo, whatever runtime they are (ONNX Runtime in the

@@ -1,1 +1,1 @@
-"""bearembed: map a face chip to an embedding (metric learning)."""
+"""The embed stage: map a face chip to an embedding (metric learning)."""

@@ -1,4 +1,5 @@
-"""`python -m bearid.training.embed`: train bearembed on a chips XML (also under torchrun).
+"""`python -m bearid.training.embed`: train the embed stage on a chips XML (also under
+torchrun).
 
     torchrun --nproc_per_node 2 -m bearid.training.embed CHIPS.xml --out DIR [--config embed.yaml] [--set steps=400]
 

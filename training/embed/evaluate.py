@@ -1,5 +1,5 @@
-"""Measuring bearembed: verification AUC over pairs of chips, and 1-NN identification of
-query chips against a gallery of known ones."""
+"""Measuring the embed stage: verification AUC over pairs of chips, and 1-NN identification
+of query chips against a gallery of known ones."""
 
 from __future__ import annotations
 

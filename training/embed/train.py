@@ -1,7 +1,8 @@
-"""Training bearembed: P x K identity-balanced batches, augmentation, ArcFace or triplet loss,
-checkpoints and resume, deterministic for a seed; DistributedDataParallel under torchrun; on
-a GPU where there is one (training/device.py). A pretrained backbone can be frozen for the
-first `freeze` steps (the head learns alone) and then fine-tuned at `backbone_lr` x lr."""
+"""Training the embed stage: P x K identity-balanced batches, augmentation, ArcFace or
+triplet loss, checkpoints and resume, deterministic for a seed; DistributedDataParallel under
+torchrun; on a GPU where there is one (training/device.py). A pretrained backbone can be
+frozen for the first `freeze` steps (the head learns alone) and then fine-tuned at
+`backbone_lr` x lr."""
 
 from __future__ import annotations
 

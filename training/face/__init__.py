@@ -1,1 +1,1 @@
-"""bearface: find each face (box + five landmarks)."""
+"""The face stage: find each face (box + five landmarks)."""

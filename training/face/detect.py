@@ -1,5 +1,5 @@
-"""Running and evaluating bearface: detect faces in a split, carry the labels over from
-the truth, and measure AP@0.5, precision, recall and landmark NME."""
+"""Running and evaluating the face stage: detect faces in a split, carry the labels over
+from the truth, and measure AP@0.5, precision, recall and landmark NME."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def faces_dataset(
         images.append(ImageEntry(str(s.path.resolve()), boxes, s.width, s.height))
     return Dataset(
         images,
-        name="bearface detections",
+        name="face detections",
         comment="labels carried over from the truth by IoU >= 0.5",
         base_dir=base_dir,
     )

@@ -1,4 +1,4 @@
-"""The bearface networks, built only from operations that export to ONNX.
+"""The face stage's networks, built only from operations that export to ONNX.
 
 `Detector`: a small CenterNet-style network. A strided backbone (stride 32) and a top-down
 path back to stride 4 give, per cell, the face-centre heat, the log box size, the centre

@@ -1,4 +1,4 @@
-"""Training the bearface networks: the detector on random crops of shrunk photos, the
+"""Training the face stage's networks: the detector on random crops of shrunk photos, the
 landmark refiner on jittered face crops from larger ones."""
 
 from __future__ import annotations
