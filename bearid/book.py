@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import os
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -26,8 +28,11 @@ from bearid.references import Reference, face_picture
 
 
 # -- writing the book ---------------------------------------------------------------------
-def write(found: dict[str, Card], dataset: Dataset | None, out: Path, spec: ChipSpec, title: str) -> Path:
-    """book/index.html and its pictures (chips/); written whole each time, atomically per file."""
+def write(
+    found: dict[str, Card], dataset: Dataset | None, out: Path, spec: ChipSpec, title: str, root: Path | None = None
+) -> Path:
+    """book/index.html and its pictures (chips/); written whole each time, atomically per file.
+    Cub folders (relative to the archive `root`) are linked from the book's own folder."""
     if not found:
         raise BearIDError("no bears found: give an archive root with bear folders, or --faces with named faces")
     out = Path(out)
@@ -44,7 +49,7 @@ def write(found: dict[str, Card], dataset: Dataset | None, out: Path, spec: Chip
                 image = load_photo(photo, max_side=320).image
                 image.thumbnail((320, 320))
                 pictures[(bear, n)] = _picture(out, f"{bear}_{n}", image)
-    page = _page(found, pictures, title)
+    page = _page(found, pictures, title, out, root)
     target = out / "index.html"
     atomic_write_text(target, page)
     return target
@@ -59,7 +64,13 @@ def _picture(out: Path, name: str, image) -> str:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=88)
     atomic_write_bytes(out / "chips" / f"{name}.jpg", buf.getvalue())
-    return f"chips/{name}.jpg"
+    return link(f"chips/{name}.jpg")
+
+
+def link(relative: str) -> str:
+    """An href for a relative path of the data (a folder, a file): percent-encoded, so a
+    name like `javascript:alert(1)` stays a path and can never become a scheme."""
+    return html.escape(urllib.parse.quote(relative, safe="/"), quote=True)
 
 
 def _bars(counts: Counter) -> str:
@@ -73,7 +84,7 @@ def _bars(counts: Counter) -> str:
     return f"<div class='bars'>{rows}</div>"
 
 
-def _card(card: Card, pictures: dict, found: dict[str, Card]) -> str:
+def _card(card: Card, pictures: dict, found: dict[str, Card], cub_href) -> str:
     e = html.escape
     own = [p for (b, _), p in pictures.items() if b == card.bear_id]
     s = card.summary()
@@ -89,7 +100,9 @@ def _card(card: Card, pictures: dict, found: dict[str, Card]) -> str:
                 f"<img src='{theirs}' alt='{e(other)}'>"
                 f"<figcaption><a href='#{e(other)}'>{e(other)}</a> · similarity {sim:.2f}</figcaption></figure>"
             )
-    cubs = "".join(f"<li><a href='{e(c)}'>{e(c)}</a></li>" for c in card.cubs)
+    cubs = "".join(
+        f"<li><a href='{cub_href(c)}'>{e(c)}</a></li>" if cub_href else f"<li>{e(c)}</li>" for c in card.cubs
+    )
     name = f" <span class='name'>{e(card.name)}</span>" if card.name else ""
     return f"""
 <article class='card' id='{e(card.bear_id)}'>
@@ -124,9 +137,13 @@ dl { display: grid; grid-template-columns: 4em 1fr; margin: .5em 0; } dt { color
 """
 
 
-def _page(found: dict[str, Card], pictures: dict, title: str) -> str:
+def _page(found: dict[str, Card], pictures: dict, title: str, out: Path, root: Path | None) -> str:
     index = " ".join(f"<a href='#{html.escape(b)}'>{html.escape(b)}</a>" for b in found)
-    body = "".join(_card(c, pictures, found) for c in found.values())
+    cub_href = None
+    if root is not None:
+        here = Path(out).resolve()
+        cub_href = lambda folder: link(os.path.relpath(Path(root).resolve() / folder, here) + "/")
+    body = "".join(_card(c, pictures, found, cub_href) for c in found.values())
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"

@@ -5,7 +5,8 @@ A crash or a kill mid-write must leave the old file intact, so writers go to a t
 file in the same directory, fsync it, and `os.replace` it over the target (atomic on POSIX).
 Temporary files and folders are made private (0600, 0700) by `tempfile`; before one becomes
 a target it gets the mode a plain write would have given it (0644 and 0755 under umask 022,
-0664 and 0775 under 002), so a lab's shared archive stays readable to colleagues.
+0664 and 0775 under 002), so a lab's shared archive stays readable to colleagues; a file
+written over keeps the mode it had.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,9 +72,15 @@ def check_file_target(target: Path) -> Path:
 
 
 def _temp_file(target: Path) -> tuple[int, Path]:
+    """A temporary file beside `target`, with the mode `target` has (a rewrite keeps a
+    private file private), or else the umask's."""
     check_file_target(target)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = file_mode()
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, file_mode())
+    os.fchmod(fd, mode)
     return fd, Path(name)
 
 
@@ -157,12 +165,13 @@ def copy_hashed(src: Path, tmp: Path, chunk: int = 1 << 20) -> str:
 TEMP_MARKERS = (".tmp",)
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files a killed writer left in `folder` (hidden, ending in .tmp)."""
+def remove_stale_temps(folder: Path, prefix: str = ".") -> int:
+    """Delete temporary files a killed writer left in `folder` (hidden, ending in .tmp; those
+    of one target only, with `prefix` ".NAME.")."""
     removed = 0
     if Path(folder).is_dir():
         for item in Path(folder).iterdir():
-            if item.name.startswith(".") and item.name.endswith(TEMP_MARKERS) and item.is_file():
+            if item.name.startswith(prefix) and item.name.endswith(TEMP_MARKERS) and item.is_file():
                 item.unlink()
                 removed += 1
     return removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def test_the_book_has_a_card_per_bear_with_its_sightings_lookalikes_and_cubs(spl
         assert all(other != bear for other, _ in card.lookalikes)
     cubs = [c for card in found.values() for c in card.cubs]
     assert all((world / c).is_dir() for c in cubs)
-    if cubs:
-        assert f"href='{cubs[0]}'" in page
+    for href in re.findall(r"<li><a href='([^']+)'", page):  # cub folders, linked from the book's folder
+        assert (out / urllib.parse.unquote(href)).resolve() in {(world / c).resolve() for c in cubs}
+    assert len(re.findall(r"<li><a href=", page)) == len(cubs)
 
     from playwright.sync_api import sync_playwright
 
@@ -71,3 +73,38 @@ def test_a_book_of_no_bears_is_refused(tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no bears found" in done.stderr
     assert Path(tmp_path / "b").exists() is False
+
+
+def test_a_folder_named_like_a_script_url_stays_a_path_in_the_book(splits, tmp_path):
+    """A contributor's folder named `javascript:alert(1)` must not become a link that runs a
+    script when a reader clicks it."""
+    import shutil
+
+    from bearid.book import write
+    from bearid.chip import ChipSpec
+
+    world = splits.parent / "world"
+    photo = next(world.rglob("*.jpg"))
+    root = tmp_path / "archive"
+    cub = root / "javascript:alert(1)" / "hartley_20190815" / "bf_001_cub"
+    cub.mkdir(parents=True)
+    shutil.copy(photo, cub / "a.jpg")
+    shutil.copytree(photo.parent, root / "brooks_falls" / "hartley_20190815" / "bf_001")
+    out = tmp_path / "book"
+    page = write(cards(root, None), None, out, ChipSpec(), "Bear book", root).read_text()
+    [href] = re.findall(r"<li><a href='([^']+)'", page)
+    assert not href.lower().startswith("javascript") and "%3A" in href
+    assert (out / urllib.parse.unquote(href)).resolve() == cub.resolve()
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        view = browser.new_page()
+        dialogs = []
+        view.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        view.goto((out / "index.html").as_uri())
+        view.click("li a")
+        view.wait_for_timeout(300)
+        assert dialogs == [] and view.url.startswith("file://")  # followed as a path, nothing ran
+        browser.close()

@@ -47,5 +47,5 @@ def book(
     found = bear_cards.cards(root, dataset, parts=spec.points)
     if pipeline is not None and dataset is not None:
         bear_cards.lookalikes(found, dataset, pipeline)
-    page = books.write(found, dataset, out, spec, title)
+    page = books.write(found, dataset, out, spec, title, root)
     console.print(f"{len(found)} bears: {page}")

@@ -26,7 +26,7 @@ from bearid.label.auth import Auth, protect, user_of
 from bearid.label.auth import routes as door
 from bearid.label.identities import prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
-from bearid.label.store import Conflict, LabelStore, check_volunteer
+from bearid.label.store import Conflict, Forbidden, LabelStore, check_volunteer
 from bearid.metadata import LANDMARKS, candidates
 from bearid.references import face_picture, needs_match
 
@@ -213,8 +213,22 @@ def _error(message: str, status: int, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-class Forbidden(BearIDError):
-    """A volunteer asked for what only a curator may do."""
+async def json_object(request: Request, shape: str) -> dict:
+    """The request's body as a JSON object, else one 400 saying what was expected."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise BearIDError(f"expected a JSON object {shape}")
+    return body
+
+
+def text_field(body: dict, key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BearIDError(f"{key} must be text, got {value!r}")
+    return value
 
 
 def create_app(labeler: Labeler, auth: Auth | None = None):
@@ -226,9 +240,12 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         user = user_of(request)
         return user["name"] if user else check_volunteer(claimed or "")
 
-    def curator(request: Request, what: str) -> None:
+    def is_curator(request: Request) -> bool:
         user = user_of(request)
-        if auth is not None and (user is None or user["role"] != "curator"):
+        return auth is None or (user is not None and user["role"] == "curator")
+
+    def curator(request: Request, what: str) -> None:
+        if not is_curator(request):
             raise Forbidden(f"only a curator may {what}")
 
     def index_of(request: Request) -> int:
@@ -261,7 +278,10 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         return FileResponse(STATIC / "index.html")
 
     def info(request: Request) -> Response:
-        return JSONResponse(labeler.info())
+        found = labeler.info()
+        if not is_curator(request):
+            found["xml"] = labeler.store.xml.name  # where it lives on the server is the curators' business
+        return JSONResponse(found)
 
     def next_photo(request: Request) -> Response:
         q = request.query_params
@@ -285,16 +305,17 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     async def save(request: Request) -> Response:
+        shape = "{boxes: [...], version: N, volunteer: NAME}"
+        body = await json_object(request, shape)
         try:
-            body = await request.json()
-            boxes, version, volunteer = body["boxes"], int(body["version"]), body.get("volunteer")
+            boxes, version, volunteer = body["boxes"], int(body["version"]), text_field(body, "volunteer")
             if not isinstance(boxes, list):
                 raise TypeError("boxes must be a list")
         except (ValueError, KeyError, TypeError) as exc:
-            return _error(f"expected JSON {{boxes: [...], version: N, volunteer: NAME}} ({exc})", 400)
+            return _error(f"expected JSON {shape} ({exc})", 400)
         i = index_of(request)
         new = await run_in_threadpool(
-            labeler.store.update, i, boxes, version, who(request, volunteer)
+            labeler.store.edit, i, boxes, version, who(request, volunteer), is_curator(request)
         )  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
@@ -309,9 +330,9 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         return JSONResponse(labeler.match(index_of(request)))
 
     async def decide(request: Request) -> Response:
+        body = await json_object(request, "{face, decision, version, volunteer[, bear_id, name]}")
         try:
-            body = await request.json()
-            decision, version, volunteer = body["decision"], int(body["version"]), body.get("volunteer")
+            decision, version, volunteer = body["decision"], int(body["version"]), text_field(body, "volunteer")
             face = int(body["face"])
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{face, decision, version, volunteer[, bear_id, name]}} ({exc})", 400)
@@ -329,9 +350,9 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
             decision,
             version,
             who(request, volunteer),
-            body.get("bear_id"),
+            text_field(body, "bear_id"),
             page["prefix"],
-            body.get("name"),
+            text_field(body, "name"),
             [{"bear_id": c["bear_id"], "score": c["score"]} for c in shown],
             labeler.model.version if labeler.model else None,
         )
@@ -345,34 +366,40 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
 
     async def merge(request: Request) -> Response:
         curator(request, "merge bears")
-        body = await request.json()
+        body = await json_object(request, "{keep: BEAR, gone: BEAR}")
         op = await run_in_threadpool(
             labeler.store.merge,
-            str(body.get("keep", "")),
-            str(body.get("gone", "")),
-            who(request, body.get("volunteer")),
+            text_field(body, "keep") or "",
+            text_field(body, "gone") or "",
+            who(request, text_field(body, "volunteer")),
         )
         return JSONResponse(op)
 
     async def split(request: Request) -> Response:
         curator(request, "split a bear")
-        body = await request.json()
+        body = await json_object(request, "{faces: [[photo, face], ...], prefix, name}")
         try:
             faces = [(int(i), int(n)) for i, n in body["faces"]]
         except (KeyError, TypeError, ValueError) as exc:
             return _error(f"expected JSON {{faces: [[photo, face], ...], prefix, name}} ({exc})", 400)
         if not faces or not all(0 <= i < len(labeler.store) for i, _ in faces):
             return _error("faces: give [[photo, face], ...] of this XML", 400)
-        prefix = body.get("prefix") or labeler.match(faces[0][0])["prefix"]  # the site's convention
+        prefix = text_field(body, "prefix") or labeler.match(faces[0][0])["prefix"]  # the site's convention
         op = await run_in_threadpool(
-            labeler.store.split, faces, who(request, body.get("volunteer")), str(prefix), body.get("name")
+            labeler.store.split,
+            faces,
+            who(request, text_field(body, "volunteer")),
+            prefix,
+            text_field(body, "name"),
         )
         return JSONResponse(op)
 
     async def undo(request: Request) -> Response:
         curator(request, "undo a merge or a split")
-        body = await request.json()
-        op = await run_in_threadpool(labeler.store.undo, str(body.get("op", "")), who(request, body.get("volunteer")))
+        body = await json_object(request, "{op: ID}")
+        op = await run_in_threadpool(
+            labeler.store.undo, text_field(body, "op") or "", who(request, text_field(body, "volunteer"))
+        )
         return JSONResponse(op)
 
     def me(request: Request) -> Response:

@@ -26,11 +26,18 @@ from pathlib import Path
 
 from bearid.data.layout import photos_under
 from bearid.errors import BearIDError
-from bearid.label.boxes import box_from_json, box_to_json
+from bearid.fsio import atomic_write_bytes, remove_stale_temps
+from bearid.label.boxes import BadEdit, box_from_json, box_to_json
 from bearid.label.identities import check_bear_id, check_prefix, next_free
 from bearid.metadata import Dataset, ImageEntry, read_faces, write_faces
+from bearid.metadata._xml import NOT_XML_TEXT, Unwritable
+from bearid.metadata.faces import faces_document
 
 VOLUNTEER = re.compile(r"^[\w .@-]{1,40}$")
+
+
+class Forbidden(BearIDError):
+    """Something the account's role may not do."""
 
 
 class Conflict(BearIDError):
@@ -54,6 +61,9 @@ DECISIONS = ("same", "new", "not_bear", "unsure")
 class Opened:
     recovered: int  # changes the journal had that the XML lacked (a crash), now saved
     outside: int  # photos changed in the XML by something else since their last change here
+    torn: int = 0  # bytes of a last journal line cut short by a crash, dropped
+    skipped: int = 0  # journal edits that cannot be saved as XML (written before they were refused)
+    temps: int = 0  # temporary files of a killed save, removed
 
 
 class LabelStore:
@@ -73,6 +83,8 @@ class LabelStore:
             raise BearIDError(f"{self.xml} is already open in another `bearid label`; stop that one first") from None
         self.lock = threading.RLock()
         try:
+            temps = remove_stale_temps(self.xml.parent, prefix=f".{self.xml.name}.")
+            torn = self._mend_journal()
             self.dataset: Dataset = read_faces(self.xml)
             self.index = {image.file: i for i, image in enumerate(self.dataset.images)}
             self.versions = [0] * len(self.dataset.images)
@@ -82,6 +94,7 @@ class LabelStore:
             self.ever: set[str] = set()  # every bear ID this XML or its journal has held
             self.roster: set[str] = set()  # bears known from elsewhere (the model's), to match faces to
             self.opened = self._replay()
+            self.opened.torn, self.opened.temps = torn, temps
         except BaseException:
             self.close()
             raise
@@ -126,6 +139,12 @@ class LabelStore:
             before, after = self.boxes(i), [box_to_json(b) for b in new]
             if before == after and not detail:
                 return version
+            old, image.boxes = image.boxes, new
+            try:  # the XML as it will be, before anything is journalled: a bad edit stops here, alone
+                document = faces_document(self.dataset, self.xml)
+            except Unwritable as exc:
+                image.boxes = old
+                raise BadEdit(f"photo {i}: {exc}") from None
             self.last_edit[i] = self._append(
                 {
                     "kind": "edit",
@@ -137,11 +156,36 @@ class LabelStore:
                     **(detail or {}),
                 }
             )
-            image.boxes = new
             self.versions[i] = version + 1
             self.ever |= {b.label for b in new if b.label}
-            self._save()
+            self._save(document)
             return version + 1
+
+    def edit(self, i: int, boxes: list, version: int, volunteer: str, curator: bool) -> int:
+        """A change from the plain editor, with the rules of roles: only a curator gives a bear
+        ID that no bear has had here (a volunteer names new bears through the match review,
+        which a curator settles), and `matched_by` is the server's to write: a face whose
+        label the editor changed was matched by `volunteer`, one whose label stayed keeps
+        who matched it, whatever the client sent."""
+        if not isinstance(boxes, list):
+            raise BadEdit("boxes must be a list")
+        new = [box_to_json(box_from_json(b, n)) for n, b in enumerate(boxes)]
+        with self.lock:
+            before = self.boxes(i)
+            known = self.known_ids()
+            for n, box in enumerate(new):
+                label = box["label"]
+                if label and label not in known and not curator:
+                    raise Forbidden(f"box {n}: {label} is not a bear of this XML; only a curator may add one")
+                was = before[n] if n < len(before) else None
+                box["attrs"].pop("matched_by", None)
+                if was is not None and was["label"] == label:
+                    if "matched_by" in was["attrs"]:
+                        box["attrs"]["matched_by"] = was["attrs"]["matched_by"]
+                elif label:
+                    box["attrs"] = {k: v for k, v in box["attrs"].items() if k not in ("known", "confidence")}
+                    box["attrs"]["matched_by"] = check_volunteer(volunteer)
+            return self.update(i, new, version, volunteer)
 
     def decide(
         self,
@@ -163,6 +207,11 @@ class LabelStore:
         volunteer = check_volunteer(volunteer)
         if decision not in DECISIONS:
             raise BearIDError(f"decision {decision!r}: one of {', '.join(DECISIONS)}")
+        for what, value in (("bear_id", bear_id), ("prefix", prefix), ("name", name)):
+            if value is not None and not isinstance(value, str):
+                raise BearIDError(f"{what} must be text, got {value!r}")
+        if name and (NOT_XML_TEXT.search(name) or len(name) > 80):
+            raise BearIDError("a bear's name is up to 80 characters, with no control characters")
         with self.lock:
             if version != self.versions[i]:
                 raise Conflict(i, self.versions[i])
@@ -221,6 +270,8 @@ class LabelStore:
 
     def split(self, faces: list[tuple[int, int]], volunteer: str, prefix: str, name: str | None = None) -> dict:
         """The chosen faces (photo, face) of one bear are another bear: they get the next free ID."""
+        if name is not None and (not isinstance(name, str) or NOT_XML_TEXT.search(name) or len(name) > 80):
+            raise BearIDError("a bear's name is text of up to 80 characters, with no control characters")
         with self.lock:
             labels = set()
             for i, n in faces:
@@ -327,16 +378,32 @@ class LabelStore:
     # -- inside ---------------------------------------------------------------------------
     def _append(self, entry: dict) -> dict:
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
-        with open(self.journal, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        line = json.dumps(entry, sort_keys=True) + "\n"  # ASCII: any text the client sent is escaped
+        with open(self.journal, "ab") as fh:
+            if fh.tell() and _last_byte(self.journal) != b"\n":
+                line = "\n" + line  # never glued to a torn line
+            fh.write(line.encode())
             fh.flush()
             os.fsync(fh.fileno())
         return entry
 
-    def _save(self) -> None:
+    def _save(self, document: bytes | None = None) -> None:
+        """Write the XML (`document`: its bytes, made and checked already), keeping its mode."""
         if not self.original.exists():  # the XML as it was before the first change (paths rebased)
             write_faces(read_faces(self.xml), self.original)
-        write_faces(self.dataset, self.xml)
+        atomic_write_bytes(self.xml, document if document is not None else faces_document(self.dataset, self.xml))
+
+    def _mend_journal(self) -> int:
+        """Cut a last line that a crash left without its end (its change never reached the
+        XML), so the next entry starts on a line of its own. Returns the bytes dropped."""
+        if not self.journal.exists() or _last_byte(self.journal) in (b"", b"\n"):
+            return 0
+        data = self.journal.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        with open(self.journal, "r+b") as fh:
+            fh.truncate(keep)
+            os.fsync(fh.fileno())
+        return len(data) - keep
 
     def _entries(self) -> list[dict]:
         if not self.journal.exists():
@@ -351,6 +418,7 @@ class LabelStore:
 
     def _replay(self) -> Opened:
         last: dict[int, dict] = {}
+        skipped = 0
         for e in self._entries():
             if e.get("kind") == "bear":
                 self.bears[e["bear_id"]] = e
@@ -359,6 +427,11 @@ class LabelStore:
             if i is None:
                 continue
             if e.get("kind") == "edit":
+                try:
+                    e["_boxes"] = [box_from_json(b, n) for n, b in enumerate(e["after"])]
+                except (BadEdit, KeyError, TypeError):
+                    skipped += 1  # an edit older releases took that XML cannot hold: never saved
+                    continue
                 last[i] = e
                 self.ever |= {b["label"] for b in e["after"] if b.get("label")}
             elif e.get("kind") == "review":
@@ -372,14 +445,24 @@ class LabelStore:
             if now == e["after"]:
                 continue
             if now == e["before"]:  # journalled, then the crash came before the XML was saved
-                self.dataset.images[i].boxes = [box_from_json(b, n) for n, b in enumerate(e["after"])]
+                self.dataset.images[i].boxes = e["_boxes"]
                 recovered += 1
             else:  # changed by another tool since: the XML wins, and open pages must reload
                 self.versions[i] += 1
                 outside += 1
+        for e in last.values():
+            e.pop("_boxes", None)
         if recovered:
             self._save()
-        return Opened(recovered, outside)
+        return Opened(recovered, outside, skipped=skipped)
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return b""
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
 
 
 def new_op_id() -> str:

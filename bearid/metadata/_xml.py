@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from bearid.errors import BearIDError
 from bearid.fsio import atomic_write_bytes
 from bearid.metadata.errors import MetadataError
 
@@ -79,9 +80,47 @@ def text_of(el: ET.Element, tag: str) -> str | None:
     return (child.text or "").strip()
 
 
+# XML 1.0's characters: no controls but tab, newline and return, no lone surrogates, no U+FFFE/F.
+NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Attribute names BearID writes for what other tools and people add: plain names, no
+# namespaces, so nothing a name holds can end the element or open another.
+ATTR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+class Unwritable(BearIDError, ValueError):
+    """Something that imglab XML cannot hold, refused before a file is touched."""
+
+
+def checked_text(value: object, what: str = "text") -> str:
+    """`value` as text XML can hold, else Unwritable naming the first bad character."""
+    text = str(value)
+    bad = NOT_XML_TEXT.search(text)
+    if bad:
+        raise Unwritable(f"{what} {text!r} holds U+{ord(bad.group()):04X}, which XML cannot hold")
+    return text
+
+
+def checked_name(name: object) -> str:
+    """An attribute name, if it is one BearID writes (ATTR_NAME)."""
+    if not isinstance(name, str) or not ATTR_NAME.match(name):
+        raise Unwritable(f"attribute name {name!r}: use a letter or _, then up to 63 letters, digits, _ . or -")
+    return name
+
+
 def attr(value: object) -> str:
     """Quote an attribute value the way imglab does (single quotes), escaped."""
-    return "'" + escape(str(value), {"'": "&apos;", '"': "&quot;", "\n": "&#10;"}) + "'"
+    text = checked_text(value, "attribute value")
+    return "'" + escape(text, {"'": "&apos;", '"': "&quot;", "\n": "&#10;", "\t": "&#9;", "\r": "&#13;"}) + "'"
+
+
+def attrs(items: dict[str, str]) -> str:
+    """` name='value'` for each extra attribute, names checked, values escaped."""
+    return "".join(f" {checked_name(k)}={attr(v)}" for k, v in items.items())
+
+
+def text(value: str) -> str:
+    """Element text, escaped."""
+    return escape(checked_text(value))
 
 
 def part_lines(parts: dict[str, tuple[int, int]], indent: str) -> list[str]:
@@ -90,8 +129,8 @@ def part_lines(parts: dict[str, tuple[int, int]], indent: str) -> list[str]:
 
 
 def header_lines(name: str, comment: str, extra: dict[str, str]) -> list[str]:
-    lines = [STYLESHEET, "<dataset>", f"<name>{escape(name)}</name>", f"<comment>{escape(comment)}</comment>"]
-    lines += [f"<{tag}>{escape(value)}</{tag}>" for tag, value in extra.items()]
+    lines = [STYLESHEET, "<dataset>", f"<name>{text(name)}</name>", f"<comment>{text(comment)}</comment>"]
+    lines += [f"<{checked_name(tag)}>{text(value)}</{tag}>" for tag, value in extra.items()]
     return lines
 
 
@@ -113,14 +152,27 @@ def read_document(path: Path, list_tag: str, item_tag: str) -> tuple[list[ET.Ele
     return items, header
 
 
-def write_document(path: Path, lines: list[str]) -> None:
-    """Write atomically. ASCII text is declared ISO-8859-1, exactly as dlib writes it; text
-    with other characters is written and declared as UTF-8, because dlib's parser ignores
-    the declaration, passes bytes through (Python's binding decodes them as UTF-8) and
-    rejects numeric character references."""
+def document(lines: list[str], root_tag: str = "dataset") -> bytes:
+    """The file's bytes, once they parse back to one `root_tag` element: a writer never
+    makes a file its own reader (or dlib) would refuse. ASCII text is declared ISO-8859-1,
+    exactly as dlib writes it; text with other characters is written and declared as UTF-8,
+    because dlib's parser ignores the declaration, passes bytes through (Python's binding
+    decodes them as UTF-8) and rejects numeric character references."""
     body = "\n".join(lines) + "\n"
     encoding = "ISO-8859-1" if body.isascii() else "UTF-8"
-    atomic_write_bytes(path, (XML_DECLARATION.format(encoding) + "\n" + body).encode(encoding))
+    try:
+        data = (XML_DECLARATION.format(encoding) + "\n" + body).encode(encoding)
+        root = ET.fromstring(data)
+    except (UnicodeEncodeError, ET.ParseError) as exc:
+        raise Unwritable(f"the XML would not be readable ({exc})") from None
+    if root.tag != root_tag:
+        raise Unwritable(f"the XML would not be readable: its root would be <{root.tag}>")
+    return data
+
+
+def write_document(path: Path, lines: list[str], root_tag: str = "dataset") -> None:
+    """Write atomically what `document` made of `lines`."""
+    atomic_write_bytes(path, document(lines, root_tag))
 
 
 def rebase(file: str, from_dir: Path, to_dir: Path) -> str:

@@ -120,15 +120,13 @@ def write_chips(chipset: ChipSet, path: Path | str) -> None:
     for chip in chipset.chips:
         lines.append(f"  <chip file={_xml.attr(_xml.rebase(chip.file, chipset.base_dir, path.parent))}>")
         if chip.label:
-            lines.append(f"    <label>{_xml.escape(chip.label)}</label>")
+            lines.append(f"    <label>{_xml.text(chip.label)}</label>")
         if chip.resolution is not None:
             lines.append(f"    <resolution>{chip.resolution}</resolution>")
         if chip.width and chip.height:
             lines.append(f"    <chip_dimensions>{chip.width} {chip.height}</chip_dimensions>")
         if chip.transform_features:
-            lines.append(
-                f"    <transform_features>{_xml.escape(' '.join(chip.transform_features))}</transform_features>"
-            )
+            lines.append(f"    <transform_features>{_xml.text(' '.join(chip.transform_features))}</transform_features>")
         lines += _xml.part_lines(chip.parts, "    ")
         if (s := chip.source) is not None:
             source_file = _xml.rebase(s.file, chipset.base_dir, path.parent)

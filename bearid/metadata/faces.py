@@ -140,8 +140,14 @@ def _flag(raw: str | None, name: str, path: Path, image: str) -> bool:
 
 
 def write_faces(dataset: Dataset, path: Path | str) -> None:
-    """Write `dataset` as imglab XML, atomically; relative paths are rebased onto `path`."""
-    path = Path(path)
+    """Write `dataset` as imglab XML, atomically; relative paths are rebased onto `path`.
+    What XML cannot hold (an attribute name that is not a plain name, a control character)
+    is refused (`Unwritable`) and the file left as it was."""
+    _xml.atomic_write_bytes(Path(path), faces_document(dataset, Path(path)))
+
+
+def faces_document(dataset: Dataset, path: Path) -> bytes:
+    """The bytes `write_faces` would write to `path`, checked to parse back."""
     lines = _xml.header_lines(dataset.name, dataset.comment, dataset.extra)
     lines.append("<images>")
     for image in dataset.images:
@@ -149,13 +155,13 @@ def write_faces(dataset: Dataset, path: Path | str) -> None:
         head = f"  <image file={_xml.attr(file)}"
         if image.width and image.height:
             head += f" width={_xml.attr(image.width)} height={_xml.attr(image.height)}"
-        head += "".join(f" {k}={_xml.attr(v)}" for k, v in image.attrs.items())
+        head += _xml.attrs(image.attrs)
         lines.append(head + ">")
         for box in image.boxes:
             lines += _box_lines(box)
         lines.append("  </image>")
     lines += ["</images>", "</dataset>"]
-    _xml.write_document(path, lines)
+    return _xml.document(lines)
 
 
 def _box_lines(box: Box) -> list[str]:
@@ -164,10 +170,10 @@ def _box_lines(box: Box) -> list[str]:
         f" width={_xml.attr(box.width)} height={_xml.attr(box.height)}"
     )
     head += "".join(f" {flag}='1'" for flag in BOX_FLAGS if getattr(box, flag))
-    head += "".join(f" {k}={_xml.attr(v)}" for k, v in box.attrs.items())
+    head += _xml.attrs(box.attrs)
     if not box.label and not box.parts:
         return [head + "/>"]
-    body = [f"      <label>{_xml.escape(box.label)}</label>"] if box.label else []
+    body = [f"      <label>{_xml.text(box.label)}</label>"] if box.label else []
     body += _xml.part_lines(box.parts, "      ")
     return [head + ">", *body, "    </box>"]
 
