@@ -109,3 +109,55 @@ def test_every_shipped_config_reads_as_a_sweep():
     assert any(p.name == "gpu.yaml" for p in configs)
     for path in configs:
         assert read_sweep(path).branches(), path
+
+
+def test_the_fallback_verb_list_is_what_each_part_registers():
+    """bearid.cli._VERBS names the verbs a part outside the core (training, exporters) brings,
+    so that where the part cannot load its verbs still say which extra to install. It must be
+    exactly what the part's `register` adds (commands and groups) to a fresh app."""
+    from importlib.metadata import entry_points
+
+    import typer
+
+    from bearid.cli import _VERBS
+
+    parts = {ep.name: ep for ep in entry_points(group="bearid.commands")}
+    assert sorted(parts) == sorted(_VERBS), "every bearid.commands entry point has its verbs in bearid.cli._VERBS"
+    for name, ep in parts.items():
+        app = typer.Typer()
+        app.callback()(lambda: None)  # a group, whatever the part adds
+        ep.load()(app)
+        registered = sorted(typer.main.get_command(app).commands)
+        assert registered == sorted(_VERBS[name]), f"bearid.cli._VERBS[{name!r}] is not what {ep.value} adds"
+
+
+def test_the_service_requirements_are_the_base_install_and_the_serve_extra():
+    """service/requirements.txt is what the bento's image installs; the service runs the bearid
+    code the bento carries, not an installed bearid. The rule: its requirements (read as the
+    service reads them, bearid.serving.http.requirements: comments and blank lines dropped)
+    are exactly pyproject.toml's `dependencies` plus its `[serve]` extra: the same packages
+    (names compared canonicalised), each with the same version specifiers, extras and
+    markers, each once; bearid itself is not among them."""
+    import tomllib
+
+    from packaging.requirements import Requirement  # pytest's own dependency
+    from packaging.utils import canonicalize_name
+
+    from bearid.serving.http import requirements
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+
+    def by_name(lines: list[str]) -> dict[str, tuple]:
+        reqs = [Requirement(line) for line in lines]
+        names = [canonicalize_name(r.name) for r in reqs]
+        assert len(set(names)) == len(names), f"a package is listed twice: {sorted(names)}"
+        return {n: (r.specifier, sorted(r.extras), str(r.marker or "")) for n, r in zip(names, reqs)}
+
+    wanted = by_name(project["dependencies"] + project["optional-dependencies"]["serve"])
+    image = by_name(requirements(root / "service" / "requirements.txt"))
+    assert "bearid" not in image, "the bento carries bearid's code; its image must not install bearid"
+    only = {"requirements.txt": sorted(image.keys() - wanted.keys()), "pyproject": sorted(wanted.keys() - image.keys())}
+    assert not any(only.values()), f"listed on one side only: {only}"
+    for name, pin in wanted.items():
+        assert image[name] == pin, f"{name}: service/requirements.txt says {image[name]}, pyproject.toml {pin}"
