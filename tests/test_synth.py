@@ -265,3 +265,20 @@ def test_more_strangers_change_only_the_strangers_photos():
     assert changed and {p.kind for p in changed} <= {"unknown", "multiple"}
     seen = {f.label for p in more.photos if p.kind == "unknown" for f in p.faces}
     assert len(seen) > 4  # the new strangers are photographed
+
+
+def test_a_long_tailed_world_has_a_few_bears_with_most_photos_and_most_with_two_or_three():
+    from collections import Counter
+
+    from bearid.synth.world import plan_world
+
+    def shots(kind: str) -> list[int]:
+        world = plan_world(WorldConfig(bears=40, photos=400, seed=3, shots=kind))
+        return sorted(Counter(f.label for p in world.photos if p.kind == "single" for f in p.faces).values())
+
+    tail, skewed = shots("long-tail"), shots("skewed")
+    heavy = tail[-3:]
+    assert sum(heavy) > 0.5 * sum(tail) and min(heavy) > 10 * tail[len(tail) // 2]
+    assert tail[len(tail) // 2] <= 3 < skewed[len(skewed) // 2]
+    with pytest.raises(BearIDError, match="shots"):
+        WorldConfig(shots="even")

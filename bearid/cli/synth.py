@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,11 @@ from rich.table import Table
 
 from bearid.cli.bars import Bars
 from bearid.synth import WorldConfig, config_with, default_workers, synthesize
+from bearid.synth.world import SHOTS
 
 console = Console()
+
+Shots = enum.Enum("Shots", {name.replace("-", "_"): name for name in SHOTS}, type=str)
 
 
 def synth(
@@ -20,6 +24,9 @@ def synth(
     bears: Annotated[int, typer.Option(help="Number of identified bears.")] = 12,
     photos: Annotated[int, typer.Option(help="Number of photos in the tree.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same world.")] = 0,
+    shots: Annotated[
+        Shots, typer.Option(help="Photos per bear: skewed, or long-tail (a few bears hold most, as in real archives).")
+    ] = Shots.skewed,  # type: ignore[attr-defined]
     messy: Annotated[
         bool,
         typer.Option(help="Also plant what real drops hold: a differently shaped drop, duplicates, corrupt files, ..."),
@@ -39,7 +46,7 @@ def synth(
 
     Example: bearid synth world --bears 12 --photos 200 --seed 1 --messy --contact-sheet sheet.png
     """
-    config = WorldConfig(bears=bears, photos=photos, seed=seed).harder(difficulty)
+    config = WorldConfig(bears=bears, photos=photos, seed=seed, shots=shots.value).harder(difficulty)
     config = config_with(config, setting or [])
     with Bars(console) as bars:
         report = synthesize(

@@ -31,6 +31,14 @@ ORIENTATIONS_COMMON = (6, 8, 3)
 ORIENTATIONS_RARE = (2, 4, 5, 7)
 
 
+# Photos per bear. "skewed": a few bears are photographed a lot, some rarely (Zipf, capped at
+# 12 to 1). "long-tail": as real archives are, a few bears (LONG_TAIL_HEAVY of them) hold most
+# photos (LONG_TAIL_SHARE) and the rest two or three each, for the stages' settings to be
+# chosen on the shape they meet.
+SHOTS = ("skewed", "long-tail")
+LONG_TAIL_HEAVY, LONG_TAIL_SHARE = 0.08, 0.7
+
+
 @dataclass(frozen=True)
 class WorldConfig:
     """Size, seed and difficulty knobs of a synthetic world."""
@@ -39,6 +47,7 @@ class WorldConfig:
     photos: int = 200
     seed: int = 0
     strangers: int = 0  # bears nobody has identified; 0: a quarter of the bears, at least 2
+    shots: str = "skewed"  # photos per bear: "skewed" (a few bears often, some rarely) or "long-tail" (SHOTS)
     locations: int = 0  # 0: chosen from the number of bears
     # Identity difficulty.
     lookalike_rate: float = 0.25  # share of bears that are a sibling of another
@@ -86,6 +95,8 @@ class WorldConfig:
         for name in rates:
             if not 0 <= getattr(self, name) <= 1:
                 raise BearIDError(f"world setting {name}={getattr(self, name)}: a share, from 0 to 1")
+        if self.shots not in SHOTS:
+            raise BearIDError(f"world setting shots={self.shots!r}: one of {', '.join(SHOTS)}")
         if self.max_side < self.min_side:
             raise BearIDError(
                 f"world settings min_side={self.min_side}, max_side={self.max_side}: max_side is the smaller"
@@ -179,9 +190,7 @@ def plan_world(config: WorldConfig) -> World:
         home[stranger.bear_id] = loc
 
     contributions = _contributions(rng, locations)
-    # Photos per bear are skewed: a few bears are photographed a lot, some rarely.
-    popularity = rng.zipf(1.6, size=len(bears)).astype(float)
-    popularity = np.minimum(popularity, 12.0)
+    popularity = _popularity(rng, [home[b.bear_id] for b in bears], config.shots)
     kinds = _kinds(rng, config)
     photos = [
         _plan_photo(
@@ -199,6 +208,20 @@ def plan_world(config: WorldConfig) -> World:
     ]
     _name_files(rng, photos)
     return World(config, bears, strangers, home, contributions, photos)
+
+
+def _popularity(rng: np.random.Generator, homes: list[str], shots: str) -> np.ndarray:
+    """Each bear's weight when a photo of a known bear of its location is planned (SHOTS)."""
+    popularity = np.minimum(rng.zipf(1.6, size=len(homes)).astype(float), 12.0)  # drawn in both: worlds match
+    if shots == "skewed":
+        return popularity
+    weights = np.zeros(len(homes))
+    for place in sorted(set(homes)):
+        local = np.array([i for i, h in enumerate(homes) if h == place])
+        heavy = max(1, round(len(local) * LONG_TAIL_HEAVY))
+        weights[local] = (1 - LONG_TAIL_SHARE) / max(1, len(local) - heavy)
+        weights[local[np.argsort(-popularity[local], kind="stable")[:heavy]]] = LONG_TAIL_SHARE / heavy
+    return weights
 
 
 def _contributions(rng: np.random.Generator, locations) -> list[Contribution]:
