@@ -68,6 +68,9 @@ def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dic
         "baus": round(balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
         "known_bears": len(set(known_bears)),
         "unknown_bears": len(set(unknown_bears)),
+        "unknown_faces": len(unknown_bears),
+        # unknown bears' faces named as a known bear (a missed face is not accepted), balanced over bears
+        "false_accept": round(1 - balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
     }
     parts = [v for v in (out["baks"], out["baus"]) if v is not None]
     out["open_set"] = round(sum(parts) / len(parts), 4)

@@ -68,6 +68,10 @@ def promote(
         bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")
     ] = False,
     limit: Annotated[int, typer.Option(help="Use at most this many gate photos (0: all).")] = 0,
+    accept_open_set_risk: Annotated[
+        bool,
+        typer.Option(help="Promote even if its open-set reject misses its false-accept target (recorded)."),
+    ] = False,
 ) -> None:
     """Verify a bundle, compare it with the champion on a gate set, store it as bearid:<version>
     and make it champion. A running service switches to it without a restart.
@@ -77,10 +81,10 @@ def promote(
     from bearid.exporters.promotion import promote as run
     from bearid.serving.store import ModelStore
 
-    r = run(bundle, list(gate or []), ModelStore(), metric, force, limit)
+    r = run(bundle, list(gate or []), ModelStore(), metric, force, limit, accept_open_set_risk)
     if r.candidate:
         table = Table("gate", "candidate " + r.version, "champion " + (r.champion_version or "(none)"))
-        for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set"):
+        for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set", "false_accept"):
             table.add_row(key, str(r.candidate.get(key)), str((r.champion or {}).get(key, "")))
         console.print(table)
     console.print(

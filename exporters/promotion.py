@@ -3,6 +3,7 @@ current champion on a gate set, both answered in the same run."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,37 @@ from bearid.evaluate import gate_metrics
 from bearid.serving import bundle as bundles
 from bearid.serving.pipeline import Pipeline
 from bearid.serving.store import ModelStore
+
+
+def open_set_risk(bundle: bundles.Bundle, candidate: dict | None) -> str | None:
+    """Why the bundle's open-set reject misses its false-accept target, or None. Missed: its
+    class stage found no threshold that met the target on validation, or the gate's unknown
+    bears are accepted more often than the target even at the low end of a 95% interval
+    (Wilson's, over the unknown faces: a gate of a few strangers cannot show a small excess)."""
+    open_set = bundle.manifest.get("open_set") or {}
+    target = open_set.get("target_far")
+    if target is None:
+        return None
+    if open_set.get("target_met") is False:
+        return f"its class stage found no threshold meeting the false-accept target {target} on validation"
+    far, n = (candidate or {}).get("false_accept"), (candidate or {}).get("unknown_faces") or 0
+    if far is None or not n:
+        return None
+    low, high = wilson(far, n)
+    if low > target:
+        return (
+            f"the gate's unknown bears are named as known bears {far:.3f} of the time "
+            f"(95% interval {low:.3f}-{high:.3f}, {n} faces of {candidate['unknown_bears']} bears), "
+            f"above the target {target}"
+        )
+    return None
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for a proportion `p` of `n` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
@@ -24,8 +56,17 @@ class Promotion:
 
 
 def promote(
-    folder: Path, gate: list[Path], store: ModelStore, metric: str = "open_set", force: bool = False, limit: int = 0
+    folder: Path,
+    gate: list[Path],
+    store: ModelStore,
+    metric: str = "open_set",
+    force: bool = False,
+    limit: int = 0,
+    accept_open_set_risk: bool = False,
 ) -> Promotion:
+    """Promote the bundle in `folder` if it answers the gate photos at least as well as the
+    champion by `metric` and its open-set reject meets its false-accept target (see
+    `open_set_risk`; `accept_open_set_risk` promotes it anyway, and the store records it)."""
     bundle = bundles.load(folder)  # verified before anything is unpickled
     current = store.champion()
     if current == bundle.version:
@@ -37,6 +78,12 @@ def promote(
             champion = gate_metrics(Pipeline.from_bundle(bundles.load(store.path_of(current))), gate, limit)
     elif not force:
         raise BearIDError("give a gate set (--gate XML, a faces XML with bear labels) or --force")
+    risk = open_set_risk(bundle, candidate) if gate else None
+    if risk and not accept_open_set_risk:
+        return Promotion(
+            bundle.version, False, candidate, champion, current,
+            f"{risk}: refused (use --accept-open-set-risk to promote anyway)",
+        )  # fmt: skip
     worse = (
         champion is not None and candidate is not None and (candidate.get(metric) or 0) < (champion.get(metric) or 0)
     )
@@ -53,11 +100,15 @@ def promote(
     store.add(folder)
     store.promote(
         bundle.version,
-        {"gate": {"metric": metric, "candidate": candidate, "champion": champion}, "forced": bool(worse and force)},
+        {
+            "gate": {"metric": metric, "candidate": candidate, "champion": champion},
+            "forced": bool(worse and force),
+            "open_set_risk_accepted": risk,
+        },
     )
     reason = (
         "forced past a better champion"
         if worse
         else ("no champion yet" if not current else f"{metric} at least the champion's")
-    )
+    ) + (f"; open-set risk accepted: {risk}" if risk else "")
     return Promotion(bundle.version, True, candidate, champion, current, reason)

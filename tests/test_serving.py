@@ -194,15 +194,18 @@ def test_promotion_gates_on_the_champion_and_rolls_back(bundle_dir, splits, tmp_
 
     store = model_store(tmp_path / "bentoml")
     gate = [splits / "test.xml", splits / "holdout.xml"]
-    first = promote(bundle_dir, gate, store, limit=10)
-    assert first.promoted and store.champion() == first.version
+    first = promote(bundle_dir, gate, store, limit=10, accept_open_set_risk=True)  # the tiny model takes strangers
+    assert first.promoted and store.champion() == first.version and "open-set risk accepted" in first.reason
     assert bundles.verify(store.path_of(first.version))["version"] == first.version
     worse = worse_copy(bundle_dir, tmp_path / "worse")
     refused = promote(worse, gate, store, limit=10)
     assert refused.candidate["open_set"] == 0 < refused.champion["open_set"]
     assert not refused.promoted and "refused" in refused.reason and store.champion() == first.version
-    forced = promote(worse, gate, store, force=True, limit=10)
+    risky = promote(worse, gate, store, force=True, limit=10)  # it names every stranger as a known bear
+    assert not risky.promoted and "--accept-open-set-risk" in risky.reason and risky.candidate["false_accept"] == 1.0
+    forced = promote(worse, gate, store, force=True, limit=10, accept_open_set_risk=True)
     assert forced.promoted and store.champion() == forced.version != first.version
+    assert store.state()["history"][-1]["open_set_risk_accepted"].startswith("the gate's unknown bears")
     assert store.rollback() == first.version and store.champion() == first.version
     with pytest.raises(BearIDError, match="no earlier champion"):
         store.rollback()
@@ -448,3 +451,27 @@ def test_an_answer_on_the_wire_is_byte_identical_to_before():
     answer = Identified(image=ImageSize(width=708, height=472), faces=faces, model=ModelRef(version="92b03156e5c4"))
     assert answer.model_dump_json() == WIRE_BEFORE
     assert BatchItem.model_validate(answer, from_attributes=True).model_dump_json() == WIRE_BEFORE
+
+
+def test_promotion_refuses_a_bundle_whose_open_set_misses_its_target_unless_told(bundle_dir, splits, tmp_path):
+    from conftest import model_store
+
+    from bearid.exporters.promotion import open_set_risk, promote, wilson
+
+    copy = tmp_path / "capped"
+    shutil.copytree(bundle_dir, copy)
+    fields = {k: v for k, v in bundles.read_manifest(copy).items() if k not in ("format", "version", "files")}
+    fields["open_set"] = {**fields["open_set"], "target_met": False}  # what a capped threshold records
+    bundles.write_manifest(copy, fields)
+    store = model_store(tmp_path / "bentoml")
+    gate = [splits / "test.xml", splits / "holdout.xml"]
+    refused = promote(copy, gate, store, limit=10)
+    assert not refused.promoted and "no threshold meeting" in refused.reason and store.champion() is None
+    assert promote(copy, gate, store, limit=10, accept_open_set_risk=True).promoted
+    assert "no threshold meeting" in store.state()["history"][-1]["open_set_risk_accepted"]
+    bundle = bundles.load(bundle_dir)
+    target = bundle.manifest["open_set"]["target_far"]
+    assert open_set_risk(bundle, {"false_accept": 0.2, "unknown_faces": 5, "unknown_bears": 2}) is None  # too few
+    assert "above the target" in open_set_risk(bundle, {"false_accept": 0.5, "unknown_faces": 200, "unknown_bears": 9})
+    low, high = wilson(target, 400)
+    assert low < target < high and open_set_risk(bundle, {"false_accept": target, "unknown_faces": 400}) is None
