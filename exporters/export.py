@@ -9,10 +9,8 @@ network output (max abs diff) and every decision (faces found, bear named).
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +23,11 @@ from bearid.metadata import read_chips, read_faces
 from bearid.serving import bundle as bundles
 from bearid.serving.pipeline import Pipeline
 from bearid.serving.runtime import ort_sessions
-from bearid.training.config import STAGES, as_dict, read_config
-from bearid.training.embed.model import Descriptor
+from bearid.training.config import read_config
+from bearid.training.pathnet import exportable as runs_here
+from bearid.training.pathnet import load_path
 from bearid.training.progress import Log, advance
 from bearid.training.results import STAGE_ORDER, is_pruned, read_metrics
-from bearid.training.torchnet import network
 
 OPSET = 17
 DECISION_BOX_TOLERANCE = 1.0  # px: boxes of the two runtimes may differ by float noise only
@@ -56,7 +54,7 @@ def stage_dirs(path: Path) -> list[Path]:
 
 def exportable(path: list[Path]) -> bool:
     """Whether a results path's networks have an ONNX form (the dlib HOG face backend has none)."""
-    return read_config(path[0]).backend in ("centernet", "mmod")
+    return runs_here(path[0])
 
 
 def best_exportable(results_dir: Path, by: str = "open_set") -> Path:
@@ -141,28 +139,6 @@ def parity(
     }
 
 
-def _export_face(cfg, model_dir: Path, work: Path) -> tuple[dict[str, Network], dict, dict]:
-    """The face stage's networks into `work` (face.onnx, and landmarks.onnx or .npz): their
-    PyTorch forms (for the parity check), and the manifest's detector and landmarks records."""
-    if cfg.backend == "mmod":
-        from bearid.training.face import mmod
-
-        _, module = mmod.load_network(model_dir)
-        record = json.loads((model_dir / "mmod.json").read_text())
-        _to_onnx(module, torch.zeros(1, 3, 200, 240), work / "face.onnx", image_axes=True)
-        shutil.copyfile(model_dir / "landmarks.npz", work / "landmarks.npz")
-        return {"face": network(module)}, {"kind": "mmod", **record["spec"]}, {
-            "kind": "regression_trees", "parts": record["parts"]}  # fmt: skip
-    from bearid.training.face import train as face_train
-
-    detector, refiner = face_train.load(model_dir)
-    spec = cfg.detector_spec()
-    _to_onnx(detector, torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
-    _to_onnx(refiner, torch.zeros(2, 3, spec.crop_size, spec.crop_size), work / "landmarks.onnx", image_axes=False)
-    nets = {"face": network(detector), "landmarks": network(refiner)}
-    return nets, {"kind": "centernet", **asdict(spec)}, {"kind": "refiner"}
-
-
 def _test_photos(face_dir: Path, n: int) -> list[Path]:
     """Photos of the run's test split, those with detected faces first."""
     xml = face_dir / "face_meta" / "test.xml"
@@ -183,7 +159,6 @@ def _test_chips(chip_dir: Path, n: int) -> list[Path]:
 
 def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     """Export the results path `path` (…/class_config_XX) as a bundle at `out`; the manifest."""
-    from bearid.training.embed import train as embed_train
 
     face_dir, chip_dir, embed_dir, class_dir = stage_dirs(path)
     face_cfg, chip_cfg, embed_cfg, classify_cfg = (read_config(d) for d in (face_dir, chip_dir, embed_dir, class_dir))
@@ -198,39 +173,20 @@ def export(path: Path, out: Path, parity_photos: int = 12, log=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = temp_dir(f".{out.name}.", out.parent, suffix=".partial")
     try:
-        nets, detector, landmarks = _export_face(face_cfg, face_dir / "model", work)
-        embed_net, input_size, norm = embed_train.load(embed_dir / "model")
-        descriptor = Descriptor(embed_net).eval()  # the classifier takes the vectors before normalisation
-        _to_onnx(descriptor, torch.zeros(2, 3, input_size, input_size), work / "embed.onnx", image_axes=False)
-        nets["embed"] = network(descriptor)
+        model = load_path([face_dir, chip_dir, embed_dir, class_dir])
+        modules, fields = model.modules, model.fields
+        if face_cfg.backend == "mmod":
+            _to_onnx(modules["face"], torch.zeros(1, 3, 200, 240), work / "face.onnx", image_axes=True)
+            shutil.copyfile(face_dir / "model" / "landmarks.npz", work / "landmarks.npz")
+        else:
+            crop = face_cfg.detector_spec().crop_size
+            _to_onnx(modules["face"], torch.zeros(1, 3, 256, 192), work / "face.onnx", image_axes=True)
+            _to_onnx(modules["landmarks"], torch.zeros(2, 3, crop, crop), work / "landmarks.onnx", image_axes=False)
+        size = fields["embed"]["input_size"]
+        _to_onnx(modules["embed"], torch.zeros(2, 3, size, size), work / "embed.onnx", image_axes=False)
+        nets = model.networks
         shutil.copyfile(class_dir / "classifier" / "classifier.pkl", work / "classifier.pkl")
         shutil.copyfile(class_dir / "classifier" / "ids.json", work / "ids.json")
-        results_root = face_dir.parent
-        metrics = {stage: read_metrics(d) for stage, d in zip(STAGES, (face_dir, chip_dir, embed_dir, class_dir))}
-        configs = {stage: as_dict(c) for stage, c in zip(STAGES, (face_cfg, chip_cfg, embed_cfg, classify_cfg))}
-        fields = bundles.describe(
-            lineage={
-                "results": str(results_root),
-                "path": str(class_dir.relative_to(results_root)),
-                "configs": configs,
-            },
-            detector=detector,
-            landmarks=landmarks,
-            refine_side=face_cfg.refine_side,
-            chip=chip_cfg.spec(),
-            embed_input_size=input_size,
-            embed_norm=norm,
-            embed_dim=embed_net.dim,
-            threshold=metrics["classify"].get("threshold"),
-            target_far=classify_cfg.target_far,
-            open_set=classify_cfg.open_set,
-            identities=len(json.loads((work / "ids.json").read_text())),
-            metrics={
-                "face": metrics["face"].get("test"),
-                "embed": metrics["embed"].get("test"),
-                "classify": {k: v for k, v in (metrics["classify"].get("test") or {}).items() if k != "confusion"},
-            },
-        )
         bundles.write_manifest(work, fields)
         check = parity(
             bundles.load(work),

@@ -76,6 +76,38 @@ def test_the_best_path_is_chosen_on_validation_never_on_test(tmp_path):
     assert done.returncode == 0 and json.loads(done.stdout)["best"][2].endswith("embed_config_02")
 
 
+def test_paths_are_ranked_on_validation_photos_answered_end_to_end_where_they_were(tmp_path):
+    """A path whose detector misses faces looks better on chips (chip-level BAKS and BAUS never
+    see a missed face); answered end to end, its misses count as wrong, and it loses."""
+    from bearid.training.pathnet import ANSWERED
+    from bearid.training.runs import runs
+
+    _tree(
+        tmp_path,
+        {
+            "misses_faces": {"val": {"baks": 0.92, "baus": 0.92}, "threshold_note": "accepts 0.05 ..."},
+            "finds_them": {"val": {"baks": 0.90, "baus": 0.90}, "threshold_note": "... target is not met: x"},
+        },
+    )  # fmt: skip
+    paths = {p[2].name: p for p in runs(tmp_path).paths}
+    answered = {"embed_config_01": (0.80, 0.81, 0.87), "embed_config_02": (0.98, 0.89, 0.90)}
+    for embed, (recall, baks, baus) in answered.items():
+        (paths[embed][-1] / ANSWERED).write_text(
+            json.dumps({"val": {"face_recall": recall, "baks": baks, "baus": baus, "top1": 0.9}})
+        )
+    r = runs(tmp_path, "open_set")
+    assert r.best[2].name == "embed_config_02"
+    data = r.as_json()
+    assert [p["val_chips"]["open_set"] for p in data["paths"]] == [pytest.approx(0.92), pytest.approx(0.90)]
+    assert [p["val"]["face_recall"] for p in data["paths"]] == [0.80, 0.98]
+    assert [p["open_set_target_met"] for p in data["paths"]] == [True, False]
+    shown = bearid("runs", tmp_path, env={"COLUMNS": "400"})
+    assert shown.returncode == 0 and "open-set target not met" in shown.stdout and "answered" in shown.stdout
+    for path in paths.values():  # a tree made before: chip-level figures rank
+        (path[-1] / ANSWERED).unlink()
+    assert runs(tmp_path, "open_set").best[2].name == "embed_config_01"
+
+
 def test_ties_are_broken_by_the_next_validation_figures_then_by_directory_names(tmp_path):
     from bearid.training.runs import runs
 

@@ -48,8 +48,7 @@ class TinyCache:
         self.root, self.key_of = root, key_of
         self.built_seconds: float | None = None  # set when this run made the entry
 
-    @contextmanager
-    def entry(self, build: Callable[[Path], None]) -> Iterator[Path]:
+    def open(self, build: Callable[[Path], None]) -> Path:
         """The entry's folder, made by `build(folder)` unless an intact one is there."""
         self.built_seconds = None
         self.root.mkdir(parents=True, exist_ok=True)
@@ -66,11 +65,20 @@ class TinyCache:
                 ready.write_text(json.dumps(fingerprint(folder)))
             folder.touch()  # most recently used
             self._prune(keep=folder)
-        yield folder
+        return folder
+
+    def close(self, folder: Path) -> None:
+        """After the run: AssertionError naming what the tests changed (the entry is made anew next run)."""
         changed = self._changed(folder)
         if changed:
-            (folder / "READY").unlink(missing_ok=True)  # made anew next run
+            (folder / "READY").unlink(missing_ok=True)
             raise AssertionError(f"tests changed the shared tiny pipeline in {folder}: {', '.join(changed[:10])}")
+
+    @contextmanager
+    def entry(self, build: Callable[[Path], None]) -> Iterator[Path]:
+        folder = self.open(build)
+        yield folder
+        self.close(folder)
 
     def _changed(self, folder: Path) -> list[str]:
         before, now = json.loads((folder / "READY").read_text()), fingerprint(folder)

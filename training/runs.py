@@ -1,7 +1,11 @@
 """`bearid runs`: the results tree with each stage's figures, and the best path.
 
 The best path is chosen on the validation split, never on test: test figures are reported
-beside, so the figure a path is shown with was not used to choose it. Ties are broken by the
+beside, so the figure a path is shown with was not used to choose it. Paths are ranked on
+their validation photos answered end to end (`answered.json`, bearid.training.pathnet: a
+missed face counts as wrong, a false face as a false accept, as the promotion gate counts),
+with the class stage's chip-level figures beside; a path that has no answered figures (the
+dlib HOG face backend, trees made before) is ranked on its chip-level ones. Ties are broken by the
 next validation measures in `TIE_BREAK`, then by the path's directory names (the earliest
 numbers first), so the same tree always gives the same best path. A path with no
 validation figure for the measure is never the best.
@@ -27,6 +31,7 @@ HEADLINES = {
 }
 MEASURES = ("open_set", "top1", "baks", "baus", "auroc")  # open_set: the mean of BAKS and BAUS
 TIE_BREAK = ("open_set", "auroc", "top1")
+ANSWERED = ("open_set", "top1", "baks", "baus")  # what photos answered end to end give
 
 
 def measure(metrics: dict, split: str, by: str) -> float | None:
@@ -59,6 +64,10 @@ class Runs:
     by: str
 
     def figures(self, path: list[Path], split: str) -> dict[str, float | None]:
+        """The path's figures on `split`: answered end to end where they were, else chip-level."""
+        return path_figures(path, split)
+
+    def chip_figures(self, path: list[Path], split: str) -> dict[str, float | None]:
         m = results.read_metrics(path[-1])
         return {name: measure(m, split, name) for name in MEASURES}
 
@@ -80,18 +89,49 @@ class Runs:
             "tie_break": [f"{SELECTED_ON} {t}" for t in TIE_BREAK if t != self.by] + ["directory names"],
             "best": [str(p.relative_to(self.root)) for p in self.best] if self.best else None,
             "paths": [
-                {"stages": [node(d) for d in p], "val": self.figures(p, "val"), "test": self.figures(p, "test")}
+                {
+                    "stages": [node(d) for d in p],
+                    "val": self.figures(p, "val"),
+                    "val_chips": self.chip_figures(p, "val"),
+                    "test": self.figures(p, "test"),
+                    "open_set_target_met": target_met(p[-1]),
+                }
                 for p in self.paths
             ],
         }
 
 
+def path_figures(path: list[Path], split: str) -> dict[str, float | None]:
+    """A path's figures on `split`: its photos answered end to end where the training answered
+    them (validation), the class stage's chip-level figures for the rest (AUROC always)."""
+    from bearid.training.pathnet import read_answered
+
+    chips = {name: measure(results.read_metrics(path[-1]), split, name) for name in MEASURES}
+    answered = read_answered(path[-1]).get(split)
+    if not answered:
+        return chips
+    return {
+        **chips,
+        **{name: measure({split: answered}, split, name) for name in ANSWERED},
+        "face_recall": answered.get("face_recall"),
+    }
+
+
+def target_met(class_dir: Path) -> bool | None:
+    """Whether the class stage's open-set threshold met its false-accept target on validation."""
+    m = results.read_metrics(class_dir)
+    if "target_met" in m:
+        return bool(m["target_met"])
+    note = m.get("threshold_note")
+    return None if note is None else "not met" not in note
+
+
 def rank_key(path: list[Path], by: str) -> tuple:
     """Sorts the best path first: the validation measure, then the tie-breakers, highest
     first, then the directory names."""
-    m = results.read_metrics(path[-1])
+    figures = path_figures(path, SELECTED_ON)
     keys = [by, *(t for t in TIE_BREAK if t != by)]
-    values = [measure(m, SELECTED_ON, k) for k in keys]
+    values = [figures.get(k) for k in keys]
     return (*(-v if v is not None else math.inf for v in values), [d.name for d in path])
 
 
@@ -100,7 +140,7 @@ def runs(root: Path, by: str = "open_set", keep=lambda path: True) -> Runs:
     check_measure(by)
     root = Path(root)
     paths = results.walk(root)
-    eligible = [p for p in paths if keep(p) and measure(results.read_metrics(p[-1]), SELECTED_ON, by) is not None]
+    eligible = [p for p in paths if keep(p) and path_figures(p, SELECTED_ON).get(by) is not None]
     best = min(eligible, key=lambda p: rank_key(p, by)) if eligible else None
     return Runs(root, paths, best, by)
 

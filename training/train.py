@@ -13,6 +13,7 @@ from bearid.errors import BearIDError
 from bearid.fsio import sha256_file
 from bearid.training import results, stages
 from bearid.training.config import STAGES, Sweep, as_dict
+from bearid.training.pathnet import answer_validation
 from bearid.training.progress import Log, advance
 
 # Raised when a stage's outputs change form, so a stage directory written before is not
@@ -78,6 +79,14 @@ def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker
         embed = step(chip.path, "embed", embed_cfg, chip.key, run_embed)
         run_classify = partial(stages.run_classify, cfg=classify_cfg, embeddings=embed.path / "embeddings", log=log)
         classify = step(embed.path, "classify", classify_cfg, embed.key, run_classify)
-        report.branches.append([face.path, chip.path, embed.path, classify.path])
+        branch = [face.path, chip.path, embed.path, classify.path]
+        answered = answer_validation(branch, splits["val"])
+        if answered:
+            v = answered["val"]
+            log(
+                f"{classify.path}: validation photos answered end to end: face recall {v['face_recall']}, "
+                f"BAKS {v['baks']}, BAUS {v['baus']}"
+            )
+        report.branches.append(branch)
     report.seconds = time.perf_counter() - t0
     return report

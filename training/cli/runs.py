@@ -115,7 +115,7 @@ def runs_prune(
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
-    from bearid.training.runs import SELECTED_ON, headline
+    from bearid.training.runs import SELECTED_ON, headline, target_met
     from bearid.training.runs import runs as find
 
     if not results_dir.is_dir():
@@ -127,14 +127,26 @@ def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
         print(json.dumps(r.as_json(), indent=1))
         return
     best = set(r.best or [])
-    tree = Tree(f"[bold]{results_dir}[/] (best by {SELECTED_ON} {by} marked ★; figures val/test)")
+    tree = Tree(
+        f"[bold]{results_dir}[/] (best by {SELECTED_ON} {by} marked ★, on validation photos answered end to end "
+        "where they were; figures val/test)"
+    )
     nodes: dict[Path, Tree] = {}
     for path in r.paths:
         parent = tree
         for d in path:
             if d not in nodes:
                 star = " ★" if d in best else ""
-                nodes[d] = parent.add(f"{d.name}{star}  [dim]{headline(d)}[/]")
+                extra = ""
+                if d == path[-1]:
+                    v = r.figures(path, SELECTED_ON)
+                    if v.get("face_recall") is not None:
+                        extra = (
+                            f"; val photos answered: recall {_fig(v['face_recall'])}, open_set {_fig(v['open_set'])}"
+                        )
+                    if target_met(d) is False:
+                        extra += " [yellow]⚠ open-set target not met on val[/]"
+                nodes[d] = parent.add(f"{d.name}{star}  [dim]{headline(d)}{extra}[/]")
             parent = nodes[d]
     console.print(tree)
     if r.best:
