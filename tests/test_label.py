@@ -137,7 +137,8 @@ def test_queues_volunteers_and_the_api(xml, tmp_path):
     a = client.get("/api/next", params={"queue": "all", "volunteer": "alice"}).json()["index"]
     b = client.get("/api/next", params={"queue": "all", "volunteer": "bob"}).json()["index"]
     assert (a, b) == (0, 1)
-    # Moving on records a review: the photo leaves that queue.
+    # Moving on records a review (a POST; GET /api/next writes nothing): the photo leaves that queue.
+    assert client.post("/api/review", json={"index": a, "queue": "all", "volunteer": "alice"}).json()["todo"] == 3
     assert client.get("/api/next", params={"queue": "all", "volunteer": "alice", "after": a}).json() == {
         "index": 2,
         "todo": 3,

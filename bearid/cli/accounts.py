@@ -28,15 +28,20 @@ def add(
     name: Annotated[str, typer.Argument(help="The account's name (recorded with every change).")],
     xml: XmlOption,
     role: Role = "volunteer",
-    password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for if not given.")
-    ] = "",
+    password: Annotated[str, typer.Option(help="Asked for (twice, hidden) if not given.")] = "",
 ) -> None:
-    """Add an account (or set its role and password again).
+    """Add an account (or set its role and password again: its sessions end).
 
     Example: bearid accounts add anna --role curator --xml faces.xml
     """
-    account = _open(xml).add(name, role, password)
+    from bearid.label.accounts import check_password, check_role
+    from bearid.label.store import check_volunteer
+
+    name, role = check_volunteer(name), check_role(role)  # before the password is asked for
+    accounts = _open(xml)
+    if not password:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    account = accounts.add(name, role, check_password(password))
     console.print(f"account {account.name} ({account.role}) saved")
 
 

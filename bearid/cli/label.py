@@ -61,6 +61,23 @@ def label(
     https: Annotated[
         bool, typer.Option("--https", help="Behind a TLS reverse proxy: session cookies are sent over HTTPS only.")
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Reverse proxies (comma-separated addresses, as uvicorn's option) whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed, e.g. 127.0.0.1 for a proxy on this machine that sets them "
+            "(default: none; a login's address is the connection's).",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another name the page is reached by (a proxy's public name, e.g. label.example.org); repeatable. "
+            "Requests for other names are refused (DNS rebinding); 127.0.0.1, localhost, ::1 and --host always work.",
+        ),
+    ] = None,
     id_prefix: Annotated[
         list[str] | None,
         typer.Option(help="A location's bear-ID prefix for new bears, LOCATION=PREFIX (default: what its bears use)."),
@@ -77,6 +94,7 @@ def label(
         import uvicorn
 
         from bearid.label.app import Labeler, create_app
+        from bearid.label.auth import Hosts
     except ImportError as exc:
         raise BearIDError(f"bearid label needs the label extra: pip install 'bearid[label]' ({exc})") from exc
     from bearid.label.identities import parse_prefixes
@@ -112,7 +130,8 @@ def label(
         console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
         if auth:
             console.print(f"Accounts: {len(auth.accounts.accounts)} in {auth.accounts.path}; everyone logs in.")
-        uvicorn.run(create_app(labeler, auth), host=host, port=port, log_level="warning", proxy_headers=https)
+        app = create_app(labeler, auth, Hosts.serving(host, allowed_host or []))
+        uvicorn.run(app, host=host, port=port, log_level="warning", **proxy_options(forwarded_allow_ips))
     finally:
         store.close()
 
@@ -122,15 +141,24 @@ def accounts_file(xml: Path) -> Path:
     return Path(xml).resolve().parent / ".bearid-label" / "accounts.json"
 
 
+def proxy_options(forwarded_allow_ips: str | None) -> dict:
+    """uvicorn's settings for forwarded headers: believed only from the proxies named
+    (uvicorn itself would believe 127.0.0.1 by default, and so anyone's X-Forwarded-For)."""
+    ips = (forwarded_allow_ips or "").strip()
+    return {"proxy_headers": True, "forwarded_allow_ips": ips} if ips else {"proxy_headers": False}
+
+
 def _auth(path: Path, host: str, no_auth: bool, https: bool):
-    """Accounts if there are any; refused on a non-loopback address without them."""
+    """Accounts if there are any; refused on a non-loopback address without them, and
+    refused if others may read the accounts file (as ssh refuses such a key)."""
     import ipaddress
 
-    from bearid.label.accounts import Accounts
+    from bearid.label.accounts import Accounts, check_private
     from bearid.label.auth import Auth
 
     found = Accounts.open(path) if path.exists() else None
     if found and found.accounts and not no_auth:
+        check_private(path)
         return Auth(found, https=https)
     loopback = (
         host == "localhost"

@@ -22,7 +22,7 @@ from bearid.data.layout import is_bear_id, location_of
 from bearid.errors import BearIDError
 from bearid.imageio import displayed_size, load_photo
 from bearid.label import matches
-from bearid.label.auth import Auth, protect, user_of
+from bearid.label.auth import Auth, Hosts, protect, user_of
 from bearid.label.auth import routes as door
 from bearid.label.identities import prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
@@ -231,9 +231,10 @@ def text_field(body: dict, key: str) -> str | None:
     return value
 
 
-def create_app(labeler: Labeler, auth: Auth | None = None):
+def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None = None):
     """The app; with `auth`, behind accounts (bearid.label.auth), else for a trusted network
-    (changes still refused from other sites)."""
+    (changes still refused from other sites); with `hosts`, only for those Host names (DNS
+    rebinding refused; `bearid label` always gives them)."""
 
     def who(request: Request, claimed: str | None) -> str:
         """The account's name when there are accounts (what the page claims is ignored)."""
@@ -284,14 +285,29 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         return JSONResponse(found)
 
     def next_photo(request: Request) -> Response:
+        """The photo to see next (and a lease on it); a GET records nothing: moving on from a
+        photo records its review with POST /api/review first."""
         q = request.query_params
         queue, volunteer = check_queue(q.get("queue", "all")), who(request, q.get("volunteer"))
         after = int(q["after"]) if q.get("after", "").lstrip("-").isdigit() else None
+        after = after if after is None or 0 <= after < len(labeler.store) else None
         step = -1 if q.get("step") == "-1" else 1
-        found = labeler.next(
-            queue, volunteer, after if after is None or 0 <= after < len(labeler.store) else None, step
-        )
+        with labeler.store.lock:
+            found = pick(labeler.todo(queue), after, step, lambda i: labeler.leases.holder(i) in (None, volunteer))
+            if found is not None:
+                labeler.leases.take(found, volunteer)
         return JSONResponse({"index": found, "todo": len(labeler.todo(queue))})
+
+    async def review(request: Request) -> Response:
+        """{index, queue[, volunteer]}: the volunteer has looked at photo `index` for `queue`;
+        it leaves that queue (a journal entry)."""
+        body = await json_object(request, "{index: N, queue: NAME, volunteer: NAME}")
+        queue = check_queue(text_field(body, "queue") or "all")
+        i = body.get("index")
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(labeler.store):
+            return _error(f"index: a photo of this XML, 0 to {len(labeler.store) - 1}", 400)
+        await run_in_threadpool(labeler.store.review, i, queue, who(request, text_field(body, "volunteer")))
+        return JSONResponse({"index": i, "todo": len(labeler.todo(queue))})
 
     def image(request: Request) -> Response:
         volunteer = request.query_params.get("volunteer")
@@ -421,7 +437,8 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
     routes = [
         Route("/", home),
         Route("/api/info", guarded(info)),
-        Route("/api/next", guarded(next_photo)),
+        Route("/api/next", guarded(next_photo), methods=["GET"]),
+        Route("/api/review", guarded(review), methods=["POST"]),
         Route("/api/images/{i:int}", guarded(image), methods=["GET"]),
         Route("/api/images/{i:int}", guarded(save), methods=["PUT"]),
         Route("/api/images/{i:int}/photo", guarded(photo)),
@@ -437,4 +454,4 @@ def create_app(labeler: Labeler, auth: Auth | None = None):
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *(door(auth) if auth is not None else []),
     ]
-    return protect(Starlette(routes=routes), auth)
+    return protect(Starlette(routes=routes), auth, hosts)

@@ -447,6 +447,10 @@ async function load(index) {
 async function go(step, restart = false) {
   await state.saving;
   const after = restart || !state.image ? "" : state.image.index;
+  if (step > 0 && after !== "") {  // moving on: this photo is reviewed in this queue (a change, so a POST)
+    const done = await api("/api/review", {method: "POST", body: JSON.stringify({index: after, queue: state.queue, volunteer: state.volunteer})});
+    if (!done.ok) return status(done.body.error, true);
+  }
   const {ok, body} = await api(`/api/next?queue=${state.queue}&volunteer=${encodeURIComponent(state.volunteer)}&after=${after}&step=${step}`);
   if (!ok) return status(body.error, true);
   await refreshQueues();
