@@ -13,6 +13,8 @@ requests, so a promotion needs no restart and fails nothing.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse
 from bearid import __version__
 from bearid.serving import http as serving
 from bearid.serving.apidocs import CompleteDocs
+from bearid.serving.runtime import cap_thread_pools, ort_threads
 from bearid.serving.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Reloaded
 from bearid.serving.uploads import GuardUploads, Refusal
 from bearid.settings import Settings
@@ -70,6 +73,16 @@ class BearID:
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
+        # Worker start-up: BLAS and OpenMP pools get the worker's ONNX Runtime threads, before
+        # the bundle (and scikit-learn's OpenMP with it) loads; docs/serving.md, "Threads".
+        threads = ort_threads(WORKERS, self.settings)
+        pools = cap_thread_pools(threads)
+        logging.getLogger("bearid.service").info(
+            "worker %d: %d ONNX Runtime thread(s); pools %s",
+            os.getpid(),
+            threads,
+            ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in pools) or "none",
+        )
         self.metrics = serving.Metrics()
         carried = type(self).carried
         self.champion = serving.Champion(

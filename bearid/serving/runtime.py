@@ -1,4 +1,5 @@
-"""ONNX Runtime: how many threads a worker may use, and a bundle's networks as sessions.
+"""ONNX Runtime: how many threads a worker may use, the cap on every other thread pool in
+it (BLAS, OpenMP), and a bundle's networks as sessions.
 
 Each network becomes a plain callable (NumPy in, NumPy out), the `Network` the one
 `Pipeline` runs, so nothing else in the service knows which runtime answers.
@@ -37,6 +38,28 @@ def ort_threads(workers: int = 1, settings: Settings | None = None) -> int:
     return max(1, cpu_share() // max(1, workers))
 
 
+# What OpenMP and the BLAS libraries read when they load: the number of threads of their pool.
+POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cap_thread_pools(threads: int) -> list[dict]:
+    """Cap every BLAS and OpenMP thread pool of this process at `threads` (a worker's ONNX
+    Runtime threads), once at worker start-up; answers threadpoolctl's `threadpool_info()` after.
+
+    Without it each library sizes its pool by the machine: numpy's and scipy's OpenBLAS and
+    scikit-learn's libgomp take 2 threads each on 2 cores, in every worker. threadpoolctl caps
+    the libraries loaded now (OpenBLAS for every thread; OpenMP only for the calling thread,
+    as omp_set_num_threads does), and the environment caps those loaded later (scikit-learn's,
+    when a bundle's classifier is unpickled) for every thread, as each reads it when it loads.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads = max(1, threads)
+    os.environ.update(dict.fromkeys(POOL_VARS, str(threads)))
+    threadpool_limits(limits=threads)
+    return threadpool_info()
+
+
 def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str] | None = None) -> dict[str, Network]:
     """One ONNX Runtime session per network, CUDA first where the runtime has it; under
     "providers", the providers the sessions run on."""
@@ -47,6 +70,10 @@ def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or ort_threads()
     options.inter_op_num_threads = 1
+    # A pool's threads wait for work asleep, not spinning: spinning, a second thread burned
+    # the CPU share the first needed on a busy or CPU-limited machine (2 threads gave 4.5
+    # photos/s against 13 with 1 on 2 busy cores; docs/serving.md, "Threads and CPU shares").
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     out: dict[str, Network] = {}
     for name in ("face", "landmarks", "embed"):
         if not bundle.path(f"{name}.onnx").is_file():  # an mmod bundle's landmarks are a NumPy model
