@@ -127,6 +127,12 @@ def label(
                 f"{opened.outside} photo(s) were changed by another tool "
                 "since they were labelled here; the XML's version is kept."
             )
+        if opened.torn:
+            console.print(f"Dropped the journal's last line ({opened.torn} bytes), cut short by a crash mid-write.")
+        if opened.temps:
+            console.print(f"Removed {opened.temps} temporary file(s) a killed save left beside the XML.")
+        if opened.skipped:
+            console.print(f"Skipped {opened.skipped} journal edit(s) XML cannot hold (an older release took them).")
         console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
         if auth:
             console.print(f"Accounts: {len(auth.accounts.accounts)} in {auth.accounts.path}; everyone logs in.")

@@ -88,10 +88,8 @@ class Labeler:
         }
 
     def next(self, queue: str, volunteer: str, after: int | None, step: int) -> int | None:
-        """The photo `volunteer` should see next in `queue`; moving forward from `after`
-        records it as reviewed there."""
-        if after is not None and step > 0:
-            self.store.review(after, queue, volunteer)
+        """The photo `volunteer` should see next in `queue` after `after` (and a lease on it);
+        it records nothing (a review is recorded by POST /api/review)."""
         with self.store.lock:
             found = pick(self.todo(queue), after, step, lambda i: self.leases.holder(i) in (None, volunteer))
             if found is not None:
@@ -292,10 +290,7 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         after = int(q["after"]) if q.get("after", "").lstrip("-").isdigit() else None
         after = after if after is None or 0 <= after < len(labeler.store) else None
         step = -1 if q.get("step") == "-1" else 1
-        with labeler.store.lock:
-            found = pick(labeler.todo(queue), after, step, lambda i: labeler.leases.holder(i) in (None, volunteer))
-            if found is not None:
-                labeler.leases.take(found, volunteer)
+        found = labeler.next(queue, volunteer, after, step)
         return JSONResponse({"index": found, "todo": len(labeler.todo(queue))})
 
     async def review(request: Request) -> Response:
