@@ -37,3 +37,17 @@ def test_an_entry_is_made_once_per_code_version_and_anew_after_a_run_changed_it(
     assert len(builds) == 3 and sorted(p.name for p in (tmp_path / "cache").glob("tiny-*")) == sorted(
         {first.name, other.name}
     )
+
+
+def test_code_the_build_never_runs_does_not_change_the_key(tmp_path):
+    from tinycache import code_key
+
+    (tmp_path / "lib" / "label").mkdir(parents=True)
+    (tmp_path / "lib" / "stage.py").write_text("A = 1\n")
+    (tmp_path / "lib" / "label" / "app.py").write_text("B = 1\n")
+    ignore = (tmp_path / "lib" / "label",)
+    key = code_key([tmp_path / "lib"], ignore)
+    (tmp_path / "lib" / "label" / "app.py").write_text("B = 2\n")
+    assert code_key([tmp_path / "lib"], ignore) == key != code_key([tmp_path / "lib"])
+    (tmp_path / "lib" / "stage.py").write_text("A = 2\n")
+    assert code_key([tmp_path / "lib"], ignore) != key

@@ -23,13 +23,14 @@ KEEP = 3  # entries of other code versions kept (other checkouts' runs may be us
 DERIVED = ("chip_cache", "__pycache__")  # written on first use by design: not part of the entry
 
 
-def code_key(paths: list[Path]) -> str:
-    """sha256 of every Python and TOML file under `paths` (names and contents), and the Python version."""
+def code_key(paths: list[Path], ignore: tuple[Path, ...] = ()) -> str:
+    """sha256 of every Python and TOML file under `paths` but those under `ignore` (code the
+    entry's build never runs), names and contents, and the Python version."""
     digest = hashlib.sha256(sys.version.encode())
     for root in paths:
         files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.suffix in (".py", ".toml"))
         for f in files:
-            if "__pycache__" not in f.parts:
+            if "__pycache__" not in f.parts and not any(f.is_relative_to(i) for i in ignore):
                 digest.update(str(f.relative_to(root.parent)).encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -44,15 +45,15 @@ def fingerprint(folder: Path) -> dict[str, list[int]]:
 
 
 class TinyCache:
-    def __init__(self, root: Path, key_of: list[Path]):
-        self.root, self.key_of = root, key_of
+    def __init__(self, root: Path, key_of: list[Path], ignore: tuple[Path, ...] = ()):
+        self.root, self.key_of, self.ignore = root, key_of, ignore
         self.built_seconds: float | None = None  # set when this run made the entry
 
     def open(self, build: Callable[[Path], None]) -> Path:
         """The entry's folder, made by `build(folder)` unless an intact one is there."""
         self.built_seconds = None
         self.root.mkdir(parents=True, exist_ok=True)
-        folder = self.root / f"tiny-{code_key(self.key_of)}"
+        folder = self.root / f"tiny-{code_key(self.key_of, self.ignore)}"
         with open(self.root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits for the first one's build
             ready = folder / "READY"
