@@ -73,8 +73,8 @@ class BearID:
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
-        # Worker start-up: BLAS and OpenMP pools get the worker's ONNX Runtime threads, before
-        # the bundle (and scikit-learn's OpenMP with it) loads; docs/serving.md, "Threads".
+        # Worker start-up: the BLAS and OpenMP pools get the worker's ONNX Runtime threads,
+        # before the bundle loads (docs/serving.md, "Threads and CPU shares").
         threads = ort_threads(WORKERS, self.settings)
         pools = cap_thread_pools(threads)
         logging.getLogger("bearid.service").info(

@@ -1,9 +1,9 @@
-"""The worker start-up cap on BLAS and OpenMP thread pools (#37, docs/serving.md "Threads").
+"""The worker start-up cap on BLAS and OpenMP thread pools (#37, docs/serving.md "Threads and CPU shares").
 
-Each check runs in a fresh interpreter, so the pools are the ones a worker has: numpy's
-OpenBLAS loaded before the cap (the service imports numpy), scipy's OpenBLAS and
-scikit-learn's libgomp loaded after it (when a bundle's classifier is unpickled), and a
-request answered on another thread than the one that started the worker.
+Each check runs in a fresh interpreter, so the pools are the ones a worker has: numpy's and
+scipy's OpenBLAS and scikit-learn's libgomp loaded before the cap (the service imports them),
+and a request answered on another thread than the one that started the worker, through an
+ONNX Runtime network of `ort_sessions` (an Identity graph: no trained model needed).
 """
 
 from __future__ import annotations
@@ -22,21 +22,39 @@ LIMIT = 1
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, threading
-    import numpy  # loaded before the cap, as in a worker
+    import json, sys, tempfile, threading
+    from pathlib import Path
+    import numpy, onnx, sklearn.linear_model  # loaded before the cap, as in a worker
+    from onnx import TensorProto, helper
     from threadpoolctl import threadpool_info
+    from bearid.serving import runtime
 
     before = threadpool_info()
     if sys.argv[1] == "cap":
-        from bearid.serving.runtime import cap_thread_pools
-        cap_thread_pools(int(sys.argv[2]))
-    import sklearn.linear_model  # scipy's OpenBLAS and scikit-learn's libgomp, loaded after
+        runtime.cap_thread_pools(int(sys.argv[2]))
+
+    folder = Path(tempfile.mkdtemp())
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "same", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), folder / "embed.onnx")
+
+    class Bundle:
+        def path(self, name):
+            return folder / name
+
+    embed = runtime.ort_sessions(Bundle(), 1, ["CPUExecutionProvider"])["embed"]
 
     def pools():
         return [(p["internal_api"], p["filepath"], p["num_threads"]) for p in threadpool_info()]
 
     other = []
-    t = threading.Thread(target=lambda: other.extend(pools()))  # where a request runs
+
+    def request():  # where a request runs: a network call, then what the classifier uses
+        embed(numpy.ones((2, 3)))
+        other.extend(pools())
+
+    t = threading.Thread(target=request)
     t.start()
     t.join()
     print(json.dumps({"before": [(p["internal_api"], p["num_threads"]) for p in before],
@@ -75,11 +93,9 @@ def _over(pools: list) -> list:
 
 def test_the_cap_limits_every_pool_in_every_thread(pools):
     capped = pools["cap"]
-    # Real pools are checked: numpy's OpenBLAS was there before the cap, and after it the
-    # two OpenBLAS builds and libgomp.
-    assert any(api == "openblas" for api, _ in capped["before"]), capped["before"]
-    kinds = [p[0] for p in capped["main"]]
-    assert kinds.count("openblas") >= 2 and "openmp" in kinds, capped["main"]
+    # Real pools are checked: the two OpenBLAS builds and libgomp.
+    kinds = [api for api, _ in capped["before"]]
+    assert kinds.count("openblas") >= 2 and "openmp" in kinds, capped["before"]
     assert not _over(capped["main"]), capped["main"]
     assert not _over(capped["other"]), capped["other"]
 
@@ -87,6 +103,7 @@ def test_the_cap_limits_every_pool_in_every_thread(pools):
 def test_the_check_fails_without_the_cap(pools):
     free = pools["none"]
     assert _over(free["other"]), free["other"]  # libgomp's 4 threads at least
+    assert _over(free["main"]), free["main"]
     if (os.cpu_count() or 1) > 1:
         assert any(api == "openblas" and n > LIMIT for api, n in free["before"]), free["before"]
 

@@ -8,6 +8,7 @@ Each network becomes a plain callable (NumPy in, NumPy out), the `Network` the o
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,22 +43,38 @@ def ort_threads(workers: int = 1, settings: Settings | None = None) -> int:
 POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+_cap: list[int] = []  # the cap of this process, once cap_thread_pools has set it
+_capped = threading.local()
+
+
 def cap_thread_pools(threads: int) -> list[dict]:
     """Cap every BLAS and OpenMP thread pool of this process at `threads` (a worker's ONNX
     Runtime threads), once at worker start-up; answers threadpoolctl's `threadpool_info()` after.
 
     Without it each library sizes its pool by the machine: numpy's and scipy's OpenBLAS and
     scikit-learn's libgomp take 2 threads each on 2 cores, in every worker. threadpoolctl caps
-    the libraries loaded now (OpenBLAS for every thread; OpenMP only for the calling thread,
-    as omp_set_num_threads does), and the environment caps those loaded later (scikit-learn's,
-    when a bundle's classifier is unpickled) for every thread, as each reads it when it loads.
+    the libraries loaded now: OpenBLAS for every thread, OpenMP for this thread only (its
+    limit is per thread: `cap_this_thread` applies it on each thread that runs a network).
+    The environment caps the libraries loaded later, and child processes, for every thread.
     """
     from threadpoolctl import threadpool_info, threadpool_limits
 
     threads = max(1, threads)
     os.environ.update(dict.fromkeys(POOL_VARS, str(threads)))
     threadpool_limits(limits=threads)
+    _cap[:] = [threads]
+    _capped.done = True
     return threadpool_info()
+
+
+def cap_this_thread() -> None:
+    """OpenMP's cap on the calling thread, once per thread, where `cap_thread_pools` set one
+    (a request runs on one of the framework's threads, not the one that started the worker)."""
+    if _cap and not getattr(_capped, "done", False):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=_cap[0], user_api="openmp")
+        _capped.done = True
 
 
 def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str] | None = None) -> dict[str, Network]:
@@ -82,6 +99,7 @@ def ort_sessions(bundle: Bundle, threads: int | None = None, providers: list[str
         input_name = session.get_inputs()[0].name
 
         def run(x: np.ndarray, session=session, input_name=input_name) -> np.ndarray:
+            cap_this_thread()
             return session.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
         out[name] = run
