@@ -82,10 +82,15 @@ def score(
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreReport:
     """Score a folder of photos (or the photos a faces XML lists) into the journal `out`;
-    `progress(done, total)` after each answer."""
+    `progress(done, total)` after each answer. A service with no model loaded is an error
+    before any photo is sent, in the service's words (e.g. run bearid promote)."""
     out = Path(out)
     folder, photos = photos_in(Path(source))
-    model = client.model().model_dump(mode="json", exclude_unset=True)
+    info = client.model()
+    if not info.loaded:
+        where = getattr(client, "url", "the service")
+        raise BearIDError(f"{where} serves no model yet: {info.error or 'none is loaded'}")
+    model = info.model_dump(mode="json", exclude_unset=True)
     serving = model.get("version")  # answers of another model are asked again
     answered_by = {
         k: v["answer"].get("model", {}).get("version") for k, v in read_journal(out).items() if "answer" in v
@@ -163,11 +168,12 @@ def per_bear_csv(rows: dict[str, dict]) -> str:
     return buf.getvalue()
 
 
-def accuracy(rows: dict[str, dict], folder: Path, truth_xml: Path, known_ids: set[str]) -> dict:
-    """How the scored answers compare with a labelled faces XML of the same photos."""
+def accuracy(rows: dict[str, dict], folder: Path, truth_xml: Path | Dataset, known_ids: set[str]) -> dict:
+    """How the scored answers compare with a labelled faces XML of the same photos (its path,
+    or the XML already read, as `bearid score --truth` does before it scores)."""
     from bearid.evaluate import tally
 
-    truth = read_faces(truth_xml)
+    truth = truth_xml if isinstance(truth_xml, Dataset) else read_faces(truth_xml)
     by_path = {truth.path_of(img).resolve(): img for img in truth.images}
     pairs = []
     for photo, row in rows.items():

@@ -20,10 +20,10 @@ def serve(
     bundle: Annotated[
         Path | None, typer.Option(help="Serve this bundle folder instead of the model store's champion.")
     ] = None,
-    port: Annotated[int, typer.Option(help="TCP port.")] = 3000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 3000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     workers: Annotated[
-        int, typer.Option(help="Worker processes (ONNX Runtime threads are shared out among them).")
+        int, typer.Option(help="Worker processes (ONNX Runtime threads are shared out among them).", min=1)
     ] = 1,
 ) -> None:
     """Serve the champion (or a bundle) over HTTP with BentoML: /identify, /identify_batch,
@@ -46,7 +46,7 @@ def bento(
     version: Annotated[
         str | None, typer.Option(help="The promoted bundle the bento carries (default: the champion).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes the bento declares and runs.")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes the bento declares and runs.", min=1)] = 1,
     export: Annotated[
         Path | None, typer.Option(help="Also write it, with its model, as one archive (bentoml export).")
     ] = None,
@@ -72,7 +72,7 @@ def score(
     out: Annotated[
         Path, typer.Option(help="Results journal (JSON Lines); .xml and .csv are written beside it.")
     ] = Path("results.jsonl"),
-    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.", min=1)] = 4,
     truth: Annotated[
         Path | None, typer.Option(help="A faces XML with bear labels: report accuracy against it.")
     ] = None,
@@ -94,11 +94,16 @@ def score(
     from contextlib import nullcontext
 
     from bearid.client import BearIDClient
+    from bearid.metadata import read_faces
     from bearid.score import accuracy, read_journal
     from bearid.score import score as run
-    from bearid.serving.offline import InProcess
 
-    local = InProcess.chosen(bundle, champion)
+    labelled = read_faces(truth) if truth else None  # a bad --truth is refused before any photo is sent
+    local = None
+    if bundle is not None or champion:  # the [serve] extra; through the service, the base install is enough
+        from bearid.serving.offline import InProcess
+
+        local = InProcess.chosen(bundle, champion)
     scorer = nullcontext(local) if local is not None else BearIDClient(url)
     with scorer as client, Bars(console) as bars:
         report = run(photos, client, out, concurrency, bars.counter("scoring"))
@@ -121,8 +126,8 @@ def score(
                 ", ".join(f["bear_id"] or "unknown" for f in faces) if "answer" in row else row.get("error", ""),
             )
         console.print(t)
-    if truth:
-        m = accuracy(rows, report.base, truth, set(model.get("ids", [])))
+    if labelled is not None:
+        m = accuracy(rows, report.base, labelled, set(model.get("ids", [])))
         console.print("accuracy: " + ", ".join(f"{k} {v}" for k, v in m.items()), highlight=False)
     if report.errors:
         raise typer.Exit(1)

@@ -1,6 +1,10 @@
 """The service's answers and errors as pydantic models: the OpenAPI document's schemas, what
 the service returns and what `bearid.client` hands back (base install: pydantic only).
 
+Answers take fields they do not know and keep them (`model_extra`, and again in
+`model_dump`): a client of one release reads the answers of a service a release newer,
+which may add a field, rather than refusing them. The fields they do know are checked.
+
 docs/serving.md, "A request and its answer", shows one of each."""
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ def _absent(value: object) -> bool:
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An answer, or a part of one: unknown fields are kept (a newer service may add some)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Box(_Record):
@@ -83,7 +89,8 @@ class BatchItem(_Record):
         return self.error is not None
 
     def answer(self) -> Identified:
-        return Identified(image=self.image, faces=self.faces, model=self.model)  # type: ignore[arg-type]
+        """This photo's answer as `POST /identify` gives it (with any fields a newer service adds)."""
+        return Identified(image=self.image, faces=self.faces, model=self.model, **(self.model_extra or {}))  # type: ignore[arg-type]
 
 
 class Batch(_Record):
@@ -112,20 +119,35 @@ class Reloaded(ModelInfo):
     swapped: bool
 
 
-# One answer, for the OpenAPI document (docs/serving.md shows a real one).
+# One answer, for the OpenAPI document: a real one's shape (the answer docs/serving.md shows):
+# the five landmarks every bundle places, a bundle version (12 hex digits of its files'
+# hashes), familiarity as the default open-set score gives it (minus the relative
+# Mahalanobis distance: above the threshold for a known bear), the five best candidates.
 EXAMPLE = {
-    "image": {"width": 1024, "height": 683},
+    "image": {"width": 708, "height": 472},
     "faces": [
         {
-            "box": {"left": 412.0, "top": 188.5, "width": 201.0, "height": 201.0},
-            "score": 0.93,
-            "landmarks": {"nose": [510.2, 330.1], "leye": [470.4, 262.8], "reye": [548.0, 260.3]},
-            "bear_id": "bf_032",
+            "box": {"left": 599.1, "top": 132.7, "width": 49.6, "height": 47.3},
+            "score": 0.1548,
+            "landmarks": {
+                "leye": [640.8, 153.2],
+                "reye": [618.3, 150.1],
+                "nose": [628.9, 167.4],
+                "lear": [646.3, 137.7],
+                "rear": [608.8, 133.3],
+            },
+            "bear_id": "bf_511",
             "known": True,
-            "confidence": 0.87,
-            "familiarity": -41.2,
-            "candidates": [{"bear_id": "bf_032", "score": 0.87}, {"bear_id": "bf_747", "score": 0.06}],
+            "confidence": 0.5733,
+            "familiarity": 3.846,
+            "candidates": [
+                {"bear_id": "bf_511", "score": 0.5733},
+                {"bear_id": "bf_976", "score": 0.2667},
+                {"bear_id": "bf_881", "score": 0.0958},
+                {"bear_id": "bf_726", "score": 0.0449},
+                {"bear_id": "bf_940", "score": 0.0193},
+            ],
         }
     ],
-    "model": {"version": "20261201-120000-3f2a9c"},
+    "model": {"version": "92b03156e5c4"},
 }
