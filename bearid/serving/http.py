@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from bearid.errors import BearIDError
 from bearid.serving import bundle as bundles
@@ -22,9 +23,19 @@ from bearid.settings import Settings
 log = logging.getLogger("bearid.service")
 
 
+NO_MODEL = "none"  # the model_version label of what is refused while no model is loaded
+
+
 class Metrics:
     """BearID's metrics beside BentoML's (prometheus-client; BentoML's workers share them
-    through its multiprocess directory). Every series carries the model version."""
+    through its multiprocess directory). Every series carries the model version: the one
+    that answered, or for a refusal the one served when it was refused (`NO_MODEL` if none).
+
+    Refusals are counted wherever they are made: by the service (`identify`) and by the
+    upload guard in front of it (`bearid.serving.uploads.GuardUploads`: too large, not
+    multipart, a wrong field), which finds this process's metrics as `Metrics.active`."""
+
+    active: ClassVar[Metrics | None] = None  # the last made in this process: the service's
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
@@ -49,13 +60,26 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=None,
         )
-        self.refused = Counter("bearid_refused_requests", "Requests answered with a 4xx", ["code"], registry=None)
+        self.refused = Counter(
+            "bearid_refused_requests",
+            "Requests refused (a 4xx, or a 503 while no model is loaded), by the upload guard or the service",
+            ["model_version", "code"],
+            registry=None,
+        )
+        # The version served now, for refusals made before a pipeline is chosen (the guard's);
+        # the Champion given these metrics sets it.
+        self.serving: Callable[[], str | None] = lambda: None
+        Metrics.active = self
 
     def answered(self, answer: Identified) -> None:
         version = answer.model.version
         self.faces_per_photo.labels(version).observe(len(answer.faces))
         for face in answer.faces:
             self.faces.labels(version, str(face.known).lower()).inc()
+
+    def refusal(self, code: str, version: str | None = None) -> None:
+        """Count one refusal, under `version` (default: the model served now)."""
+        self.refused.labels(version or self.serving() or NO_MODEL, code).inc()
 
     def stage(self, version: str) -> Callable[[str, float], None]:
         return lambda stage, seconds: self.stage_seconds.labels(version, stage).observe(seconds)
@@ -79,6 +103,8 @@ class Champion:
         self.bundle_dir, self.store, self.carried = bundle_dir, store or ModelStore(), carried
         self.threads, self.metrics, self.providers = ort_threads(workers), metrics, providers
         self.pipeline: Pipeline | None = None
+        if metrics is not None:  # refusals are counted under the model served when they are made
+            metrics.serving = lambda: self.pipeline.version if self.pipeline is not None else None
         self.error: str | None = None
         self._pointer_stamp: float | None = None
         self._lock = threading.Lock()
@@ -150,7 +176,11 @@ def identify(
     the request starts; photos over `max_bytes` (default: BEARID_MAX_UPLOAD_MB) are refused."""
     pipeline = champion.pipeline
     if pipeline is None:
-        return [Refusal(503, "no_model", champion.error or "no model loaded yet") for _ in uploads]
+        refused = [Refusal(503, "no_model", champion.error or "no model loaded yet") for _ in uploads]
+        if metrics:
+            for r in refused:
+                metrics.refusal(r.code, NO_MODEL)
+        return refused
     sources = checked(uploads, max_bytes or Settings.from_env().max_upload_bytes)
     good = [s for s in sources if not isinstance(s, Refusal)]
     answers = iter(pipeline.identify_many(good) if good else [])
@@ -169,7 +199,7 @@ def identify(
     if metrics:
         for r in out:
             if isinstance(r, Refusal):
-                metrics.refused.labels(r.code).inc()
+                metrics.refusal(r.code, pipeline.version)
     return out
 
 

@@ -2,14 +2,16 @@
 
 `GuardUploads` stands in front of the API (ASGI middleware): a body over the limit gets a
 413, and a photo sent in the wrong way (not multipart, a misnamed or missing field, a text
-value instead of a file) a 4xx naming the field to use, before the framework parses
-anything. `checked` turns the uploaded files into the photos to answer, or refusals.
+value instead of a file, two photos to /identify, which answers one) a 4xx naming the field
+to use, before the framework parses anything; each refusal is counted in the service's
+metrics. `checked` turns the uploaded files into the photos to answer, or refusals.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def checked(uploads: list[Path], max_bytes: int) -> list[bytes | Refusal]:
 
 
 FIELDS = {"/identify": "photo", "/identify_batch": "photos"}  # the multipart field each API takes
+SINGLE = {"/identify"}  # the APIs that answer one photo: a second part in their field is refused
 
 
 def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
@@ -73,12 +76,21 @@ class GuardUploads:
     limit and 1 MiB for the multipart framing) gets a 413, and a photo sent in the wrong way
     a 4xx naming the field to use, before the framework parses anything."""
 
-    def __init__(self, app, max_bytes: int | None = None):
+    def __init__(self, app, max_bytes: int | None = None, metrics=None):
         self.app = app
         self.max_bytes = max_bytes or Settings.from_env().max_upload_bytes + 1024 * 1024
+        self.metrics = metrics  # a bearid.serving.http.Metrics; None: this process's, if it has them
 
-    @staticmethod
-    async def _refuse(send, refusal: Refusal) -> None:
+    def _count(self, refusal: Refusal) -> None:
+        metrics = self.metrics
+        if metrics is None:  # the service's, if this process made any (then it imported them)
+            http = sys.modules.get("bearid.serving.http")
+            metrics = http.Metrics.active if http is not None else None
+        if metrics is not None:
+            metrics.refusal(refusal.code)
+
+    async def _refuse(self, send, refusal: Refusal) -> None:
+        self._count(refusal)
         body = json.dumps(refusal.body()).encode()
         await send(
             {
@@ -121,6 +133,18 @@ class GuardUploads:
             why = f"unexpected field(s) {', '.join(extra)}" if extra else "no photo in it"
             return await self._refuse(
                 send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'")
+            )
+        sent_photos = sum(1 for name, _ in fields if name == field)
+        if scope["path"] in SINGLE and sent_photos > 1:
+            batch = next(p for p, f in FIELDS.items() if p not in SINGLE)
+            return await self._refuse(
+                send,
+                Refusal(
+                    400,
+                    "many_photos",
+                    f"{sent_photos} photos in the field '{field}'; {scope['path']} answers one "
+                    f"(send several to {batch}, field '{FIELDS[batch]}')",
+                ),
             )
         if not all(is_file for _, is_file in fields):
             # A plain text value would be taken by the framework as a URL to download.
