@@ -212,6 +212,8 @@ def split_cmd(
                 type(i)(str(more.path_of(i).resolve()), i.boxes, i.width, i.height, i.attrs) for i in more.images
             ]
     r = split_mod.split(root, out, config, dataset)
+    for warning in r.warnings:  # an empty split: one line each, on stderr, before the table
+        typer.echo(f"warning: {warning}", err=True)
     table = Table(title=f"split by {by} -> {out}")
     for column in ("split", "photos", "bears"):
         table.add_column(column)

@@ -100,13 +100,24 @@ def move_logged(root: Path, path: str, to: str, out: MoveReport, reason: str, de
 
 
 def restore(root: Path, batch: str | None = None, reason: str | None = None) -> MoveReport:
-    """Move quarantined files back where they were (all, or one batch or reason)."""
+    """Move quarantined files back where they were (all, or one batch or reason). A batch or
+    reason the log does not know is an error naming those it does (a typo must not look
+    like 'restored 0 files')."""
     root = Path(root)
     log = root / QUARANTINE_DIR / LOG
     out = MoveReport(batch=batch or "")
     if not log.exists():
+        if batch or reason:
+            raise BearIDError(f"{root}: nothing was ever quarantined here (no {QUARANTINE_DIR}/{LOG})")
         return out
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    moves = [r for r in lines if r["op"] == "move"]
+    for option, value, kinds, known in (
+        ("--batch", batch, "batches", list(dict.fromkeys(r["batch"] for r in moves))),  # oldest first
+        ("--reason", reason, "reasons", sorted({r["reason"] for r in moves})),
+    ):
+        if value and value not in known:
+            raise BearIDError(f"{option} {value}: not in {log}; {_listed(kinds, known)}")
     restored = {(r["batch"], r["from"]) for r in lines if r["op"] == "restore"}
     for r in reversed([r for r in lines if r["op"] == "move"]):
         if (r["batch"], r["from"]) in restored or (batch and r["batch"] != batch) or (reason and r["reason"] != reason):
@@ -142,6 +153,15 @@ def restore(root: Path, batch: str | None = None, reason: str | None = None) -> 
     with Catalog(root) as catalog:
         catalog.scan()
     return out
+
+
+def _listed(kinds: str, names: list[str], most: int = 10) -> str:
+    """'the batches there: a, b' (the last `most` of them, the rest counted)."""
+    if not names:
+        return f"it lists no {kinds}"
+    shown = names[-most:]
+    more = f" (and {len(names) - len(shown)} earlier)" if len(names) > len(shown) else ""
+    return f"the {kinds} there: {', '.join(shown)}{more}"
 
 
 def _prune_empty(folder: Path, stop: Path) -> None:

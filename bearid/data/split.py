@@ -9,6 +9,8 @@ Modes (`by`):
 Bears with fewer than `min_images` photos, and `bear_unknown` photos, go to holdout: the
 unknown bears for open-set tests. Deterministic for a seed. Near-duplicates that landed in
 different splits are reported as leaks, and with `fix_leaks` moved to the earliest split.
+A split the ratios ask for that comes out empty (too few photos, bears or days) is written
+all the same and named, with why, in `SplitReport.warnings`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class SplitReport:
     leaks: list[dict] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line each: an empty split, and why
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -145,6 +148,28 @@ def assign(items: list[Item], config: SplitConfig) -> dict[str, str]:
     return result
 
 
+def empty_splits(report: SplitReport, known: list[Item], config: SplitConfig) -> list[str]:
+    """One line for each split the ratios give a share that came out empty, saying why."""
+    counts = report.counts()
+    bears = len({i.label for i in known})
+    unit = {"image": "photos of each bear", "bear": "bears", "time": "days of each bear"}[config.by]
+    out = []
+    for name, ratio in zip(SPLITS, config.ratios):
+        if counts[name]["photos"]:
+            continue
+        if name == "test" and config.year_cutoff is not None:
+            why = f"no photo of a known bear was taken in {config.year_cutoff} or later (--year-cutoff)"
+        elif ratio == 0:
+            continue  # asked for
+        else:
+            why = (
+                f"{len(known)} photos of {bears} bear(s) with {config.min_images}+ photos are too few "
+                f"to give it its {ratio:g} share of the {unit} (more photos, other --ratios, or another --by)"
+            )
+        out.append(f"the {name} split is empty: {why}")
+    return out
+
+
 def find_leaks(assignment: dict[str, str], entries: dict[str, Entry]) -> list[dict]:
     """Near-duplicate (or identical) photos that sit in different splits."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -208,6 +233,7 @@ def split(root: Path, out: Path, config: SplitConfig, faces: Dataset | None = No
             first = min(leak["splits"], key=ORDER.get)
             report.assignment.update({p: first for p in leak["paths"]})
         report.leaks = find_leaks(report.assignment, entries)
+    report.warnings = empty_splits(report, known, config)
     images = {i.entry.path: i.image for i in known + holdout}
     for name in (*SPLITS, HOLDOUT):
         chosen = [images[p] for p, s in sorted(report.assignment.items()) if s == name]
@@ -222,6 +248,7 @@ def split(root: Path, out: Path, config: SplitConfig, faces: Dataset | None = No
         "leaks": report.leaks,
         "skipped": dict(report.skipped),
         "holdout_bears": sorted(rare),
+        "warnings": report.warnings,
     }
     atomic_write_text(out / "split.json", json.dumps(summary, indent=1))
     return report
