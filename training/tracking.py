@@ -6,7 +6,8 @@ curves as step-wise metrics, and its plots, curves and config as artifacts.
 The results tree stays the source of truth: a run is a copy of what a stage directory holds,
 tagged with that directory, and a stage reused by a later `bearid train` is found by its tag
 rather than logged again. Uses mlflow-skinny's client (the `[mlflow]` extra), no global
-MLflow state.
+MLflow state. The tracking URI is checked before anything is trained (`check_uri`): a
+scheme BearID logs to, and a server that answers within a few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,37 @@ from bearid.training import results
 from bearid.training.config import STAGES, as_dict, read_config
 
 TAG = "bearid.stage_dir"
+SCHEMES = ("file", "http", "https", "databricks")  # and a plain folder; what mlflow-skinny's client reaches
+REACH_TIMEOUT_S = 3.0
+
+
+def check_uri(uri: str, timeout: float = REACH_TIMEOUT_S) -> str:
+    """`uri` if BearID can log to it: a folder or file: URI that can be a folder, or an MLflow
+    server (http, https) that answers within `timeout` seconds; else one clear BearIDError."""
+    example = "give a folder, file:./mlruns, or http://HOST:PORT of an MLflow server"
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ("file" if uri.startswith("file:") else "")
+    if scheme and scheme not in SCHEMES:
+        raise BearIDError(f"--mlflow {uri}: '{scheme}' is not a tracking URI scheme BearID logs to; {example}")
+    if scheme in ("", "file"):
+        local = uri.removeprefix("file://") if uri.startswith("file://") else uri.removeprefix("file:")
+        folder = Path(local or ".")
+        taken = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if taken is not None and not taken.is_dir():
+            raise BearIDError(f"--mlflow {uri}: {taken} is a file, not a folder for MLflow's runs")
+        return uri
+    if scheme in ("http", "https"):
+        import httpx
+
+        try:
+            httpx.get(uri.rstrip("/") + "/health", timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise BearIDError(f"--mlflow {uri}: not a URL ({exc}); {example}") from None
+        except httpx.HTTPError as exc:
+            raise BearIDError(
+                f"--mlflow {uri}: no MLflow server answers there within {timeout:g} s "
+                f"({type(exc).__name__}: {exc}); start one (mlflow server) or {example}"
+            ) from None
+    return uri
 
 
 def _flat(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -38,6 +70,7 @@ def _flat(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 class MlflowTracker:
     def __init__(self, uri: str, results_dir: Path, experiment: str = "bearid"):
+        check_uri(uri)
         if uri.startswith("file:") or "://" not in uri:
             # MLflow 3 keeps its file store only on request; a local folder is what was asked for.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -45,10 +78,16 @@ class MlflowTracker:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
             raise BearIDError(f"--mlflow needs mlflow-skinny: pip install 'bearid[mlflow]' ({exc})") from None
-        self.client = MlflowClient(tracking_uri=uri)
+        from mlflow.exceptions import MlflowException
+
         self.root = Path(results_dir).resolve()
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment = found.experiment_id if found else self.client.create_experiment(experiment)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment = found.experiment_id if found else self.client.create_experiment(experiment)
+        except MlflowException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BearIDError(f"--mlflow {uri}: MLflow cannot track there: {first}") from None
         self.runs: dict[Path, str] = {}
 
     def _existing(self, rel: str) -> str | None:

@@ -11,6 +11,24 @@ from bearid.training.cli.common import console
 from bearid.training.cli.runs import show_runs
 
 
+def check_splits(data: Path) -> None:
+    """--data holds train.xml, val.xml and test.xml (holdout.xml optional), each a faces XML
+    that reads; checked before anything slow is imported or contacted."""
+    from bearid.errors import BearIDError
+    from bearid.metadata import read_faces
+
+    if not data.is_dir():
+        raise BearIDError(f"--data {data}: no such folder (make the splits with bearid data split)")
+    missing = [n for n in ("train", "val", "test") if not (data / f"{n}.xml").is_file()]
+    if missing:
+        raise BearIDError(
+            f"{data}: missing {', '.join(m + '.xml' for m in missing)} (make them with bearid data split)"
+        )
+    for name in ("train", "val", "test", "holdout"):
+        if (data / f"{name}.xml").is_file():
+            read_faces(data / f"{name}.xml")  # a damaged split is refused naming the file
+
+
 def train(
     pipeline: Annotated[
         Path | None,
@@ -31,18 +49,23 @@ def train(
 ) -> None:
     """Run face -> chip -> embed -> classify for every branch, reusing unchanged stages.
 
+    Every input (the pipeline file, --set, the splits in --data) is checked first, then the
+    --mlflow tracking URI (a server must answer within 3 s), all before training starts.
+
     Example: bearid train pipeline.yaml --data splits --results results --set embed.steps=400
     """
     from bearid.cli.bars import Bars
     from bearid.training.config import read_sweep
-    from bearid.training.train import train as run
 
     sweep = read_sweep(pipeline).with_overrides(setting or [])
+    check_splits(data)
     tracker = None
     if mlflow:
         from bearid.training.tracking import MlflowTracker
 
-        tracker = MlflowTracker(mlflow, results_dir)
+        tracker = MlflowTracker(mlflow, results_dir)  # checks the URI, then contacts it
+    from bearid.training.train import train as run  # torch: seconds to import, after the checks
+
     with Bars(console) as bars:
         report = run(sweep, data, results_dir, bars, tracker=tracker)
     console.print(f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused, {report.seconds:.0f} s")
