@@ -133,6 +133,7 @@ def _open_tiny():
         faulthandler.cancel_dump_traceback_later()
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(session, config, items) -> None:
     """Make the tiny pipeline before the first test, when any test needs it: its build then
     counts toward no test's timeout, however busy the machine."""
