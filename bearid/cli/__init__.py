@@ -36,6 +36,9 @@ def _main(
     ),
 ) -> None:
     """BearID: tell individual brown bears apart from photos, and manage the data behind it."""
+    from bearid.settings import Settings
+
+    Settings.from_env()  # every environment variable checked once, before any verb: a bad one is exit 2
 
 
 app.command("synth")(synth.synth)
