@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+# The library's choices (bearid.training.runs.MEASURES, bearid.exporters.promotion.METRICS),
+# here so that -h lists them without importing the library (tests check they agree).
+Measure = Literal["open_set", "top1", "baks", "baus", "auroc"]
+Metric = Literal["open_set", "baks", "baus", "top1", "face_recall"]
 
 
 def _log(message: str) -> None:
@@ -28,7 +33,8 @@ def export(
         Path | None, typer.Option("--results", help="Export the best path of this results tree.")
     ] = None,
     by: Annotated[
-        str, typer.Option(help="With --results: best by this validation figure: open_set, top1, baks, baus or auroc.")
+        Measure,
+        typer.Option(help="With --results: best by this validation figure: open_set, top1, baks, baus or auroc."),
     ] = "open_set",
     parity_photos: Annotated[int, typer.Option(help="Test photos answered by both runtimes in the parity check.")] = 12,
 ) -> None:
@@ -62,7 +68,7 @@ def promote(
         list[Path] | None, typer.Option(help="Faces XML with bear labels to compare on (repeat for several).")
     ] = None,
     metric: Annotated[
-        str, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")
+        Metric, typer.Option(help="Compare by open_set (mean of BAKS and BAUS), baks, baus, top1 or face_recall.")
     ] = "open_set",
     force: Annotated[
         bool, typer.Option(help="Promote even if the champion does better (or without a gate set).")

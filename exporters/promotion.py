@@ -13,6 +13,8 @@ from bearid.serving import bundle as bundles
 from bearid.serving.pipeline import Pipeline
 from bearid.serving.store import ModelStore
 
+METRICS = ("open_set", "baks", "baus", "top1", "face_recall")  # what a gate compares by
+
 
 def open_set_risk(bundle: bundles.Bundle, candidate: dict | None) -> str | None:
     """Why the bundle's open-set reject misses its false-accept target, or None. Missed: its
@@ -67,6 +69,8 @@ def promote(
     """Promote the bundle in `folder` if it answers the gate photos at least as well as the
     champion by `metric` and its open-set reject meets its false-accept target (see
     `open_set_risk`; `accept_open_set_risk` promotes it anyway, and the store records it)."""
+    if metric not in METRICS:
+        raise BearIDError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
     bundle = bundles.load(folder)  # verified before anything is unpickled
     current = store.champion()
     if current == bundle.version:

@@ -39,3 +39,64 @@ def test_settings_come_from_the_process_environment(monkeypatch):
 
 def test_the_cli_refuses_a_bad_setting_before_any_verb():
     refused(bearid("validate", "nothing.xml", env={"BEARID_WORKERS": "abc"}), "BEARID_WORKERS", "'abc'")
+
+
+# -- choices: listed by -h, refused by the parser ------------------------------------------------
+
+
+def test_the_cli_choices_are_the_library_choices():
+    from typing import get_args
+
+    from bearid.cli import accounts
+    from bearid.data.split import MODES
+    from bearid.exporters import cli as exporters_cli
+    from bearid.exporters.promotion import METRICS
+    from bearid.label.accounts import ROLES
+    from bearid.training.cli import runs as runs_cli
+    from bearid.training.runs import MEASURES
+
+    assert get_args(get_args(accounts.Role)[0]) == ROLES
+    assert get_args(runs_cli.Measure) == MEASURES == get_args(exporters_cli.Measure)
+    assert get_args(exporters_cli.Metric) == METRICS
+    import inspect
+
+    from bearid.cli.data import split_cmd
+
+    by = inspect.signature(split_cmd, eval_str=True).parameters["by"].annotation
+    assert get_args(get_args(by)[0]) == MODES
+
+
+WIDE = {"COLUMNS": "250"}
+
+
+@pytest.mark.parametrize(
+    "args, choices",
+    [
+        (("runs", "show"), "open_set|top1|baks|baus|auroc"),
+        (("export",), "open_set|top1|baks|baus|auroc"),
+        (("promote",), "open_set|baks|baus|top1|face_recall"),
+        (("accounts", "add"), "volunteer|curator"),
+        (("data", "split"), "image|bear|time"),
+    ],
+)
+def test_help_lists_the_choices(args, choices):
+    done = bearid(*args, "-h", env=WIDE)
+    assert done.returncode == 0 and choices in done.stdout, done.stdout
+
+
+def test_a_choice_not_offered_is_exit_2_listing_the_choices(tmp_path):
+    done = bearid("runs", tmp_path, "--by", "nope", env=WIDE)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'nope' is not one of 'open_set', 'top1', 'baks', 'baus', 'auroc'" in done.stderr, done.stderr
+
+
+def test_promote_refuses_a_metric_it_cannot_compare_by(tmp_path):
+    from bearid.exporters.promotion import promote
+
+    with pytest.raises(BearIDError, match="--metric nope: choose one of open_set"):
+        promote(tmp_path, [], None, metric="nope")
+
+
+def test_shell_completion_is_offered():
+    done = bearid("--help", env=WIDE)
+    assert done.returncode == 0 and "--install-completion" in done.stdout

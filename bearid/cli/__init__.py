@@ -24,7 +24,7 @@ app = typer.Typer(
     help="BearID: tell individual brown bears apart from photos, and manage the data behind it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

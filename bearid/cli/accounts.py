@@ -4,7 +4,7 @@ Thin: the logic is in bearid.label.accounts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -13,7 +13,11 @@ app = typer.Typer(help="Accounts for bearid label: add, invite, list.")
 console = Console()
 
 XmlOption = Annotated[Path, typer.Option("--xml", help="The XML the accounts are for (they live beside its journal).")]
-Role = Annotated[str, typer.Option(help="volunteer (labels, proposes matches) or curator (also new bears, merges).")]
+# bearid.label.accounts.ROLES, here so that -h lists them (tests check they agree).
+Role = Annotated[
+    Literal["volunteer", "curator"],
+    typer.Option(help="volunteer (labels, proposes matches) or curator (also new bears, merges)."),
+]
 
 
 def _open(xml: Path):

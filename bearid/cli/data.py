@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -183,7 +183,8 @@ def split_cmd(
     root: Annotated[Path, typer.Argument(help="The archive root.")],
     out: Annotated[Path, typer.Option(help="Directory for train.xml, val.xml, test.xml, holdout.xml, split.json.")],
     by: Annotated[
-        str, typer.Option(help="image (within each bear), bear (disjoint identities) or time (whole days).")
+        Literal["image", "bear", "time"],  # bearid.data.split.MODES, listed by -h (tests check they agree)
+        typer.Option(help="image (within each bear), bear (disjoint identities) or time (whole days)."),
     ] = "image",
     ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.7,0.15,0.15",
     min_images: Annotated[int, typer.Option(help="Bears with fewer photos go to holdout (unknown bears).")] = 3,

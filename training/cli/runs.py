@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.tree import Tree
@@ -12,6 +12,9 @@ from typer.core import TyperGroup
 
 from bearid.errors import BearIDError
 from bearid.training.cli.common import console
+
+# The library's bearid.training.runs.MEASURES, here so that -h lists them (tests check they agree).
+Measure = Literal["open_set", "top1", "baks", "baus", "auroc"]
 
 
 class _RunsGroup(TyperGroup):
@@ -34,7 +37,7 @@ app = typer.Typer(
 def runs(
     results_dir: Annotated[Path, typer.Argument(help="The results tree.")],
     by: Annotated[
-        str,
+        Measure,
         typer.Option(
             help="Best path by this validation figure: open_set (mean of BAKS and BAUS), top1, baks, baus, auroc."
         ),
