@@ -100,3 +100,27 @@ def test_promote_refuses_a_metric_it_cannot_compare_by(tmp_path):
 def test_shell_completion_is_offered():
     done = bearid("--help", env=WIDE)
     assert done.returncode == 0 and "--install-completion" in done.stdout
+
+
+# -- a missing extra is named: the one that brings it --------------------------------------------
+
+
+def _without(module: str, *argv: str):
+    """`bearid ARGV` in a process where `module` cannot be imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys; sys.modules[{module!r}] = None; from bearid.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, env=dict(os.environ)
+    )
+
+
+@pytest.mark.parametrize("module", ["sklearn", "onnxruntime"])
+def test_offline_scoring_without_the_runtimes_names_the_serve_extra(tmp_path, module):
+    refused(_without(module, "score", tmp_path, "--bundle", tmp_path), module, "pip install 'bearid[serve]'")
+
+
+def test_serve_without_bentoml_is_one_error_naming_the_serve_extra():
+    refused(_without("bentoml", "serve"), "bentoml", "pip install 'bearid[serve]'")

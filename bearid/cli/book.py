@@ -34,14 +34,20 @@ def book(
     from bearid import cards as bear_cards
     from bearid.chip import ChipSpec
     from bearid.metadata import read_faces
-    from bearid.serving.offline import InProcess
 
     if not root.is_dir():
         raise BearIDError(f"{root}: no such archive folder")
     if out.exists() and not out.is_dir():
         raise BearIDError(f"{out} is a file, not a folder")
     dataset = read_faces(faces) if faces else None
-    local = InProcess.chosen(bundle, champion)
+    local = None
+    if bundle is not None or champion:  # the [serve] extra; without a model, the base install is enough
+        from bearid.errors import require_in_process
+
+        require_in_process()
+        from bearid.serving.offline import InProcess
+
+        local = InProcess.chosen(bundle, champion)
     pipeline = local.pipeline if local is not None else None
     spec = pipeline.chip_spec if pipeline else ChipSpec()
     found = bear_cards.cards(root, dataset, parts=spec.points)

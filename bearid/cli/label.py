@@ -181,6 +181,11 @@ def _auth(path: Path, host: str, no_auth: bool, https: bool):
 
 def _candidates(bundle: Path | None, champion: bool):
     """The match review's model, run in this process: a bundle folder or the champion."""
+    from bearid.errors import require_in_process
+
+    if bundle is None and not champion:
+        return None
+    require_in_process()
     from bearid.label.matches import ModelCandidates
     from bearid.serving.offline import InProcess
 

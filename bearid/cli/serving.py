@@ -101,6 +101,9 @@ def score(
     labelled = read_faces(truth) if truth else None  # a bad --truth is refused before any photo is sent
     local = None
     if bundle is not None or champion:  # the [serve] extra; through the service, the base install is enough
+        from bearid.errors import require_in_process
+
+        require_in_process()
         from bearid.serving.offline import InProcess
 
         local = InProcess.chosen(bundle, champion)

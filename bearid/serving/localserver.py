@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bearid.errors import BearIDError
+from bearid.errors import BearIDError, require
 
 SERVICE = "bearid.service.service:BearID"
 
@@ -28,6 +28,7 @@ def serve_command(
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that serve BearID with BentoML: the store's champion, or `bundle`;
     `target` may name a built bento instead (a tag, or an exported bento's folder)."""
+    require("serve", "bearid serve", "bentoml", "onnxruntime", "prometheus_client", "fastapi", "sklearn")
     environ = dict(os.environ, BEARID_WORKERS=str(workers), BENTOML_DO_NOT_TRACK="True", **(env or {}))
     if bundle:
         environ["BEARID_BUNDLE"] = str(Path(bundle).resolve())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bearid.errors import BearIDError
+from bearid.errors import BearIDError, require_in_process
 from bearid.serving import bundle as bundles
 from bearid.serving.pipeline import Pipeline
 from bearid.serving.runtime import ort_threads
@@ -19,9 +19,14 @@ PHOTOS_PER_CALL = 8  # photos whose faces share one embedding call
 
 class InProcess:
     def __init__(self, folder: Path):
+        require_in_process()
         self.folder = Path(folder)
         self.threads = ort_threads(1)
-        self.pipeline = Pipeline.from_bundle(bundles.load(self.folder), self.threads)
+        try:
+            self.pipeline = Pipeline.from_bundle(bundles.load(self.folder), self.threads)
+        except ImportError as exc:  # what the bundle's parts import: the [serve] extra's
+            what = "a model run in this process (--bundle, --champion)"
+            raise BearIDError(f"{what} needs {exc.name or exc}: pip install 'bearid[serve]'") from None
 
     @classmethod
     def champion(cls, store=None) -> InProcess:
