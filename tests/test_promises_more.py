@@ -124,3 +124,58 @@ def test_offline_scoring_without_the_runtimes_names_the_serve_extra(tmp_path, mo
 
 def test_serve_without_bentoml_is_one_error_naming_the_serve_extra():
     refused(_without("bentoml", "serve"), "bentoml", "pip install 'bearid[serve]'")
+
+
+# -- a refused command writes nothing ------------------------------------------------------------
+
+
+def test_label_refused_on_a_photo_folder_writes_no_xml(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.jpg")
+    refused(bearid("label", tmp_path, "--host", "0.0.0.0"), "--host 0.0.0.0", "no accounts")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.jpg"]
+    flags = tmp_path / "report.json"
+    flags.write_text("{not json")
+    done = bearid("label", tmp_path, "--flags", flags)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.jpg", "report.json"]
+
+
+def _empty_splits(folder):
+    from bearid.metadata import Dataset, write_faces
+
+    folder.mkdir()
+    for name in ("train", "val", "test"):
+        write_faces(Dataset([], base_dir=folder), folder / f"{name}.xml")
+    return folder
+
+
+def test_import_dlib_refused_leaves_no_results_tree(tmp_path):
+    pytest.importorskip("torch")
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"not a dlib network at all" * 10)
+    splits, out = _empty_splits(tmp_path / "splits"), tmp_path / "results"
+    done = bearid("import-dlib", "--face", junk, "--embed", junk, "--data", splits, "--out", out)
+    refused(done, "junk.dat")
+    assert not out.exists()
+    done = bearid("import-dlib", "--face", junk, "--embed", junk, "--data", tmp_path / "nowhere", "--out", out)
+    refused(done, "nowhere")
+    assert not out.exists()
+
+
+def test_import_dlib_refuses_an_embed_file_that_is_no_metric_resnet_before_writing(tmp_path):
+    import importlib.util
+
+    pytest.importorskip("torch")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        pytest.skip("dlib's human models (face_recognition_models) are not installed")
+    from pathlib import Path
+
+    models = Path(spec.submodule_search_locations[0]) / "models"
+    mmod, shapes = models / "mmod_human_face_detector.dat", models / "shape_predictor_5_face_landmarks.dat"
+    splits, out = _empty_splits(tmp_path / "splits"), tmp_path / "results"
+    args = ("--face", mmod, "--landmarks", shapes, "--chips", "dlib_face", "--data", splits, "--out", out)
+    refused(bearid("import-dlib", *args, "--embed", mmod, timeout=300), "not the metric ResNet")
+    assert not out.exists()

@@ -20,7 +20,7 @@ def label(
             help="An imglab XML (a split, a `bearid face detect` or `bearid score` output), or a folder of photos."
         ),
     ],
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8080,
     host: Annotated[
         str,
         typer.Option(
@@ -106,15 +106,20 @@ def label(
 
     if not source.exists():
         raise BearIDError(f"{source}: no such XML file or folder")
-    if source.is_dir():
-        flags = flags or next((p for p in [source / ".bearid/clean/report.json"] if p.exists()), None)
-        source = photo_list(source, xml or source / ".bearid/label/faces.xml")
+    folder = source if source.is_dir() else None
+    if folder is not None:
+        flags = flags or next((p for p in [folder / ".bearid/clean/report.json"] if p.exists()), None)
+        source = (xml or folder / ".bearid/label/faces.xml").resolve()
+    # Everything is checked before a folder's XML is written: a refused command writes nothing.
     auth = _auth(accounts or accounts_file(source), host, no_auth, https)
+    flagged = read_flags(flags) if flags else {}
+    if folder is not None:
+        source = photo_list(folder, source)
     store = LabelStore(source)
     try:
         labeler = Labeler(
             store,
-            QueueContext(unsure_below, read_flags(flags) if flags else {}, confident),
+            QueueContext(unsure_below, flagged, confident),
             model=model,
             prefixes=prefixes,
         )

@@ -42,12 +42,35 @@ def import_dlib(
     Example: bearid import-dlib --face bearface_network.dat --embed bearembed_network.dat --data splits --out results
     """
     from bearid.cli.bars import Bars
+    from bearid.training.cli.train import check_splits
     from bearid.training.config import Sweep
-    from bearid.training.train import train as run
 
     sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips)
+    check_splits(data)
+    check_models(sweep)  # a refused import writes nothing: every input is read before the results tree
+    from bearid.training.train import train as run
+
     with Bars(console) as bars:
         report = run(sweep, data, results_dir, bars)
     done = f"{len(report.computed)} stage(s) computed, {len(report.reused)} reused"
     console.print(f"imported: {report.branches[0][-1]} ({done})", highlight=False)
     show_runs(results_dir, "open_set", False)
+
+
+def check_models(sweep) -> None:
+    """The dlib files of an import sweep read as BearID will use them: the detector and its
+    shape predictor (imported into a temporary folder, then dropped) and the metric ResNet."""
+    import tempfile
+
+    from bearid.dlibformat.network import read_network_file
+    from bearid.errors import BearIDError
+    from bearid.training.face.mmod import import_model
+
+    with tempfile.TemporaryDirectory(prefix="bearid-import-") as scratch:
+        import_model(sweep.face[0], Path(scratch) / "model")
+    cfg = sweep.embed[0]
+    network, _ = read_network_file(Path(cfg.init))
+    if network.architecture != "dlib_resnet":
+        raise BearIDError(f"{cfg.init}: a dlib {network.architecture} network, not the metric ResNet")
+    if network.input.size not in (None, (cfg.input_size, cfg.input_size)):
+        raise BearIDError(f"{cfg.init}: takes {network.input.size} chips, the config gives {cfg.input_size}")
