@@ -179,3 +179,45 @@ def test_import_dlib_refuses_an_embed_file_that_is_no_metric_resnet_before_writi
     args = ("--face", mmod, "--landmarks", shapes, "--chips", "dlib_face", "--data", splits, "--out", out)
     refused(bearid("import-dlib", *args, "--embed", mmod, timeout=300), "not the metric ResNet")
     assert not out.exists()
+
+
+# -- the label tool keeps boxes inside their photo -----------------------------------------------
+
+
+def _tiny_label_app(tmp_path, sizes_in_xml: bool):
+    from PIL import Image
+    from starlette.testclient import TestClient
+
+    from bearid.label.app import Labeler, create_app
+    from bearid.label.store import LabelStore
+    from bearid.metadata import Box, Dataset, ImageEntry, write_faces
+
+    Image.new("RGB", (120, 80)).save(tmp_path / "a.jpg")
+    size = (120, 80) if sizes_in_xml else (None, None)
+    xml = tmp_path / "faces.xml"
+    write_faces(Dataset([ImageEntry("a.jpg", [Box(10, 10, 30, 30)], *size)], base_dir=tmp_path), xml)
+    store = LabelStore(xml)
+    return TestClient(create_app(Labeler(store))), store
+
+
+@pytest.mark.parametrize("sizes_in_xml", [True, False])
+def test_a_box_larger_than_its_photo_is_refused_naming_the_box_and_the_size(tmp_path, sizes_in_xml):
+    pytest.importorskip("starlette")
+    client, store = _tiny_label_app(tmp_path, sizes_in_xml)
+    try:
+
+        def put(boxes):
+            body = {"boxes": boxes, "version": store.versions[0], "volunteer": "anna"}
+            return client.put("/api/images/0", json=body)
+
+        wide = {"left": 0, "top": 0, "width": 500, "height": 40}
+        answer = put([wide])
+        assert answer.status_code == 400, answer.text
+        assert "box 0 (0, 0, 500 x 40)" in answer.text and "120 x 80" in answer.text
+        away = {"left": 300, "top": 10, "width": 20, "height": 20}
+        assert put([away]).status_code == 400
+        assert store.boxes(0)[0]["width"] == 30  # nothing saved
+        edge = {"left": 100, "top": 60, "width": 40, "height": 40}  # a face cut by the frame
+        assert put([edge]).status_code == 200
+    finally:
+        store.close()

@@ -170,6 +170,7 @@ class LabelStore:
         if not isinstance(boxes, list):
             raise BadEdit("boxes must be a list")
         new = [box_to_json(box_from_json(b, n)) for n, b in enumerate(boxes)]
+        self.check_inside(i, new)
         with self.lock:
             before = self.boxes(i)
             known = self.known_ids()
@@ -186,6 +187,33 @@ class LabelStore:
                     box["attrs"] = {k: v for k, v in box["attrs"].items() if k not in ("known", "confidence")}
                     box["attrs"]["matched_by"] = check_volunteer(volunteer)
             return self.update(i, new, version, volunteer)
+
+    def photo_size(self, i: int) -> tuple[int, int] | None:
+        """(width, height) of photo `i`: the XML's, else read from the photo's header (None: unreadable)."""
+        image = self.dataset.images[i]
+        if image.width and image.height:
+            return image.width, image.height
+        from bearid.imageio import displayed_size
+
+        try:
+            return displayed_size(self.path_of(i))
+        except (OSError, ValueError, BearIDError):
+            return None
+
+    def check_inside(self, i: int, boxes: list[dict]) -> None:
+        """Refuse a box larger than photo `i`, or wholly outside it, naming the box and the
+        photo's size (a box may cross the edge, as a face cut by the frame does)."""
+        size = self.photo_size(i) if boxes else None
+        if size is None:
+            return
+        w, h = size
+        for n, b in enumerate(boxes):
+            left, top, width, height = b["left"], b["top"], b["width"], b["height"]
+            outside = left >= w or top >= h or left + width <= 0 or top + height <= 0
+            if width > w or height > h or outside:
+                raise BadEdit(
+                    f"box {n} ({left}, {top}, {width} x {height}) does not fit photo {i}, which is {w} x {h} pixels"
+                )
 
     def decide(
         self,
