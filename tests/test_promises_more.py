@@ -221,3 +221,28 @@ def test_a_box_larger_than_its_photo_is_refused_naming_the_box_and_the_size(tmp_
         assert put([edge]).status_code == 200
     finally:
         store.close()
+
+
+# -- a pip user can build a bento ----------------------------------------------------------------
+
+
+def test_the_bento_builds_from_the_checkout_and_from_an_installed_package(tmp_path):
+    import json
+    import tomllib
+    from pathlib import Path
+
+    from bearid.serving import bento
+
+    root = Path(__file__).parents[1]
+    assert root == bento.SOURCE and bento.is_checkout(root)
+    assert tomllib.loads((root / "pyproject.toml").read_text())["tool"]["bentoml"]["build"] == bento.BUILD
+    with bento.build_context(root) as source:
+        assert source == root
+    with bento.build_context(tmp_path) as source:  # no checkout here: laid out from the package
+        assert source != tmp_path and json.loads((source / "bentofile.yaml").read_text()) == bento.BUILD
+        for f in ("service/service.py", "service/requirements.txt", "bearid/__init__.py", "bearid/serving/bento.py"):
+            assert (source / f).is_file(), f
+        assert any((source / "bearid" / "label" / "static").iterdir())
+        assert not any((source / "bearid" / part).exists() for part in ("training", "exporters", "service"))
+        assert not list(source.rglob("__pycache__"))
+    assert not source.exists()  # removed afterwards
