@@ -91,6 +91,56 @@ def machine() -> dict:
     }
 
 
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Every process's (state, CPU seconds so far), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            out[int(stat.parent.name)] = (fields[0], (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def machine_load(seconds: float = 1.0) -> dict:
+    """What else is running: the load average (1, 5, 15 min), the other processes running
+    (state R) now, and those that used more than 5% of a core over the next `seconds`, with
+    the cores they used together (this process and its children left out)."""
+    me = os.getpid()
+    mine = {me}
+    try:
+        mine |= {int(p) for p in Path(f"/proc/{me}/task/{me}/children").read_text().split()}
+    except (OSError, ValueError):
+        pass
+    t0, before = time.perf_counter(), _cpu_seconds()
+    time.sleep(seconds)
+    wall, after = time.perf_counter() - t0, _cpu_seconds()
+    used = {pid: (after[pid][1] - cpu) / wall for pid, (_, cpu) in before.items() if pid in after and pid not in mine}
+    busy = [u for u in used.values() if u > 0.05]
+    return {
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "running": sum(1 for pid, (state, _) in before.items() if state == "R" and pid not in mine),
+        "using_cpu": len(busy),
+        "their_cores": round(sum(busy), 2),
+    }
+
+
+def describe_load(start: dict, end: dict) -> str:
+    """The load a suite ran under, for a Figure's note."""
+
+    def avg(m: dict) -> str:
+        return "/".join(f"{x:.2f}" for x in m["load_average"])
+
+    return (
+        f"load average (1/5/15 min) {avg(start)} before the suite and {avg(end)} after it, on "
+        f"{os.cpu_count()} cores; at the start {start['using_cpu']} other processes were using CPU "
+        f"({start['their_cores']:.2f} cores together over 1 s; {start['running']} running), at the end "
+        f"{end['using_cpu']} ({end['their_cores']:.2f} cores)"
+    )
+
+
 def best_of(fn: Callable[[], object], repeat: int = 2) -> float:
     """The fastest of `repeat` runs, in seconds (the first also warms caches)."""
     times = []
