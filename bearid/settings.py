@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -125,8 +125,11 @@ def _say(exc: ValidationError, environ: Mapping[str, str] | None) -> str:
         kind = e["type"]
         if kind in ("int_parsing", "float_parsing"):
             why = _KINDS[kind]
-        elif kind == "literal_error":
-            why = "is not one of " + e["ctx"]["expected"].replace("'", "")
+        elif kind == "literal_error":  # as the verbs that take the same choice say it
+            field = next(n for n, f in Settings.model_fields.items() if f.validation_alias == name)
+            choices = ", ".join(get_args(Settings.model_fields[field].annotation))
+            lines.append(f"{name}: {field} {raw!r}: choose one of {choices}")
+            continue
         else:
             why = "is not allowed: " + e["msg"].lower()
         lines.append(f"{name}={raw!r} {why}")
