@@ -349,6 +349,11 @@ def test_a_verb_group_that_cannot_load_says_why(tmp_path):
     refused(done, "the training verbs could not be loaded", "bearid[train]")
     assert "Not available" in bearid("-h", env=env, cwd=tmp_path).stdout
     env = {"PYTHONPATH": str(tmp_path)}  # training loads, torch does not: the verb says so when run
+    from bearid.metadata import Dataset, write_faces
+    from bearid.training.stages import SPLITS
+
+    for name in SPLITS:  # the inputs are checked first: give it readable splits
+        write_faces(Dataset([], base_dir=tmp_path), tmp_path / f"{name}.xml")
     done = bearid("train", "--data", tmp_path, env=env, cwd=tmp_path)
     refused(done, "needs what is not installed", "bearid[train]")
 
