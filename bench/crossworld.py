@@ -63,7 +63,7 @@ def measure(embed_dir: Path, new_chips: Path) -> dict[str, float]:
     n_vec = np.concatenate([n.vectors for n in new])
     n_lab = np.array(sum((n.labels for n in new), []))
     k_fam, n_fam = clf.familiarity(k_vec), clf.familiarity(n_vec)
-    correct = np.array(clf.ids)[clf.probabilities(k_vec).argmax(axis=1)] == k_lab
+    correct = np.array(clf.ids)[clf.predict_proba(k_vec).argmax(axis=1)] == k_lab
     known_bears = sorted(set(k_lab))
     new_bears = [b for b in sorted(set(n_lab)) if (n_lab == b).sum() >= 3]
     aucs = [

@@ -26,8 +26,8 @@ def worse_copy(bundle_dir: Path, dest: Path) -> Path:
     name no bear has and no stranger is turned away (BAKS = BAUS = 0)."""
     shutil.copytree(bundle_dir, dest)
     clf = pickle.loads((dest / "classifier.pkl").read_bytes())
-    clf.ids = [f"not-{name}" for name in clf.ids]
-    clf.threshold = -np.inf
+    clf.classes_ = np.array([f"not-{name}" for name in clf.classes_])
+    clf.threshold_ = -np.inf
     (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
     (dest / "ids.json").write_text(json.dumps(clf.ids, indent=1))
     fields = {k: v for k, v in bundles.read_manifest(dest).items() if k not in ("format", "version", "files")}

@@ -100,7 +100,7 @@ def test_results_tree_reuses_by_config_and_numbers_new_ones(tmp_path):
 
 
 def test_classifier_names_known_bears_and_rejects_new_ones():
-    from bearid.training.classify import choose_threshold, evaluate, fit
+    from bearid.training.classify import evaluate, fit
     from bearid.training.config import ClassifyConfig
     from bearid.training.embed.embeddings import Embedded
 
@@ -120,8 +120,8 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
         ClassifyConfig(),
     )
     assert clf.ids == ["b0", "b1", "b2", "b3", "b4"]  # one chip is too few to calibrate: b5 stays unknown
-    clf = fit(bears(range(6), 6), ClassifyConfig())
-    clf.threshold, _ = choose_threshold(clf, bears(range(6), 3), bears([6, 7], 10), 0.05)
+    train = bears(range(6), 6)
+    clf = fit(train, ClassifyConfig(target_far=0.05), known=bears(range(6), 3), unknown=bears([6, 7], 10))
     report = evaluate(clf, bears(range(6), 4), bears([8], 10))
     assert report["top1"] == 1.0 and report["baks"] >= 0.9 and report["baus"] >= 0.9 and report["auroc"] > 0.95
     [p] = clf.predictions(bears([2], 1).vectors)
@@ -131,10 +131,10 @@ def test_classifier_names_known_bears_and_rejects_new_ones():
     # turn b3 (and others) away, so the threshold is capped and says why.
     twin = bears([3], 10)
     twin = Embedded(twin.vectors, ["stranger"] * 10, twin.paths)
-    clf.threshold, why = choose_threshold(clf, bears(range(6), 3), twin, 0.05, min_known_accept=0.9)
+    clf = fit(train, ClassifyConfig(target_far=0.05, min_known_accept=0.9), known=bears(range(6), 3), unknown=twin)
     report = evaluate(clf, bears(range(6), 20), bears([8], 10))
     assert report["baks"] >= 0.85 and report["baus"] == 1.0
-    assert "stranger passes for b3" in why
+    assert "stranger passes for b3" in clf.threshold_note_
 
 
 @pytest.mark.parametrize("seed", [1, 5])
@@ -153,7 +153,7 @@ def test_a_rarely_photographed_bear_is_named_as_the_svm_decides(seed):
     labels = [f"b{i}" for i, n in enumerate(counts) for _ in range(n)]
     clf = fit(Embedded(vectors, labels, [""] * len(labels)), ClassifyConfig())
     rare = centres[7] + 0.5 * rng.normal(size=(40, 16))
-    svm = clf.model.calibrated_classifiers_[0].estimator  # type: ignore[attr-defined]
+    svm = clf.model_.calibrated_classifiers_[0].estimator
     assert [clf.ids[i] for i in svm.predict(rare / np.linalg.norm(rare, axis=1, keepdims=True))] == ["b7"] * 40
     assert np.mean([p.candidates[0][0] == "b7" for p in clf.predictions(rare)]) == 1.0
 

@@ -18,8 +18,8 @@ from bearid.metadata import read_chips, read_faces, write_chips, write_faces
 from bearid.metrics import roc_auc, roc_curve
 from bearid.training import plots
 from bearid.training.chip import chip_dataset
-from bearid.training.classify import choose_threshold, fit, write_predictions
 from bearid.training.classify import evaluate as evaluate_classifier
+from bearid.training.classify import fit, known_bears, write_predictions
 from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from bearid.training.data import read_samples
 from bearid.training.embed.chipcache import build_cache
@@ -211,7 +211,7 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
 
 # -- bearsvm ----------------------------------------------------------------------------
 def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> dict:
-    """Fit the SVM on train embeddings; choose the open-set threshold on validation (known
+    """Fit the classifier on train embeddings, its open-set threshold on validation (known
     val chips against unknown bears); measure top-1/5, BAKS, BAUS, AUROC on test. Bears of
     the holdout split, never trained on, are new bears: half of them join validation, the
     other half test."""
@@ -220,15 +220,15 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
         name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()
     }
     train = data["train"].labelled()
-    clf = fit(train, cfg, load_views(embeddings))
-    classes = set(clf.ids)
+    classes = set(known_bears(train.labels).tolist())  # the bears fit will know, to split validation by
     val_known, val_unknown = data["val"].split_known(classes)
     test_known, test_unknown = data["test"].split_known(classes)
     if "holdout" in data:
         h_val, h_test = data["holdout"].split_known(classes)[1].halves_by_bear()
         val_unknown, test_unknown = val_unknown + h_val, test_unknown + h_test
-    clf.threshold, why = choose_threshold(clf, val_known, val_unknown, cfg.target_far, cfg.min_known_accept)
-    log(f"classify: threshold {clf.threshold:.4f} ({why})")
+    clf = fit(train, cfg, load_views(embeddings), known=val_known, unknown=val_unknown)
+    why = clf.threshold_note_
+    log(f"classify: threshold {clf.threshold_:.4f} ({why})")
     (out / "classifier").mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "classifier" / "classifier.pkl") as tmp:
         tmp.write_bytes(pickle.dumps(clf))
@@ -237,7 +237,7 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     if left_out:
         log(f"classify: too few training chips to know {', '.join(left_out)}: treated as unknown bears")
     metrics = {
-        "threshold": round(clf.threshold, 4),
+        "threshold": round(clf.threshold_, 4),
         "threshold_note": why,
         "identities": len(clf.ids),
         "left_out": left_out,
