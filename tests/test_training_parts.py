@@ -378,3 +378,21 @@ def test_the_device_is_the_cpu_here_and_a_bad_or_missing_one_is_a_clear_error(mo
     monkeypatch.setenv("BEARID_DEVICE", "tpu")
     with pytest.raises(BearIDError, match="device 'tpu': choose one of auto, cpu, cuda"):
         Device.choose()
+
+
+def test_the_bootstrap_over_bears_brackets_the_figure_and_narrows_with_more_bears():
+    from bearid.metrics import balanced_accuracy, bootstrap_by_bear
+
+    rng = np.random.default_rng(0)
+    skill = {f"b{i}": rng.uniform(0.3, 1.0) for i in range(60)}
+    truth = [b for b in skill for _ in range(5)]
+    correct = [bool(rng.random() < skill[b]) for b in truth]
+    few = truth[:60], correct[:60]  # 12 bears
+    low, high = bootstrap_by_bear(*few)
+    assert low < balanced_accuracy(*few) < high
+    wide = bootstrap_by_bear(truth, correct)
+    assert wide[1] - wide[0] < (high - low) * 0.75 and wide[0] < balanced_accuracy(truth, correct) < wide[1]
+    same = [b for b in skill for _ in range(5)], [True] * 300
+    assert bootstrap_by_bear(*same) == (1.0, 1.0) and bootstrap_by_bear(*few) == (low, high)  # seeded
+    top1 = bootstrap_by_bear(*few, balanced=False)
+    assert top1[0] < np.mean(few[1]) < top1[1]
