@@ -20,7 +20,8 @@ def _plt():
 
 def loss_curve(path: Path, curves: dict[str, Curves]) -> Path:
     """Training loss per step (smoothed) and the validation figures taken along the way:
-    validation losses on the same axes, other figures (AUC, top-1) on a second one."""
+    validation losses on the same axes, other figures (AUC, top-1) on a second one; a dashed
+    line marks the step whose weights were kept where a validation figure chose it."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
     other = None
@@ -39,6 +40,9 @@ def loss_curve(path: Path, curves: dict[str, Curves]) -> Path:
             else:
                 other = other or ax.twinx()
                 other.plot(steps, values, "s:", label=f"{name} validation {key}", markersize=3)
+        if "figure" in curve.kept:
+            ax.axvline(curve.kept["step"], color=colour, linestyle="--", linewidth=1,
+                       label=f"{name} kept: step {curve.kept['step']} (best {curve.kept['figure']})")  # fmt: skip
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")

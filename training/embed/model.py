@@ -68,6 +68,11 @@ class EmbedNet(nn.Module):
         return F.normalize(self.descriptor(x), dim=1)
 
 
+# DlibEmbedNet.step_scales' floor: below dlib's smallest weights; its convolutions' biases
+# (RMS 1e-8 to 1e-7: a bias before batch norm has no gradient) stay as good as fixed.
+STEP_FLOOR = 1e-6
+
+
 class DlibEmbedNet(nn.Module):
     """dlib's metric ResNet as an embedding network: its output is the descriptor."""
 
@@ -85,6 +90,19 @@ class DlibEmbedNet(nn.Module):
 
     def head_parameters(self) -> list[nn.Parameter]:
         return [self.body.params[i] for i in self._fc[1:3] if i is not None]
+
+    def step_scales(self) -> dict[int, float]:
+        """Each parameter's step size, as a share of the learning rate: its RMS as it is now
+        (at least STEP_FLOOR, so that no rate is zero). dlib trained this network
+        with batch norm after every convolution, which makes a convolution's output blind to
+        its weights' scale; folded into fixed affine layers (`bn_con` in inference form), the
+        scale counts, and it is tiny: convolution weights have RMS 6e-4 to 7e-3 beside affine
+        scales of 3 to 20. Adam moves every parameter by about the learning rate whatever its
+        gradient, so one rate for all is a 10% change per step to the deepest convolutions at
+        lr 5e-5 and nothing to the affine scales. Scaled by its RMS, each tensor changes by
+        the same share per step (Adafactor's relative step; LAMB's layer-wise trust ratio),
+        as it did under batch norm. Keyed by `id(parameter)`."""
+        return {id(p): max(float(p.detach().pow(2).mean().sqrt()), STEP_FLOOR) for p in self.body.params}
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -2,19 +2,25 @@
 triplet loss, checkpoints and resume, deterministic for a seed; DistributedDataParallel under
 torchrun; on a GPU where there is one (training/device.py). A pretrained backbone can be
 frozen for the first `freeze` steps (the head learns alone) and then fine-tuned at
-`backbone_lr` x lr."""
+`backbone_lr` x lr, its rate warmed up again from the step it is unfrozen.
+
+Fine-tuning keeps what a pretrained network knew (docs/experiments.md, 2026-12-02): its
+ArcFace centres start at the class means of its own embeddings, not at random directions;
+dlib's ResNet moves each tensor by a share of its own scale (DlibEmbedNet.step_scales); and
+the stage keeps the weights of its best validation step (`KEPT_FIGURE`), not its last."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import Dataset, Sampler
 
 from bearid.errors import BearIDError
 from bearid.fsio import atomic_path
@@ -25,8 +31,11 @@ from bearid.training.embed.loader import ChipData, PKBatches, Sequential, batche
 from bearid.training.embed.losses import ArcFace, triplet_semihard
 from bearid.training.embed.madeup import MadeUpBears
 from bearid.training.embed.model import EmbeddingNet, build, load_file, save_file
-from bearid.training.optim import Curves, Optimiser
+from bearid.training.optim import Curves, KeepBest, Optimiser
 from bearid.training.progress import Log
+
+KEPT_FIGURE = "verification_auc"  # the validation figure whose best step's weights are kept
+IMPRINT_CHIPS = 16  # chips per identity whose mean embedding starts its ArcFace centre
 
 
 class Trainee(nn.Module):
@@ -48,7 +57,10 @@ class Trainee(nn.Module):
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Tensor:
-    """Rotation, scale and shift; light and colour jitter; optional mirror, blur and erase."""
+    """Rotation, scale and shift; light and colour jitter; optional mirror, blur and erase.
+    What is switched off is not applied (an identity warp resamples the pixels: not the
+    inputs serving gives), though its random numbers are still drawn, so the generator's
+    stream is the same whichever are on."""
     n = x.shape[0]
     rnd = lambda *shape: torch.rand(*shape, generator=gen)
     angle = (rnd(n) - 0.5) * 2 * math.radians(cfg.rotate)
@@ -58,8 +70,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Te
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     if cfg.flip:
         theta[:, 0, :2] *= torch.where(rnd(n) < 0.5, -1.0, 1.0)[:, None]
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    if cfg.rotate or cfg.zoom or cfg.shift or cfg.flip:
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
     gain = 1 + (rnd(n, 1, 1, 1) - 0.5) * 2 * cfg.light
     colour = 1 + (rnd(n, 3, 1, 1) - 0.5) * 2 * cfg.tint
     offset = (rnd(n, 1, 1, 1) - 0.5) * 2 * cfg.light
@@ -67,7 +80,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, cfg: EmbedConfig) -> torch.Te
         x = _blur(x, rnd(n) < cfg.blur, 1.5 + 2.5 * rnd(n))
     if cfg.erase:
         x = _erase(x, rnd(n) < cfg.erase, rnd(n, 4))
-    return x * gain * colour + offset
+    return x * gain * colour + offset if cfg.light or cfg.tint else x
 
 
 def _blur(x: torch.Tensor, chosen: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -105,6 +118,60 @@ def checksum(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def training_inputs(
+    data: Dataset, sampler: Sampler, gen: torch.Generator, cfg: EmbedConfig, workers: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(network inputs, item indices) of each training batch, augmented: what the network is
+    trained on. With every augmentation off, each input is the chip's network input as
+    serving makes it (bearid.embed.network_input), bit for bit."""
+    for x, idx in batches(data, sampler, workers):
+        yield augment(x, gen, cfg), idx
+
+
+def pretrained(cfg: EmbedConfig) -> bool:
+    """Whether the network starts from weights (a dlib file, an embed.pt, a timm backbone's)."""
+    return bool(cfg.init or cfg.weights)
+
+
+def imprint(trainee: Trainee, data: Dataset, y: np.ndarray, cfg: EmbedConfig, device: Device) -> None:
+    """Start each ArcFace centre at the mean direction of its identity's embeddings (up to
+    IMPRINT_CHIPS chips each, unaugmented), as the network gives them at the first step (its
+    training mode and frozen state; batch-norm statistics left as they were).
+
+    A centre at a random direction makes every chip's loss large and its gradient point at
+    that direction, the same for all chips of a bear: the pretrained network is pulled, at
+    full strength, toward an arbitrary layout of the bears before the head has learnt
+    anything. Centred on the network's own embeddings, the loss starts from what the network
+    already tells apart, and its gradient asks only for the margin (weight imprinting, Qi et
+    al. 2018; a linear probe before fine-tuning, Kumar et al. 2022)."""
+    if trainee.head is None:
+        return
+    rng = np.random.default_rng([cfg.seed, 31])
+    classes = trainee.head.weight.shape[0]
+    idx = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[:IMPRINT_CHIPS] for c in range(classes) if (y == c).any()]
+    )
+    state = {k: v.clone() for k, v in trainee.net.state_dict().items()}
+    was = trainee.training
+    trainee.train()
+    freeze_backbone(trainee, cfg.freeze > 0)
+    batch = max(2, cfg.p * cfg.k)
+    with torch.no_grad(), device.autocast():
+        e = torch.cat(
+            [
+                trainee.net(device.batch(data.__getitems__(idx[i : i + batch].tolist())[0])).float()
+                for i in range(0, len(idx), batch)
+            ]
+        )
+    trainee.net.load_state_dict(state)  # batch-norm statistics as they were
+    trainee.train(was)
+    w = trainee.head.weight
+    means = torch.zeros(classes, e.shape[1], device=e.device).index_add_(0, torch.as_tensor(y[idx], device=e.device), e)
+    found = means.norm(dim=1) > 0
+    with torch.no_grad():
+        w[found] = F.normalize(means[found], dim=1).to(w.dtype) * w[found].norm(dim=1, keepdim=True)
+
+
 def train_embedder(
     data: ChipData,
     cfg: EmbedConfig,
@@ -116,8 +183,9 @@ def train_embedder(
 ) -> tuple[EmbeddingNet, list[str], Curves]:
     """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
     through the loader (`workers` processes; None: the default), augmentation runs here.
-    `validate(net)` gives validation figures, taken about ten times a run (on rank 0).
-    Returns the network (eval mode), the identity list and the curves."""
+    `validate(net)` gives validation figures, taken about ten times a run (on rank 0); where
+    they hold KEPT_FIGURE, the weights of its best step are the ones returned (curves.kept
+    says which step). Returns the network (eval mode), the identity list and the curves."""
     labels = data.labels
     if len(set(labels)) < 2:
         raise BearIDError(
@@ -135,21 +203,26 @@ def train_embedder(
     data, y_all = made_up.dataset(data), made_up.labels
     torch.manual_seed(cfg.seed)
     trainee = device.model(Trainee(cfg, len(classes) * (made_up.copies + 1)))
+    ckpt = model_dir / "checkpoint.pt"
+    resuming = resume and ckpt.exists()
+    if pretrained(cfg) and not resuming:
+        imprint(trainee, data, y_all, cfg, device)
     opt = Optimiser(parameter_groups(trainee, cfg), cfg.lr, cfg.steps, weight_decay=5e-4, scaler=device.scaler())
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    best = KeepBest(KEPT_FIGURE)
     start = 0
-    ckpt = model_dir / "checkpoint.pt"
-    if resume and ckpt.exists():
+    if resuming:
         state = torch.load(ckpt, map_location=device.where, weights_only=False)
         trainee.load_state_dict(state["model"])
         opt.load_state_dict(state["optimiser"])
         gen.set_state(state["gen"])
+        best.load_state_dict(state.get("best"))
         start = state["step"]
         log(f"embed: resumed at step {start}")
     model: nn.Module = trainee
     frozen: bool | None = None
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
-    for step, (x, idx) in zip(range(start, cfg.steps), batches(data, sampler, workers)):
+    for step, (x, idx) in zip(range(start, cfg.steps), training_inputs(data, sampler, gen, cfg, workers)):
         if (step < cfg.freeze) != frozen:  # DDP is (re)built on the parameters that train
             frozen = step < cfg.freeze
             freeze_backbone(trainee, frozen)
@@ -158,10 +231,12 @@ def train_embedder(
         freeze_backbone(trainee, frozen)  # its batch-norm statistics too (validation set train mode back)
         y = device.batch(torch.from_numpy(y_all[idx.numpy()]))
         with device.autocast():
-            loss = model(device.batch(augment(x, gen, cfg)), y)
+            loss = model(device.batch(x), y)
         opt.step(loss)
         opt.report("embed", step, cfg.steps, log)
-        opt.validate(step, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed")
+        found = opt.validate(step, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed")
+        if best.offer(step + 1, found, trainee.net) and step + 1 < cfg.steps:
+            log(f"embed step {step + 1}: the best {KEPT_FIGURE} yet ({best.value:.4g}), kept")
         if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
@@ -171,30 +246,47 @@ def train_embedder(
                         "optimiser": opt.state_dict(),
                         "gen": gen.get_state(),
                         "step": step + 1,
+                        "best": best.state_dict(),
                     },
                     tmp,
                 )
+    kept = best.restore(trainee.net, cfg.steps)
+    if kept["step"] != cfg.steps:
+        log(f"embed: kept the weights of step {kept['step']} ({KEPT_FIGURE} {kept['value']:.4g}), not the last")
     if world > 1:
         # Gradients are averaged, so weights agree; batch-norm statistics come from each
-        # rank's own last batch: take rank 0's, as DDP does at every forward pass.
-        for buffer in trainee.buffers():
-            torch.distributed.broadcast(buffer, 0)
+        # rank's own last batch, and only rank 0 validates (so keeps a best step): take rank
+        # 0's weights and statistics, as DDP does at every forward pass.
+        for tensor in trainee.state_dict().values():
+            flat = tensor.contiguous()  # a channels_last weight, on CUDA, is sent as a plain one
+            torch.distributed.broadcast(flat, 0)
+            if flat is not tensor:
+                tensor.copy_(flat)
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / f"rank{rank}.sha256").write_text(checksum(trainee.net))
         torch.distributed.barrier()
-    return trainee.net.eval(), classes, opt.curves()
+    curves = opt.curves()
+    curves.kept = kept
+    return trainee.net.eval(), classes, curves
 
 
 def parameter_groups(trainee: Trainee, cfg: EmbedConfig) -> list[dict]:
-    """The backbone's parameters at `backbone_lr` x lr, the head's (the network's last
-    projection and the loss head) at lr; one group where both rates are the same."""
+    """The backbone's parameters at `backbone_lr` x lr, warmed up from step `freeze`; the
+    head's (the network's last projection and the loss head) at lr. A network with step
+    scales (dlib's, DlibEmbedNet.step_scales) has each of its tensors' rates times its scale.
+    One group where every rate is the same."""
     head = {id(p) for p in trainee.net.head_parameters()} | {id(p) for p in trainee.head_parameters()}
+    scales = trainee.net.step_scales() if hasattr(trainee.net, "step_scales") else {}
     params = list(trainee.parameters())
-    if cfg.backbone_lr == 1.0:
+    if cfg.backbone_lr == 1.0 and not cfg.freeze and not scales:
         return [{"params": params}]
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault((id(p) in head, scales.get(id(p), 1.0)), []).append(p)
     return [
-        {"params": [p for p in params if id(p) not in head], "lr": cfg.lr * cfg.backbone_lr},
-        {"params": [p for p in params if id(p) in head], "lr": cfg.lr},
+        {"params": ps, "lr": cfg.lr * scale * (1.0 if is_head else cfg.backbone_lr)}
+        | ({} if is_head or not cfg.freeze else {"start": cfg.freeze})
+        for (is_head, scale), ps in groups.items()
     ]
 
 
