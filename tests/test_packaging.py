@@ -81,7 +81,7 @@ def test_a_built_bento_carries_its_model_and_serves_it_with_no_store(bundle_dir,
     )
     assert (folder / "models" / "bearid" / version / "manifest.json").is_file()
     assert (folder / "src" / "service" / "service.py").is_file() and (
-        folder / "src" / "bearid" / "pipeline.py"
+        folder / "src" / "bearid" / "serving" / "pipeline.py"
     ).is_file()
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*")]
     assert not any(f.startswith(("src/training/", "src/exporters/", "src/tests/")) for f in files)

@@ -108,7 +108,8 @@ def test_runs_command_marks_the_best_path(trained):
     assert data["selected_on"] == "val" and data["best"]
     face = data["paths"][0]["stages"][0]
     assert face["val"]["AP50"] is not None and face["test"]["AP50"] is not None
-    assert set(data["paths"][0]["val"]) == {"open_set", "top1", "baks", "baus", "auroc"}
+    assert set(data["paths"][0]["val"]) == {"open_set", "top1", "baks", "baus", "auroc", "face_recall"}  # answered
+    assert set(data["paths"][0]["val_chips"]) == {"open_set", "top1", "baks", "baus", "auroc"}
 
 
 def test_pipeline_file_and_its_errors(tmp_path):

@@ -191,6 +191,7 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         "train_chips": len(train_chips),
         "identities": len(classes),
         "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1),
+        "kept_step": curves.kept.get("step") if cfg.steps else 0,  # the best validation step's weights
     }
     for name in ("val", "test"):
         if name in vectors:

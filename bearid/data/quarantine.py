@@ -99,15 +99,15 @@ def move_logged(root: Path, path: str, to: str, out: MoveReport, reason: str, de
     out.moved.append((path, to))
 
 
-def restore(root: Path, batch: str | None = None, reason: str | None = None) -> MoveReport:
+def restore(root: Path, batch: str | None = None, reason: str | None = None, strict: bool = True) -> MoveReport:
     """Move quarantined files back where they were (all, or one batch or reason). A batch or
     reason the log does not know is an error naming those it does (a typo must not look
-    like 'restored 0 files')."""
+    like 'restored 0 files'), unless not `strict`: an undo whose operation moved nothing yet."""
     root = Path(root)
     log = root / QUARANTINE_DIR / LOG
     out = MoveReport(batch=batch or "")
     if not log.exists():
-        if batch or reason:
+        if (batch or reason) and strict:
             raise BearIDError(f"{root}: nothing was ever quarantined here (no {QUARANTINE_DIR}/{LOG})")
         return out
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -116,7 +116,7 @@ def restore(root: Path, batch: str | None = None, reason: str | None = None) -> 
         ("--batch", batch, "batches", list(dict.fromkeys(r["batch"] for r in moves))),  # oldest first
         ("--reason", reason, "reasons", sorted({r["reason"] for r in moves})),
     ):
-        if value and value not in known:
+        if value and value not in known and strict:
             raise BearIDError(f"{option} {value}: not in {log}; {_listed(kinds, known)}")
     restored = {(r["batch"], r["from"]) for r in lines if r["op"] == "restore"}
     for r in reversed([r for r in lines if r["op"] == "move"]):

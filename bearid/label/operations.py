@@ -47,7 +47,7 @@ def undo(store: LabelStore, op_id: str, who: str, root: Path | None = None) -> O
     """The IDs put back, and the files the operation moved moved back (by its log batch)."""
     moved, skipped = [], []
     if root is not None:  # the files first, so the XML names each photo where it was
-        report = quarantine.restore(Path(root), batch=op_id)
+        report = quarantine.restore(Path(root), batch=op_id, strict=False)
         store.refile(Path(root), report.moved, who)  # (where it was, where it is now)
         moved, skipped = report.moved, report.skipped
     return Outcome(store.undo(op_id, who), moved=moved, skipped=skipped)
