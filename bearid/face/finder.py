@@ -23,7 +23,10 @@ class FaceFinder:
         self.detect, self.refine, self.spec = detect, refine, spec or DetectorSpec()
 
     def find(self, photo: Photo, threshold: float | None = None) -> list[Detection]:
-        """Faces in a photo (boxes and landmarks in displayed pixels), best first."""
+        """Faces in a photo (boxes and landmarks in displayed pixels), best first.
+
+        Suppression runs again on the refined boxes: two detections of one face that the
+        detector's loose boxes kept apart converge on it once refined, and one face is one answer."""
         found: list[Detection] = []
         sides = self.spec.input_sides
         for i, side in enumerate(sides):
@@ -34,4 +37,5 @@ class FaceFinder:
         if not faces:
             return []
         crops = np.stack([refiner_input(photo.image, photo.scale, f.box, self.spec) for f in faces])
-        return [refine(face, pred, self.spec) for face, pred in zip(faces, self.refine(crops))]
+        refined = [refine(face, pred, self.spec) for face, pred in zip(faces, self.refine(crops))]
+        return suppress(refined, self.spec.nms_iou, self.spec.max_faces)
