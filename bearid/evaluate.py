@@ -17,26 +17,31 @@ from bearid.metrics import balanced_accuracy, iou
 from bearid.serving.pipeline import Pipeline
 
 
+def gate_answers(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> list[tuple[dict, list[Box]]]:
+    """The pipeline's answer (JSON) and the truth faces of every labelled photo of the faces
+    XML files (at most `limit` photos): what `tally` scores, answered once."""
+    pairs = []
+    for xml in faces_xml:
+        dataset = read_faces(xml)
+        for image in dataset.images:
+            truth = [b for b in image.boxes if b.label and not b.ignore]
+            if truth and not (limit and len(pairs) >= limit):
+                pairs.append((pipeline.identify(dataset.path_of(image)).model_dump(mode="json"), truth))
+    return pairs
+
+
 def gate_metrics(pipeline: Pipeline, faces_xml: list[Path], limit: int = 0) -> dict:
     """Answer every labelled photo of the faces XML files (at most `limit`) and tally them."""
-
-    def answered():
-        n = 0
-        for xml in faces_xml:
-            dataset = read_faces(xml)
-            for image in dataset.images:
-                truth = [b for b in image.boxes if b.label and not b.ignore]
-                if truth and not (limit and n >= limit):
-                    n += 1
-                    yield pipeline.identify(dataset.path_of(image)).model_dump(mode="json"), truth
-
-    return tally(answered(), set(pipeline.classifier.ids))
+    return tally(gate_answers(pipeline, faces_xml, limit), set(pipeline.classifier.ids))
 
 
-def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dict:
+def tally(
+    answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str], leave_out: frozenset[str] = frozenset()
+) -> dict:
     """Face recall, known-bear balanced accuracy (BAKS), unknown-bear balanced accuracy
     (BAUS), their mean (`open_set`) and top-1 of found known bears, from API answers (JSON)
-    and the truth boxes of the same photos."""
+    and the truth boxes of the same photos. Faces of the bears in `leave_out` count for face
+    recall only (two models with different rosters are compared on the bears they share)."""
     known_bears: list[str] = []  # per truth face of a known bear: its bear, and was it named
     named: list[bool] = []
     unknown_bears: list[str] = []  # per truth face of a new bear: its bear, and was it turned away
@@ -48,6 +53,8 @@ def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dic
             truth_faces += 1
             face = _match(answer, (box.left, box.top, box.width, box.height))
             found += face is not None
+            if box.label in leave_out:
+                continue
             if box.label in known_ids:
                 known_bears.append(box.label)
                 named.append(face is not None and face["bear_id"] == box.label)
@@ -73,7 +80,7 @@ def tally(answers: Iterable[tuple[dict, list[Box]]], known_ids: set[str]) -> dic
         "false_accept": round(1 - balanced_accuracy(unknown_bears, turned_away), 4) if unknown_bears else None,
     }
     parts = [v for v in (out["baks"], out["baus"]) if v is not None]
-    out["open_set"] = round(sum(parts) / len(parts), 4)
+    out["open_set"] = round(sum(parts) / len(parts), 4) if parts else None
     return out
 
 

@@ -89,10 +89,17 @@ def promote(
 
     r = run(bundle, list(gate or []), ModelStore(), metric, force, limit, accept_open_set_risk)
     if r.candidate:
-        table = Table("gate", "candidate " + r.version, "champion " + (r.champion_version or "(none)"))
+        columns = ["gate", "candidate " + r.version, "champion " + (r.champion_version or "(none)")]
+        rows = [r.candidate, r.champion or {}]
+        if r.left_out and r.compared:  # the compared figures leave out bears only one model knows
+            columns += ["candidate, compared", "champion, compared"]
+            rows += list(r.compared)
+        table = Table(*columns)
         for key in ("photos", "face_recall", "top1", "baks", "baus", "open_set", "false_accept"):
-            table.add_row(key, str(r.candidate.get(key)), str((r.champion or {}).get(key, "")))
+            table.add_row(key, *(str(row.get(key, "")) for row in rows))
         console.print(table)
+        if r.left_out:
+            console.print(f"compared on the bears both know or neither; known to one only: {', '.join(r.left_out)}")
     console.print(
         ("[green]promoted[/] " if r.promoted else "[yellow]not promoted[/] ") + f"{r.version}: {r.reason}",
         highlight=False,

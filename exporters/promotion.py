@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bearid.errors import BearIDError
-from bearid.evaluate import gate_metrics
+from bearid.evaluate import gate_answers, tally
 from bearid.serving import bundle as bundles
 from bearid.serving.pipeline import Pipeline
 from bearid.serving.store import ModelStore
@@ -51,10 +51,23 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 class Promotion:
     version: str
     promoted: bool
-    candidate: dict | None
+    candidate: dict | None  # the candidate's gate figures over all its bears
     champion: dict | None
     champion_version: str | None
     reason: str
+    compared: tuple[dict, dict] | None = None  # (candidate, champion) on the bears both know or neither
+    left_out: tuple[str, ...] = ()  # bears only one of them knows, out of the comparison
+
+
+def compare(candidate: Pipeline, champion: Pipeline, gate: list[Path], limit: int = 0):
+    """Both models answer the gate once. Returns each one's figures over all its bears, then
+    both on the same question (a bear only one of them knows is a known bear for one and a
+    stranger for the other, so its faces are left out of both), and the bears left out."""
+    ours, theirs = set(candidate.classifier.ids), set(champion.classifier.ids)
+    left_out = frozenset(ours ^ theirs)
+    mine, current = gate_answers(candidate, gate, limit), gate_answers(champion, gate, limit)
+    compared = (tally(mine, ours, left_out), tally(current, theirs, left_out))
+    return tally(mine, ours), tally(current, theirs), compared, tuple(sorted(left_out))
 
 
 def promote(
@@ -76,36 +89,42 @@ def promote(
     if current == bundle.version:
         return Promotion(bundle.version, False, None, None, current, "already the champion")
     candidate = champion = None
+    compared, left_out = None, ()
     if gate:
-        candidate = gate_metrics(Pipeline.from_bundle(bundle), gate, limit)
+        pipeline = Pipeline.from_bundle(bundle)
         if current:
-            champion = gate_metrics(Pipeline.from_bundle(bundles.load(store.path_of(current))), gate, limit)
+            previous = Pipeline.from_bundle(bundles.load(store.path_of(current)))
+            candidate, champion, compared, left_out = compare(pipeline, previous, gate, limit)
+        else:
+            candidate = tally(gate_answers(pipeline, gate, limit), set(pipeline.classifier.ids))
     elif not force:
         raise BearIDError("give a gate set (--gate XML, a faces XML with bear labels) or --force")
     risk = open_set_risk(bundle, candidate) if gate else None
     if risk and not accept_open_set_risk:
         return Promotion(
             bundle.version, False, candidate, champion, current,
-            f"{risk}: refused (use --accept-open-set-risk to promote anyway)",
+            f"{risk}: refused (use --accept-open-set-risk to promote anyway)", compared, left_out,
         )  # fmt: skip
-    worse = (
-        champion is not None and candidate is not None and (candidate.get(metric) or 0) < (champion.get(metric) or 0)
-    )
+    ours, theirs = compared or (candidate, champion)
+    worse = theirs is not None and ours is not None and (ours.get(metric) or 0) < (theirs.get(metric) or 0)
+    shared = f" on the bears both know or neither ({len(left_out)} known to one only left out)" if left_out else ""
     if worse and not force:
         return Promotion(
-            bundle.version,
-            False,
-            candidate,
-            champion,
-            current,
-            f"{metric} {candidate.get(metric)} is below the champion's "
-            f"{champion.get(metric)}: refused (use --force to promote anyway)",
-        )
+            bundle.version, False, candidate, champion, current,
+            f"{metric} {ours.get(metric)} is below the champion's {theirs.get(metric)}{shared}: "
+            "refused (use --force to promote anyway)", compared, left_out,
+        )  # fmt: skip
     store.add(folder)
     store.promote(
         bundle.version,
         {
-            "gate": {"metric": metric, "candidate": candidate, "champion": champion},
+            "gate": {
+                "metric": metric,
+                "candidate": candidate,
+                "champion": champion,
+                "compared": compared and {"candidate": compared[0], "champion": compared[1]},
+                "left_out": list(left_out),
+            },
             "forced": bool(worse and force),
             "open_set_risk_accepted": risk,
         },
@@ -113,6 +132,6 @@ def promote(
     reason = (
         "forced past a better champion"
         if worse
-        else ("no champion yet" if not current else f"{metric} at least the champion's")
+        else ("no champion yet" if not current else f"{metric} at least the champion's{shared}")
     ) + (f"; open-set risk accepted: {risk}" if risk else "")
-    return Promotion(bundle.version, True, candidate, champion, current, reason)
+    return Promotion(bundle.version, True, candidate, champion, current, reason, compared, left_out)

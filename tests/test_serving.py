@@ -475,3 +475,23 @@ def test_promotion_refuses_a_bundle_whose_open_set_misses_its_target_unless_told
     assert "above the target" in open_set_risk(bundle, {"false_accept": 0.5, "unknown_faces": 200, "unknown_bears": 9})
     low, high = wilson(target, 400)
     assert low < target < high and open_set_risk(bundle, {"false_accept": target, "unknown_faces": 400}) is None
+
+
+def test_models_with_different_rosters_are_compared_on_the_bears_they_share():
+    """A candidate that learned bear N is a known bear's model for N, the champion a stranger's:
+    left out of both, the two answer the same question and the better one wins."""
+    from bearid.evaluate import tally
+    from bearid.metadata import Box
+
+    def face(x: int, bear: str | None) -> dict:
+        return {"box": {"left": x, "top": 0, "width": 10, "height": 10}, "bear_id": bear, "candidates": []}
+
+    truth = [Box(x, 0, 10, 10, label=b) for x, b in ((0, "A"), (20, "B"), (40, "N"), (60, "S"))]
+    candidate = [({"faces": [face(0, "A"), face(20, "A"), face(40, "A"), face(60, None)]}, truth)]  # N: hard
+    champion = [({"faces": [face(0, "A"), face(20, "A"), face(40, None), face(60, None)]}, truth)]
+    # N counts for one only: the candidate is marked down for a bear the champion was never asked to name
+    assert tally(candidate, {"A", "B", "N"})["baks"] < tally(champion, {"A", "B"})["baks"]
+    ours = tally(candidate, {"A", "B", "N"}, frozenset({"N"}))
+    theirs = tally(champion, {"A", "B"}, frozenset({"N"}))
+    assert ours == theirs and ours["baks"] == 0.5 and ours["baus"] == 1.0 and ours["unknown_bears"] == 1
+    assert ours["face_recall"] == 1.0 and ours["faces"] == 4  # every face still counts for finding it
