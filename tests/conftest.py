@@ -124,7 +124,10 @@ def _open_tiny():
     from tinycache import TinyCache
 
     sources = [ROOT / "bearid", ROOT / "training", ROOT / "exporters", Path(__file__), ROOT / "pyproject.toml"]
-    never_run = tuple(ROOT / p for p in ("bearid/label", "bearid/cli", "bearid/client.py", "training/cli"))
+    never_run = tuple(
+        ROOT / p
+        for p in ("bearid/label", "bearid/cli", "bearid/client.py", "training/cli", "bearid/video", "bearid/labels")
+    )
     cache = TinyCache(ROOT / "build" / "test-cache", key_of=sources, ignore=never_run)
     faulthandler.dump_traceback_later(TINY_BUILD_SECONDS, exit=True)
     try:
