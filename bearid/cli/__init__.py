@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bearid import __version__
-from bearid.cli import accounts, book, data, ids, label, meta, serving, synth
+from bearid.cli import accounts, book, data, ids, label, meta, serving, synth, video
 from bearid.errors import BearIDError
 
 
@@ -46,7 +46,7 @@ app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
 app.add_typer(ids.app, name="ids")
 app.add_typer(accounts.app, name="accounts")
-for verb in (serving.serve, serving.bento, serving.score, label.label, book.book):
+for verb in (serving.serve, serving.bento, serving.score, label.label, book.book, video.video):
     app.command(verb.__name__)(verb)
 
 # Parts of BearID whose verbs could not be loaded (name -> why), and the verbs each brings.
