@@ -41,10 +41,15 @@ def synth(
     contact_sheet: Annotated[
         Path | None, typer.Option(help="Also save a PNG of faces with their ground truth drawn.")
     ] = None,
+    videos: Annotated[
+        int,
+        typer.Option(help="Also write this many short clips of the bears (OUT/_videos, truth in OUT/_truth).", min=0),
+    ] = 0,
 ) -> None:
     """Make a synthetic bear world: a source tree of photos plus ground truth.
 
     Example: bearid synth world --bears 12 --photos 200 --seed 1 --messy --contact-sheet sheet.png
+    Clips too: bearid synth world --bears 12 --photos 200 --videos 8
     """
     config = WorldConfig(bears=bears, photos=photos, seed=seed, shots=shots.value).harder(difficulty)
     config = config_with(config, setting or [])
@@ -57,6 +62,16 @@ def synth(
             progress=bars.ticker("rendering photos", photos),
         )
     print_report(report)
+    if videos:
+        from bearid.errors import require
+
+        require("video", "bearid synth --videos", "av")
+        from bearid.video.synth import write_videos
+
+        with Bars(console) as bars:
+            clips = write_videos(config, out, videos, progress=bars.ticker("rendering clips", videos))
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(clips.per_kind.items()))
+        console.print(f"{clips.clips} clips ({kinds}), {clips.frames} frames, {clips.faces} faces: {out / '_videos'}")
     if contact_sheet:
         from bearid.metadata import read_faces
         from bearid.synth.contact import contact_sheet as draw_sheet
