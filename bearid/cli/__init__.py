@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bearid import __version__
-from bearid.cli import accounts, book, data, ids, label, meta, serving, synth, video
+from bearid.cli import accounts, book, data, ids, label, labels, meta, serving, synth, video
 from bearid.errors import BearIDError
 
 
@@ -46,6 +46,7 @@ app.command("validate")(meta.validate)
 app.add_typer(data.app, name="data")
 app.add_typer(ids.app, name="ids")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(labels.app, name="labels")
 for verb in (serving.serve, serving.bento, serving.score, label.label, book.book, video.video):
     app.command(verb.__name__)(verb)
 

@@ -329,15 +329,13 @@ class LabelStore:
             renamed = {e["file"]: e["to"] for e in entries if e.get("kind") == "refile"}
             edits = [e for e in entries if e.get("kind") == "edit" and e.get("op", {}).get("id") == op_id]
             if not edits:
-                raise BearIDError(f"no merge or split {op_id!r} in the journal of {self.xml}")
+                raise BearIDError(f"no merge, split or import {op_id!r} in the journal of {self.xml}")
+            if edits[0]["op"].get("kind") == "import":
+                return self._unimport(edits, renamed, volunteer, op_id)
             back: dict[int, dict[int, str | None]] = {}
             kept = 0
             for e in edits:
-                name, seen = e["file"], set()
-                while name in renamed and name not in seen:  # the photo moved since: its name now
-                    seen.add(name)
-                    name = renamed[name]
-                i = self.index.get(name, self.index.get(e["file"]))
+                i = self._now_index(e["file"], renamed)
                 if i is None:
                     continue
                 now = self.boxes(i)
@@ -349,6 +347,38 @@ class LabelStore:
                             kept += 1
             op = {"kind": "undo", "id": new_op_id(), "of": op_id, "left_as_changed_since": kept}
             return self._relabel(back, volunteer, op)
+
+    def _now_index(self, file: str, renamed: dict[str, str]) -> int | None:
+        """The photo a journal entry names, where it is now (a refiled photo moved since)."""
+        name, seen = file, set()
+        while name in renamed and name not in seen:
+            seen.add(name)
+            name = renamed[name]
+        return self.index.get(name, self.index.get(file))
+
+    def _unimport(self, edits: list[dict], renamed: dict[str, str], volunteer: str, op_id: str) -> dict:
+        """Undo an import (bearid.labels): each photo it changed gets back the boxes it had,
+        unless someone changed it since (those are left as they are, and counted)."""
+        back, kept = [], 0
+        for e in edits:
+            i = self._now_index(e["file"], renamed)
+            if i is None:
+                continue
+            if self.boxes(i) == e["after"]:
+                back.append((i, e["before"]))
+            else:
+                kept += 1
+        op = {
+            "kind": "undo",
+            "id": new_op_id(),
+            "of": op_id,
+            "left_as_changed_since": kept,
+            "photos": len(back),
+            "faces": sum(len(b) for _, b in back),
+        }
+        for i, boxes in back:
+            self.update(i, boxes, self.versions[i], volunteer, {"op": op})
+        return op
 
     def _relabel(self, faces: dict[int, dict[int, str | None]], volunteer: str, op: dict) -> dict:
         op = {**op, "photos": len(faces), "faces": sum(len(f) for f in faces.values())}
