@@ -71,7 +71,21 @@ def list_accounts(xml: XmlOption) -> None:
 
     Example: bearid accounts list --xml faces.xml
     """
+    from bearid.label.crowd import journal_stats
+
     found = _open(xml)
+    measured = journal_stats(xml)
+
+    def figure(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
     for a in found.accounts.values():
-        console.print(f"{a.name:20} {a.role:10} since {a.created}")
+        line = f"{a.name:20} {a.role:10} since {a.created}"
+        s = measured.get(a.name)
+        if s is not None:  # what gold photos measured (bearid label --redundancy)
+            line += (
+                f"  answers {s.answers}, gold {s.gold}: box IoU {figure(s.box_iou, '.2f')}, "
+                f"landmark error {figure(s.landmark_error, '.3f')} chip, ID accuracy {figure(s.id_accuracy, '.0%')}"
+            )
+        console.print(line, soft_wrap=True, highlight=False)
     console.print(f"{len(found.invites)} open invitation(s)")

@@ -78,6 +78,18 @@ def label(
             "Requests for other names are refused (DNS rebinding); 127.0.0.1, localhost, ::1 and --host always work.",
         ),
     ] = None,
+    redundancy: Annotated[
+        int,
+        typer.Option(
+            help="Annotators per photo, each labelling blind; their consensus is what the XML holds "
+            "(1: one person's edit is the label).",
+            min=1,
+            max=9,
+        ),
+    ] = 1,
+    gold_every: Annotated[
+        int, typer.Option(help="With --redundancy: one gold photo (a curator's truth) in every N tasks.", min=2)
+    ] = 5,
     id_prefix: Annotated[
         list[str] | None,
         typer.Option(help="A location's bear-ID prefix for new bears, LOCATION=PREFIX (default: what its bears use)."),
@@ -122,6 +134,8 @@ def label(
             QueueContext(unsure_below, flagged, confident),
             model=model,
             prefixes=prefixes,
+            redundancy=redundancy,
+            gold_every=gold_every,
         )
         opened = store.opened
         console.print(f"Labelling {store.xml}: {len(store)} photos. Journal: {store.journal}")
@@ -141,6 +155,11 @@ def label(
         console.print(f"Open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C stops)")
         if auth:
             console.print(f"Accounts: {len(auth.accounts.accounts)} in {auth.accounts.path}; everyone logs in.")
+        if labeler.crowd is not None:
+            console.print(
+                f"{redundancy} annotators per photo, blind (/api/blind); {len(labeler.crowd.gold)} gold photo(s), "
+                f"one in every {gold_every} tasks; disagreements in the 'disagreement' queue."
+            )
         app = create_app(labeler, auth, Hosts.serving(host, allowed_host or []))
         uvicorn.run(app, host=host, port=port, log_level="warning", **proxy_options(forwarded_allow_ips))
     finally:

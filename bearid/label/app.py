@@ -24,6 +24,7 @@ from bearid.imageio import displayed_size, load_photo
 from bearid.label import matches
 from bearid.label.auth import Auth, Hosts, protect, user_of
 from bearid.label.auth import routes as door
+from bearid.label.crowd import Crowd
 from bearid.label.identities import prefix_for
 from bearid.label.queues import QUEUES, Leases, QueueContext, check_queue, pick
 from bearid.label.store import Conflict, Forbidden, LabelStore, check_volunteer
@@ -44,8 +45,12 @@ class Labeler:
         photos_kept: int = 8,
         model: matches.ModelCandidates | None = None,
         prefixes: dict[str, str] | None = None,
+        redundancy: int = 1,
+        gold_every: int = 5,
     ):
         self.store, self.ctx, self.leases = store, ctx or QueueContext(), leases or Leases()
+        # Several annotators per photo, blind (bearid.label.crowd); None: one person's edit is the label.
+        self.crowd = Crowd(store, redundancy, self.ctx, gold_every) if redundancy > 1 else None
         self._photos: OrderedDict[object, bytes] = OrderedDict()
         self._photos_lock = threading.Lock()
         self.photos_kept = photos_kept
@@ -247,6 +252,12 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         if not is_curator(request):
             raise Forbidden(f"only a curator may {what}")
 
+    def sighted(request: Request, what: str) -> None:
+        """With several annotators per photo, only curators see faces others drew (answers,
+        consensus, gold truth) or change them directly: volunteers label blind (/api/blind)."""
+        if labeler.crowd is not None and not is_curator(request):
+            raise Forbidden(f"with several annotators per photo, volunteers label blind: only a curator may {what}")
+
     def index_of(request: Request) -> int:
         i = request.path_params["i"]
         if not 0 <= i < len(labeler.store):
@@ -305,6 +316,7 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         return JSONResponse({"index": i, "todo": len(labeler.todo(queue))})
 
     def image(request: Request) -> Response:
+        sighted(request, "see a photo's faces")
         volunteer = request.query_params.get("volunteer")
         return JSONResponse(labeler.image(index_of(request), who(request, volunteer) if volunteer or auth else None))
 
@@ -325,12 +337,14 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {shape} ({exc})", 400)
         i = index_of(request)
+        sighted(request, "change a photo's faces directly")
         new = await run_in_threadpool(
             labeler.store.edit, i, boxes, version, who(request, volunteer), is_curator(request)
         )  # file work: off the event loop
         return JSONResponse({"version": new, "boxes": labeler.store.boxes(i)})
 
     def chip(request: Request) -> Response:
+        sighted(request, "see a face's chip")
         try:
             data = labeler.chip(index_of(request), request.path_params["face"])
         except OSError as exc:
@@ -338,6 +352,7 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
 
     def match(request: Request) -> Response:
+        sighted(request, "review matches")
         return JSONResponse(labeler.match(index_of(request)))
 
     async def decide(request: Request) -> Response:
@@ -348,6 +363,7 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         except (ValueError, KeyError, TypeError) as exc:
             return _error(f"expected JSON {{face, decision, version, volunteer[, bear_id, name]}} ({exc})", 400)
         i = index_of(request)
+        sighted(request, "decide matches")
         if not 0 <= face < len(labeler.store.dataset.images[i].boxes):
             return _error(f"photo {i} has no face {face}", 404)
         if decision == "new":
@@ -425,11 +441,57 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
         )
 
     def history(request: Request) -> Response:
+        sighted(request, "read the journal")
         raw = request.query_params.get("image")
         i = int(raw) if raw and raw.isdigit() and int(raw) < len(labeler.store) else None
         return JSONResponse(labeler.store.history(i)[-200:])
 
+    def blind_next(request: Request) -> Response:
+        """The photo this annotator labels next, blind (gold photos among them, unannounced)."""
+        crowd = labeler.crowd
+        found = crowd.next(who(request, request.query_params.get("volunteer")))
+        return JSONResponse({"index": found, "task": crowd.task(found) if found is not None else None})
+
+    def blind_task(request: Request) -> Response:
+        return JSONResponse(labeler.crowd.task(index_of(request)))
+
+    async def blind_answer(request: Request) -> Response:
+        body = await json_object(request, "{boxes: [...][, volunteer: NAME]}")
+        i = index_of(request)
+        done = await run_in_threadpool(
+            labeler.crowd.answer, i, who(request, text_field(body, "volunteer")), body.get("boxes")
+        )
+        return JSONResponse(done)
+
+    async def gold(request: Request) -> Response:
+        curator(request, "mark gold photos")
+        body = await json_object(request, "{index: N[, gold: true|false]}")
+        i = body.get("index")
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(labeler.store):
+            return _error(f"index: a photo of this XML, 0 to {len(labeler.store) - 1}", 400)
+        done = await run_in_threadpool(
+            labeler.crowd.mark_gold, i, who(request, text_field(body, "volunteer")), body.get("gold", True) is not False
+        )
+        return JSONResponse(done)
+
+    def annotators(request: Request) -> Response:
+        curator(request, "see the annotators' figures")
+        return JSONResponse([s.summary() for s in labeler.crowd.stats().values()])
+
+    crowd_routes = (
+        [
+            Route("/api/blind/next", guarded(blind_next), methods=["GET"]),
+            Route("/api/blind/{i:int}", guarded(blind_task), methods=["GET"]),
+            Route("/api/blind/{i:int}", guarded(blind_answer), methods=["POST"]),
+            Route("/api/gold", guarded(gold), methods=["POST"]),
+            Route("/api/annotators", guarded(annotators), methods=["GET"]),
+        ]
+        if labeler.crowd is not None
+        else []
+    )
+
     routes = [
+        *crowd_routes,
         Route("/", home),
         Route("/api/info", guarded(info)),
         Route("/api/next", guarded(next_photo), methods=["GET"]),

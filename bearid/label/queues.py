@@ -25,6 +25,7 @@ class QueueContext:
     unsure_below: float = 0.5  # a detection scored below this needs a look
     flags: dict[Path, list[str]] = field(default_factory=dict)  # photo -> `bearid data clean` findings
     confident: float = 0.7  # a bear named with less confidence waits in the match review
+    disputes: dict[Path, str] = field(default_factory=dict)  # photo -> where its annotators disagree (--redundancy)
 
 
 def _all(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
@@ -67,6 +68,10 @@ def _match(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
     return "; ".join(waiting) if waiting else None
 
 
+def _disagreement(image: ImageEntry, path: Path, ctx: QueueContext) -> str | None:
+    return ctx.disputes.get(path)
+
+
 Rule = Callable[[ImageEntry, Path, QueueContext], "str | None"]
 QUEUES: dict[str, tuple[str, Rule]] = {
     "all": ("every photo, in order", _all),
@@ -75,6 +80,10 @@ QUEUES: dict[str, tuple[str, Rule]] = {
     "flagged": ("photos `bearid data clean` flagged", _flagged),
     "unknown": ("faces with no bear ID, or that `bearid score` called unknown", _unknown),
     "match": ("faces to name, side by side with the bears they could be (the match review)", _match),
+    "disagreement": (
+        "photos whose annotators disagree (bearid label --redundancy): a curator settles them",
+        _disagreement,
+    ),
 }
 
 

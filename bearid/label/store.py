@@ -433,6 +433,16 @@ class LabelStore:
             )
             self.reviewed.setdefault(queue, set()).add(i)
 
+    def note(self, entry: dict) -> dict:
+        """Journal an entry that changes no box (an annotator's blind answer, a gold mark)."""
+        entry["volunteer"] = check_volunteer(entry["volunteer"])
+        with self.lock:
+            return self._append(entry)
+
+    def entries(self) -> list[dict]:
+        """Every journal entry, oldest first."""
+        return self._entries()
+
     # -- inside ---------------------------------------------------------------------------
     def _append(self, entry: dict) -> dict:
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **entry}
