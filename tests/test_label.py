@@ -130,7 +130,7 @@ def test_queues_volunteers_and_the_api(xml, tmp_path):
     client = TestClient(create_app(labeler))
     info = client.get("/api/info").json()
     todo = {q["name"]: q["todo"] for q in info["queues"]}
-    assert todo == {"all": 4, "unsure": 1, "landmarks": 1, "flagged": 1, "unknown": 1, "match": 1}
+    assert todo == {"all": 4, "unsure": 1, "landmarks": 1, "flagged": 1, "unknown": 1, "match": 1, "disagreement": 0}
     assert client.get("/api/images/0").json()["reasons"]["unsure"].startswith("detector scores 0.31")
     assert "lear" in client.get("/api/images/1").json()["reasons"]["landmarks"]
     # Two volunteers at once get different photos; a lease lapses.

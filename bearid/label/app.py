@@ -476,7 +476,8 @@ def create_app(labeler: Labeler, auth: Auth | None = None, hosts: Hosts | None =
 
     def annotators(request: Request) -> Response:
         curator(request, "see the annotators' figures")
-        return JSONResponse([s.summary() for s in labeler.crowd.stats().values()])
+        classes = labeler.crowd.classes()
+        return JSONResponse([s.summary(classes) for s in labeler.crowd.stats().values()])
 
     crowd_routes = (
         [

@@ -10,8 +10,8 @@ measured ID accuracy, and that is the photo's edit (by `consensus`, its entry na
 answers it used): the XML that training reads holds the consensus, the raw answers stay in
 the journal. A photo where they disagree also goes to the `disagreement` queue.
 
-Gold photos are ones a curator marked as known truth (their boxes then). One is mixed into an
-annotator's tasks every `gold_every` tasks, looking like any other; the answer is scored
+Gold photos are ones a curator marked as known truth (their boxes then). One is an annotator's
+first task and then one in every `gold_every`, each looking like any other; the answer is scored
 against the truth (box IoU, landmark error in chip units, ID right or wrong), and those
 figures are the annotator's: they weight the ID vote and show in `bearid accounts list`.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bearid.errors import BearIDError
 from bearid.label.boxes import box_from_json, box_to_json
-from bearid.label.consensus import PRIOR, Bounds, consensus, score
+from bearid.label.consensus import PRIOR, PRIOR_BOX, PRIOR_POINT, Bounds, Skill, consensus, score
 from bearid.label.queues import QueueContext
 from bearid.label.store import Forbidden, LabelStore, check_volunteer
 
@@ -41,6 +41,7 @@ class AnnotatorStats:
     answers: int = 0
     gold: int = 0
     ious: list[float] = field(default_factory=list)
+    box_errors: list[float] = field(default_factory=list)
     landmark_errors: list[float] = field(default_factory=list)
     ids_right: int = 0
     ids_asked: int = 0
@@ -52,6 +53,10 @@ class AnnotatorStats:
         return sum(self.ious) / len(self.ious) if self.ious else None
 
     @property
+    def box_error(self) -> float | None:
+        return sum(self.box_errors) / len(self.box_errors) if self.box_errors else None
+
+    @property
     def landmark_error(self) -> float | None:
         return sum(self.landmark_errors) / len(self.landmark_errors) if self.landmark_errors else None
 
@@ -59,20 +64,25 @@ class AnnotatorStats:
     def id_accuracy(self) -> float | None:
         return self.ids_right / self.ids_asked if self.ids_asked else None
 
-    def weight(self) -> float:
-        """The annotator's ID vote weight: ID accuracy on gold, pulled toward PRIOR while
-        little is measured (as if two answers at PRIOR were counted too)."""
-        return (self.ids_right + 2 * PRIOR) / (self.ids_asked + 2)
+    def skill(self) -> Skill:
+        """What the consensus weighs this annotator by: the gold figures, each pulled toward
+        its prior while little is measured (as if two answers at the prior were counted too)."""
+        return Skill(
+            (self.ids_right + 2 * PRIOR) / (self.ids_asked + 2),
+            (sum(self.box_errors) + 2 * PRIOR_BOX) / (len(self.box_errors) + 2),
+            (sum(self.landmark_errors) + 2 * PRIOR_POINT) / (len(self.landmark_errors) + 2),
+        )
 
-    def summary(self) -> dict:
+    def summary(self, classes: int = 2) -> dict:
         return {
             "name": self.name,
             "answers": self.answers,
             "gold": self.gold,
             "box_iou": self.box_iou,
+            "box_error": self.box_error,
             "landmark_error": self.landmark_error,
             "id_accuracy": self.id_accuracy,
-            "weight": self.weight(),
+            "id_weight": self.skill().id_weight(classes),
         }
 
 
@@ -95,6 +105,7 @@ def stats_of(entries: list[dict]) -> dict[str, AnnotatorStats]:
                 s = score(e["boxes"], truth[e["file"]])
                 stats.gold += 1
                 stats.ious += s.ious
+                stats.box_errors += s.box_errors
                 stats.landmark_errors += s.landmark_errors
                 stats.ids_right += s.ids_right
                 stats.ids_asked += s.ids_asked
@@ -184,9 +195,10 @@ class Crowd:
         return [i for i in range(len(self.store)) if i not in self.gold and i not in self.settled]
 
     def next(self, who: str) -> int | None:
-        """The photo `who` labels next: one of theirs they hold already, else every
-        `gold_every`-th task a gold photo they have not answered (or when nothing else is
-        left), else the waiting photo closest to its K answers."""
+        """The photo `who` labels next: one of theirs they hold already, else a gold photo
+        they have not answered as their first task and then one in every `gold_every` (so an
+        annotator is measured before their answers count; or when nothing else is left),
+        else the waiting photo closest to its K answers."""
         who = check_volunteer(who)
         with self.store.lock:
             now = self.clock()
@@ -201,7 +213,7 @@ class Crowd:
             ]
             open_.sort(key=lambda i: (-len(self.answers.get(i, {})), i))
             count = self.given.get(who, 0)
-            if gold and (count % self.gold_every == self.gold_every - 1 or not open_):
+            if gold and (count % self.gold_every == 0 or not open_):
                 found = gold[count // self.gold_every % len(gold)]
             elif open_:
                 found = open_[0]
@@ -258,13 +270,14 @@ class Crowd:
         return {"index": i, "answered": True}
 
     def _settle(self, i: int) -> None:
-        weights = {name: s.weight() for name, s in self.stats().items()}
+        skills = {name: s.skill() for name, s in self.stats().items()}
         answers = self.answers[i]
-        agreed = consensus(answers, weights, self.bounds)
+        classes = self.classes()
+        agreed = consensus(answers, skills, self.bounds, classes)
         detail = {
             CONSENSUS: {
                 "answers": sorted(answers),
-                "weights": {w: round(weights.get(w, PRIOR), 4) for w in sorted(answers)},
+                "id_weights": {w: round(skills.get(w, Skill()).id_weight(classes), 4) for w in sorted(answers)},
                 "disputes": agreed.reasons(),
             }
         }
@@ -293,6 +306,10 @@ class Crowd:
             else:
                 self.gold.pop(i, None)
         return {"index": i, "gold": gold, "faces": len(boxes)}
+
+    def classes(self) -> int:
+        """How many bears an ID could name (the vote's weights depend on it)."""
+        return max(len(self.store.known_ids()), 2)
 
     def stats(self) -> dict[str, AnnotatorStats]:
         return stats_of(self.store.entries())
