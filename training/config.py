@@ -207,6 +207,18 @@ class ClassifyConfig(StageConfig):
     min_known_accept: Share = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
     open_set: Literal["mahalanobis", "cosine"] = "mahalanobis"  # the familiarity score
     seed: int = Field(0, ge=0)
+    # The original BearID's bearsvm_network.dat and its ids file, imported as they are (bearid
+    # import-dlib --svm): dlib's one-vs-one vote names the bear, the familiarity (open_set;
+    # auto: mahalanobis) and threshold are fitted on the splits beside it; the settings of
+    # BearID's own classifier do not apply.
+    svm: str | None = None
+    svm_ids: str | None = None
+
+    @model_validator(mode="after")
+    def _imported(self) -> ClassifyConfig:
+        if bool(self.svm) != bool(self.svm_ids):
+            raise ValueError("svm and svm_ids come together (bearsvm_network.dat and bearsvm_network_ids.dat)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -313,9 +325,18 @@ def read_config(stage_dir: Path, stage: str | None = None) -> StageConfig:
     return make(stage, raw, where=str(path))
 
 
+# Settings left out of config.yaml and the stage key while unset: added later, they leave the
+# keys of the stages computed before them as they were.
+OMITTED_UNSET = ("svm", "svm_ids")
+
+
 def as_dict(config: StageConfig) -> dict:
     """A config as plain YAML/JSON values (what config.yaml and the stage key hold)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.model_dump().items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in config.model_dump().items()
+        if not (v is None and k in OMITTED_UNSET)
+    }
 
 
 @dataclass
@@ -338,11 +359,16 @@ class Sweep:
         landmarks: Path | None = None,
         parts: list[str] | None = None,
         chips: str = "bearid",
+        svm: Path | None = None,
+        svm_ids: Path | None = None,
     ) -> Sweep:
         """The one branch that imports dlib models: the detector (and shape predictor) used as
         they are, chips cut as the network was trained on (`chips`: a chip template), the
-        ResNet used as it is, a class stage fitted on the splits."""
-        for path in (face, embed, landmarks):
+        ResNet used as it is, a class stage fitted on the splits (or, given `svm` and
+        `svm_ids`, bearsvm's SVM as it is, with the open-set threshold fitted on them)."""
+        if (svm is None) != (svm_ids is None):
+            raise BearIDError("--svm and --ids come together: bearsvm_network.dat and bearsvm_network_ids.dat")
+        for path in (face, embed, landmarks, svm, svm_ids):
             if path is not None and not Path(path).is_file():
                 raise BearIDError(f"{path}: no such file")
         values = {
@@ -358,7 +384,9 @@ class Sweep:
             {"backbone": "dlib_resnet", "init": str(Path(embed).resolve()), "input_size": 150, "steps": 0},
             where="--embed",
         )
-        return cls([face_cfg], [chip_cfg], [embed_cfg], [ClassifyConfig()])  # type: ignore[list-item]
+        imported = {"svm": str(Path(svm).resolve()), "svm_ids": str(Path(svm_ids).resolve())} if svm else {}
+        class_cfg = make("classify", imported, where="--svm")
+        return cls([face_cfg], [chip_cfg], [embed_cfg], [class_cfg])  # type: ignore[list-item]
 
     def with_overrides(self, items: list[str]) -> Sweep:
         """The sweep with `STAGE.KEY=VALUE` overrides applied to every config of that stage."""

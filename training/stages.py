@@ -216,6 +216,10 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     val chips against unknown bears); measure top-1/5, BAKS, BAUS, AUROC on test. Bears of
     the holdout split, never trained on, are new bears: half of them join validation, the
     other half test."""
+    if cfg.svm:  # the original BearID's SVM, as it is (bearid import-dlib --svm)
+        from bearid.training.dlibsvm import run_imported_classify
+
+        return run_imported_classify(out, cfg, embeddings, log)
     t0 = time.perf_counter()
     data = {
         name: load_embeddings(embeddings / f"{name}.npz") for name in SPLITS if (embeddings / f"{name}.npz").exists()

@@ -20,7 +20,8 @@ def classify_train(
         Path,
         typer.Argument(
             help="embeddings directory with train.npz, val.npz, test.npz (holdout.npz; train_views.npz, "
-            "augmented views of the training chips, joins the open-set Gaussians)"
+            "augmented views of the training chips, joins the open-set Gaussians), or the original bearembed's "
+            "train_embeds.xml, val_embeds.xml, test_embeds.xml"
         ),
     ],
     out: Annotated[Path, typer.Option(help="output directory (classifier/, class_meta/, metrics.json)")],
@@ -30,10 +31,15 @@ def classify_train(
     """Fit the SVM, choose the unknown-bear threshold on validation, evaluate on test.
 
     Example: bearid classify train results/.../embed_config_01/embeddings --out svm1 --set C=10
+    The original SVM: --set svm=bearsvm_network.dat --set svm_ids=bearsvm_network_ids.dat
     """
     from bearid.training import results, stages
+    from bearid.training.embed.embeddings import npz_folder
 
-    results.write_metrics(out, stages.run_classify(out, stage_config("classify", config, setting), embeddings, log))
+    cfg = stage_config("classify", config, setting)
+    if not cfg.svm:  # BearID's own classifier reads .npz: bearembed's XMLs are converted first
+        embeddings = npz_folder(embeddings, out / "embeddings")
+    results.write_metrics(out, stages.run_classify(out, cfg, embeddings, log))
 
 
 @app.command("run")

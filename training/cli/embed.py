@@ -37,13 +37,31 @@ def embed_run(
     model: Annotated[Path, typer.Argument(help="an embed config directory (with model/embed.pt)")],
     chips: Annotated[Path, typer.Argument(help="chips XML")],
     out: Annotated[
-        Path, typer.Option(help="embedding file to write (.npz with paths, labels, unit vectors and their lengths)")
+        Path,
+        typer.Option(
+            help="embedding file to write (.npz with paths, labels, unit vectors and their lengths; "
+            "--format dlib: the embeddings XML, e.g. test_embeds.xml)"
+        ),
     ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="npz (BearID's, with an embeddings XML in embed_meta/) or dlib (the original bearembed's: "
+            "one dlib matrix file per chip under embeds/, and the embeddings XML listing them)",
+        ),
+    ] = "npz",
 ) -> None:
     """Embed chips into the original tools' embedding file (and an embeddings XML beside it).
 
     Example: bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --out test.npz
+    As bearembed wrote them (bearsvm, and bearid classify train, read them):
+    bearid embed run results/.../embed_config_01 chips/chip_meta/test.xml --format dlib --out test_embeds.xml
     """
+    from bearid.errors import BearIDError
+
+    if fmt not in ("npz", "dlib"):
+        raise BearIDError(f"--format {fmt}: npz or dlib")
     from bearid.metadata import read_chips
     from bearid.training.embed.embeddings import write_embeddings
     from bearid.training.embed.loader import open_chips
@@ -52,6 +70,13 @@ def embed_run(
     net, size, norm = load(model / "model")
     data = open_chips(chips, size, labelled_only=False, log=console.print, norm=norm)
     vectors = embed(net, data)
+    if fmt == "dlib":
+        from bearid.training.embed.embeddings import write_dlib_embeddings
+
+        command = f"bearid embed run {model} {chips} --format dlib --out {out}"
+        folder = write_dlib_embeddings(out, vectors, data.labels, data.paths, command)
+        console.print(f"{len(data)} chips -> {out} (embedding files in {folder})")
+        return
     write_embeddings(
         out, out.parent / "embed_meta" / f"{out.stem}.xml", read_chips(chips), vectors, data.labels, data.paths
     )

@@ -33,10 +33,16 @@ def import_dlib(
             "(dlib's 5-point human model)."
         ),
     ] = "bearid",
+    svm: Annotated[
+        Path | None,
+        typer.Option(help="The original classifier, bearsvm_network.dat: the class stage uses it as it is."),
+    ] = None,
+    ids: Annotated[Path | None, typer.Option(help="bearsvm's ids file, bearsvm_network_ids.dat (with --svm).")] = None,
 ) -> None:
     """Import the original BearID's dlib models (or dlib's own) as a path of the results tree:
     the detector and shape predictor as a face stage, the chips they were trained on, the
-    ResNet as an embed stage, and a class stage fitted on the splits' embeddings. Then
+    ResNet as an embed stage, and a class stage fitted on the splits' embeddings (with --svm
+    and --ids: bearsvm's SVM as it is, its open-set threshold fitted on the splits). Then
     `bearid runs`, `export`, `promote` and `serve` work as for any trained path.
 
     Example: bearid import-dlib --face bearface_network.dat --embed bearembed_network.dat --data splits --out results
@@ -45,7 +51,7 @@ def import_dlib(
     from bearid.training.cli.train import check_splits
     from bearid.training.config import Sweep
 
-    sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips)
+    sweep = Sweep.of_dlib(face, embed, landmarks, parts.split(",") if parts else None, chips, svm, ids)
     check_splits(data)
     check_models(sweep)  # a refused import writes nothing: every input is read before the results tree
     from bearid.training.train import train as run
@@ -59,7 +65,8 @@ def import_dlib(
 
 def check_models(sweep) -> None:
     """The dlib files of an import sweep read as BearID will use them: the detector and its
-    shape predictor (imported into a temporary folder, then dropped) and the metric ResNet."""
+    shape predictor (imported into a temporary folder, then dropped), the metric ResNet, and
+    bearsvm's SVM and ids where given (its samples the ResNet's size)."""
     import tempfile
 
     from bearid.dlibformat.network import read_network_file
@@ -74,3 +81,9 @@ def check_models(sweep) -> None:
         raise BearIDError(f"{cfg.init}: a dlib {network.architecture} network, not the metric ResNet")
     if network.input.size not in (None, (cfg.input_size, cfg.input_size)):
         raise BearIDError(f"{cfg.init}: takes {network.input.size} chips, the config gives {cfg.input_size}")
+    if sweep.classify[0].svm:  # bearsvm's SVM, over the ResNet's embeddings
+        from bearid.dlibformat.network import Fc
+        from bearid.training.dlibsvm import imported_svm
+
+        last = network.ops[-1]
+        imported_svm(sweep.classify[0], last.weight.shape[1] if isinstance(last, Fc) else None)

@@ -91,7 +91,13 @@ def write_embeddings(
 
 def load_embeddings(path: Path) -> Embedded:
     """An embedding file as the network's outputs (unit vectors times their lengths; a file
-    without lengths, as other tools write, is taken as unit vectors)."""
+    without lengths, as other tools write, is taken as unit vectors), or the original
+    bearembed's embeddings XML (.xml) with the per-chip files it lists."""
+    if Path(path).suffix.lower() == ".xml":
+        from bearid.dlibformat.embeddings import read_embeddings_xml
+
+        e = read_embeddings_xml(Path(path))
+        return Embedded(e.vectors.astype(np.float64), e.labels, [s or f for s, f in zip(e.sources, e.files)])
     data = np.load(path)
     vectors = data["vectors"] * data["lengths"][:, None] if "lengths" in data else data["vectors"]
     return Embedded(vectors, [str(v) for v in data["labels"]], [str(v) for v in data["paths"]])
@@ -101,3 +107,35 @@ def load_views(embeddings: Path) -> Embedded | None:
     """The augmented views of the training chips in an embeddings folder, if its embed
     stage wrote them (`views: 0`, and folders of other tools, have none)."""
     return load_embeddings(embeddings / VIEWS_FILE) if (embeddings / VIEWS_FILE).exists() else None
+
+
+def split_file(embeddings: Path, name: str) -> Path | None:
+    """A split's embeddings in a folder: BearID's `NAME.npz`, else the original bearembed's
+    `NAME_embeds.xml` (what `bearembed --embed NAME.xml` writes); None if neither is there."""
+    for candidate in (embeddings / f"{name}.npz", embeddings / f"{name}_embeds.xml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def write_dlib_embeddings(out: Path, vectors: np.ndarray, labels: list[str], paths: list[str], command: str) -> Path:
+    """`bearid embed run --format dlib`: as the original bearembed --embed wrote them, one dlib
+    matrix file per chip (under OUT's folder, embeds/STEM/BEAR/) and the embeddings XML `out`
+    listing them; the folder they are in."""
+    from bearid.dlibformat.embeddings import write_embeddings_xml
+
+    folder = out.parent / "embeds" / out.name.removesuffix(".xml").removesuffix("_embeds")
+    write_embeddings_xml(out, folder, vectors, labels, paths, command)
+    return folder
+
+
+def npz_folder(embeddings: Path, into: Path) -> Path:
+    """`embeddings` if it holds BearID's embedding files; a folder of bearembed's embeddings
+    XMLs (train_embeds.xml, ...) is converted to them in `into`, which is returned instead."""
+    if (embeddings / "train.npz").is_file() or not (embeddings / "train_embeds.xml").is_file():
+        return embeddings
+    for name in ("train", "val", "test", "holdout"):
+        if (source := embeddings / f"{name}_embeds.xml").is_file():
+            e = load_embeddings(source)
+            write_embedding_file(into / f"{name}.npz", e.vectors, e.labels, e.paths)
+    return into

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from bearid.dlibformat.faces import skip_hipsterizer_images
 from bearid.dlibformat.network import Con, Network, Pool, read_network, read_network_file
 from bearid.dlibformat.reader import DlibFormatError, Reader
 from bearid.dlibformat.shape_predictor import read_shape_predictor
@@ -60,6 +61,8 @@ def import_model(cfg: FaceConfig, model_dir: Path) -> None:
         except DlibFormatError as exc:
             raise BearIDError(f"{cfg.init}: after the network, no shape predictor BearID reads ({exc}); "
                               "give the landmarks file (landmarks: SHAPE_PREDICTOR.dat)") from None  # fmt: skip
+        if rest.left:  # the dog hipsterizer's layout: net >> sp >> glasses >> mustache
+            skip_hipsterizer_images(rest)
     else:
         raise BearIDError(f"{cfg.init}: holds no shape predictor; give one (landmarks: SHAPE_PREDICTOR.dat)")
     parts = tuple(cfg.parts) if cfg.parts else PARTS.get(shapes.parts)
