@@ -189,6 +189,14 @@ def run(bears: int, photos: int, seed: int, work: Path) -> Suite:
             pairs[who][0].add(boxes, truth[n])
             pairs[who][1].add(made[n], truth[n])
     disputed = sum(bool(labeler.reason("disagreement", n)) for n in raw)
+    why = [labeler.reason("disagreement", n) or "" for n in raw]
+    kinds = {
+        "boxes (majority IoU under 0.7)": "boxes overlap",
+        "landmarks (majority spread over 0.05 chip)": "landmarks spread",
+        "a split ID vote": "vote is split",
+        "a face only some drew": "drew",
+    }
+    reasons = [{"reason": k, "photos": sum(v in w for w in why)} for k, v in kinds.items()]
     measured = {s["name"]: s for s in curator.get("/api/annotators").json()}
     store.close()
 
@@ -213,6 +221,7 @@ def run(bears: int, photos: int, seed: int, work: Path) -> Suite:
             }
         )
     suite.tables["each annotator alone and the consensus, on the photos that annotator labelled"] = rows
+    suite.tables["why photos went to the disagreement queue (a photo may have several reasons)"] = reasons
     suite.tables["what the gold photos measured, unannounced (bearid accounts list)"] = [
         {
             "annotator": a.name,
