@@ -235,3 +235,88 @@ def test_answers_survive_a_restart_and_accounts_list_shows_the_figures(crowd_sit
         assert [b.left for b in read_faces(xml).images[1].boxes] == [t["left"] + 1 for t in truth]
     finally:
         again.close()
+
+
+# -- in the browser ------------------------------------------------------------------------------
+def test_a_volunteer_labels_blind_in_the_browser_and_a_curator_finds_the_disagreement(crowd_site):
+    """A volunteer's page in Chromium, with --redundancy: it asks only for blind tasks (never a
+    photo's faces), the volunteer draws a face, places its five landmarks and names it, and
+    the answer is sent on moving on; the third answer settles the photo, whose split ID vote a
+    curator then finds in the disagreement queue of the same page."""
+    from playwright.sync_api import sync_playwright
+    from test_label_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, serving
+
+    xml, store, labeler, auth = crowd_site
+    truth = store.boxes(1)
+    anna = client_of(labeler, auth, "anna")
+    anna.post("/api/gold", json={"index": 0})
+    for name, label in (("ada", None), ("bob", "bf_001")):
+        client = client_of(labeler, auth, name)
+        for i in (0, 1):
+            assert client.get("/api/blind/next").json()["index"] == i
+            boxes = answer_of(store.boxes(i) if i == 0 else truth, careless=False)
+            if i == 1 and label:
+                boxes[0]["label"] = label
+            assert client.post(f"/api/blind/{i}", json={"boxes": boxes}).status_code == 200
+    face = truth[0]
+    with serving(create_app(labeler, auth)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+
+        def logged_in(name: str):
+            page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            asked: list[str] = []
+            page.on("request", lambda r: asked.append(r.url.removeprefix(url)))
+            page.goto(f"{url}/login")
+            page.fill("input[name=name]", name)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button")
+            return page, asked
+
+        cal, asked = logged_in("cal")
+        cal.wait_for_selector("body[data-ready='0'][data-blind='true']")  # the gold photo first, unannounced
+        assert cal.locator("#overlay rect").count() == 0  # its faces are not shown
+        cal.keyboard.press("ArrowRight")  # sends an empty answer
+        cal.wait_for_selector("body[data-ready='1'][data-answered='1']")
+        assert cal.locator("#overlay rect").count() == 0
+
+        def screen(x: float, y: float) -> tuple[float, float]:
+            return tuple(
+                cal.evaluate(
+                    "([x, y]) => { const m = document.getElementById('canvas').getScreenCTM();"
+                    " return [m.a * x + m.e, m.d * y + m.f]; }",
+                    [x, y],
+                )
+            )
+
+        cal.mouse.move(*screen(face["left"], face["top"]))
+        cal.keyboard.down("Shift")
+        cal.mouse.down()
+        cal.mouse.move(*screen(face["left"] + face["width"], face["top"] + face["height"]), steps=6)
+        cal.mouse.up()
+        cal.keyboard.up("Shift")
+        for n, name in enumerate(("leye", "reye", "nose", "lear", "rear"), start=1):
+            cal.keyboard.press(str(n))
+            cal.mouse.click(*screen(*face["parts"][name]))
+        cal.fill("#label", "bf_002")
+        cal.press("#label", "Enter")
+        cal.keyboard.press("ArrowRight")
+        cal.wait_for_selector("body[data-answered='2']")
+        cal.screenshot(path=str(ARTIFACTS / "label-blind.png"))
+        assert not [a for a in asked if a.startswith("/api/images/") and not a.endswith("/photo")]
+        assert not [a for a in asked if a.startswith(("/api/history", "/api/chips", "/api/match"))]
+
+        curator, _ = logged_in("anna")
+        curator.wait_for_selector("body[data-ready]")
+        curator.select_option("#queue", "disagreement")
+        curator.wait_for_selector("body[data-ready='1']")
+        assert "the ID vote is split" in curator.inner_text("#reasons")
+        curator.screenshot(path=str(ARTIFACTS / "label-disagreement.png"))
+        browser.close()
+
+    [answer] = [e for e in store.entries() if e["kind"] == "answer" and e["volunteer"] == "cal" and not e["gold"]]
+    [drawn] = answer["boxes"]
+    assert drawn["label"] == "bf_002" and set(drawn["parts"]) == set(face["parts"])
+    assert all(abs(drawn[k] - face[k]) <= 2 for k in ("left", "top", "width", "height"))
+    assert all(abs(a - b) <= 2 for n in face["parts"] for a, b in zip(drawn["parts"][n], face["parts"][n]))
+    settled = [e for e in store.entries() if e["kind"] == "edit" and "consensus" in e]
+    assert [e["file"] for e in settled] == ["bf_002_cub/b.jpg"]

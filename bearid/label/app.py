@@ -90,6 +90,7 @@ class Labeler:
             "ids": self.store.dataset.labels(),
             "landmarks": list(LANDMARKS),
             "recovered": self.store.opened.recovered,
+            "redundancy": self.crowd.k if self.crowd else 1,
         }
 
     def next(self, queue: str, volunteer: str, after: int | None, step: int) -> int | None:

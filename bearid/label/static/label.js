@@ -22,6 +22,7 @@ const state = {
   redo: new Map(),
   saving: Promise.resolve(),
   view: null,         // {x, y, w, h}: the part of the photo in view
+  blind: false,       // several annotators per photo (bearid label --redundancy): this volunteer labels blind
 };
 
 const clone = (x) => JSON.parse(JSON.stringify(x));
@@ -167,6 +168,10 @@ function show(boxes) {
 }
 
 function save(index, boxes) {
+  if (state.blind) {  // an answer is sent whole, when the annotator moves on
+    status(`Your answer so far: ${boxes.length} face(s). Press → (Next) to send it and get the next photo.`);
+    return state.saving;
+  }
   status("saving...");
   state.saving = state.saving.then(async () => {
     if (!state.image || state.image.index !== index) return;
@@ -412,7 +417,7 @@ async function load(index) {
     $("photo-name").textContent = `#${index + 1} of ${state.info.photos}`;
     return matching.show(index, {api, status, volunteer: () => state.volunteer, curator: state.role === "curator", go});
   }
-  const {ok, body} = await api(`/api/images/${index}?volunteer=${encodeURIComponent(state.volunteer)}`);
+  const {ok, body} = state.blind ? await blindTask(index) : await api(`/api/images/${index}?volunteer=${encodeURIComponent(state.volunteer)}`);
   if (!ok) return status(body.error || "could not load the photo", true);
   const fresh = !state.image || state.image.index !== index;
   state.image = body;
@@ -444,8 +449,30 @@ async function load(index) {
   document.body.dataset.ready = String(index);
 }
 
+// Blind labelling: the task is the photo alone (no faces: not the others' answers, not gold).
+async function blindTask(index) {
+  const {ok, body} = await api(`/api/blind/${index}`);
+  if (!ok) return {ok, body};
+  return {ok, body: {...body, file: "", boxes: [], version: 0, reasons: {}, last_change: null, holder: null}};
+}
+
+async function blindGo(restart) {
+  if (!restart && state.image) {
+    const sent = await api(`/api/blind/${state.image.index}`, {method: "POST", body: JSON.stringify({boxes: state.boxes})});
+    if (!sent.ok) return status(sent.body.error || "your answer was not taken", true);
+    document.body.dataset.answered = String((Number(document.body.dataset.answered) || 0) + 1);
+  }
+  const {ok, body} = await api("/api/blind/next");
+  if (!ok) return status(body.error, true);
+  if (body.index === null) { state.image = null; render(); return status("Nothing left for you to label. Thank you!"); }
+  state.image = null;  // a fresh photo, even if it is the same one again
+  await load(body.index);
+  status("Draw every bear face (Shift+drag or B), place its five landmarks (1-5) and give its ID; → sends it.");
+}
+
 async function go(step, restart = false) {
   await state.saving;
+  if (state.blind) return step > 0 ? blindGo(restart) : undefined;
   const after = restart || !state.image ? "" : state.image.index;
   if (step > 0 && after !== "") {  // moving on: this photo is reviewed in this queue (a change, so a POST)
     const done = await api("/api/review", {method: "POST", body: JSON.stringify({index: after, queue: state.queue, volunteer: state.volunteer})});
@@ -491,6 +518,10 @@ async function start() {
     $("volunteer").value = state.volunteer;
   }
   await refreshQueues();
+  state.blind = state.info.redundancy > 1 && me.accounts && me.role !== "curator";
+  document.body.dataset.blind = String(state.blind);
+  $("queue").disabled = state.blind;
+  if (state.blind) return go(1, true);
   if (state.info.recovered) status(`${state.info.recovered} change(s) saved in the journal before a crash were restored.`);
   if (params.has("image")) await load(Number(params.get("image")));
   else await go(1, true);
