@@ -40,8 +40,9 @@ def export(
     out: Annotated[Path, typer.Option(help="The file to write (for fiftyone: the dataset's folder).")],
     root: Root = None,
 ) -> None:
-    """Write an imglab XML's faces in another tool's format, read it back and say what it
-    did not carry.
+    """Write an XML's faces in another tool's format; say what it did not carry.
+
+    The file is read back and compared with the XML face by face.
 
     Example: bearid labels export faces.xml --format cvat --out faces.cvat.xml
     """
@@ -74,8 +75,9 @@ def import_(
         bool, typer.Option("--replace", help="Take faces over photos the file has no export record of.")
     ] = False,
 ) -> None:
-    """Take faces from another tool's file into an imglab XML, as one journalled operation
-    (`bearid ids undo XML OPERATION` reverts it); photos changed since the export are reported
+    """Take faces from another tool's file into an XML, as one undoable operation.
+
+    `bearid ids undo XML OPERATION` reverts it; photos changed since the export are reported
     and left as they are.
 
     Example: bearid labels import task.xml --format cvat --into faces.xml --curator anna

@@ -31,6 +31,7 @@ from bearid.label.queues import QueueContext
 from bearid.label.store import Forbidden, LabelStore, check_volunteer
 
 CONSENSUS = "consensus"  # who the journal says made a consensus edit
+MAX_FACES = 64  # faces in one answer: more is not a photo of bears, and would only fill the journal
 
 
 @dataclass
@@ -237,8 +238,8 @@ class Crowd:
     def answer(self, i: int, who: str, boxes: list) -> dict:
         """`who`'s answer for photo `i`, which must have been handed to them and not answered."""
         who = check_volunteer(who)
-        if not isinstance(boxes, list):
-            raise BearIDError("boxes must be a list")
+        if not isinstance(boxes, list) or len(boxes) > MAX_FACES:
+            raise BearIDError(f"boxes must be a list of at most {MAX_FACES} faces")
         given = [box_to_json(box_from_json(b, n)) for n, b in enumerate(boxes)]
         for b in given:
             b["attrs"] = {}  # an answer is boxes, landmarks, an ID and ignore: nothing else of the page's
