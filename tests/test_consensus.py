@@ -320,3 +320,26 @@ def test_a_volunteer_labels_blind_in_the_browser_and_a_curator_finds_the_disagre
     assert all(abs(a - b) <= 2 for n in face["parts"] for a, b in zip(drawn["parts"][n], face["parts"][n]))
     settled = [e for e in store.entries() if e["kind"] == "edit" and "consensus" in e]
     assert [e["file"] for e in settled] == ["bf_002_cub/b.jpg"]
+
+
+def test_a_blind_answer_is_checked_as_an_edit_is(crowd_site):
+    """Markup, unknown bears, a box outside the photo, too many faces and the page's own
+    attributes: refused or dropped, and nothing journalled for a refused answer."""
+    xml, store, labeler, auth = crowd_site
+    ada = client_of(labeler, auth, "ada")
+    i = ada.get("/api/blind/next").json()["index"]
+    good = answer_of(store.boxes(i), careless=False)[0]
+    before = len(store.entries())
+    for bad, code, message in (
+        ({**good, "label": "<script>"}, 400, "without &"),
+        ({**good, "label": "bf_999"}, 403, "not a bear of this XML"),
+        ({**good, "left": 5000}, 400, "does not fit photo"),
+    ):
+        done = ada.post(f"/api/blind/{i}", json={"boxes": [bad]})
+        assert done.status_code == code and message in done.json()["error"], done.text
+    assert ada.post(f"/api/blind/{i}", json={"boxes": [good] * 65}).status_code == 400
+    assert len(store.entries()) == before
+    done = ada.post(f"/api/blind/{i}", json={"boxes": [{**good, "attrs": {"matched_by": "anna", "known": "true"}}]})
+    assert done.status_code == 200
+    [entry] = [e for e in store.entries() if e["kind"] == "answer"]
+    assert entry["volunteer"] == "ada" and entry["boxes"][0]["attrs"] == {}
