@@ -84,6 +84,56 @@ def relative_mahalanobis(vectors: np.ndarray, y: np.ndarray) -> RelativeMahalano
     return RelativeMahalanobis(means, shared.precision_, everything.location_, everything.precision_)
 
 
+def bear_sums(directions: np.ndarray, codes: np.ndarray, bears: int) -> np.ndarray:
+    """bears x dim: the sum of each bear's unit vectors (their mean direction, unnormalised)."""
+    sums = np.zeros((bears, directions.shape[1]))
+    np.add.at(sums, codes, directions)
+    return sums
+
+
+def nearest_chip(sims: np.ndarray, codes: np.ndarray, bears: int) -> np.ndarray:
+    """N x bears: from N x chips similarities, each bear's best chip (nearest neighbour per bear)."""
+    out = np.full((len(sims), bears), -np.inf)
+    for b in range(bears):
+        cols = sims[:, codes == b]
+        if cols.shape[1]:
+            out[:, b] = cols.max(axis=1)
+    return out
+
+
+def leave_one_out_closeness(directions: np.ndarray, codes: np.ndarray, bears: int, how: str) -> np.ndarray:
+    """N x bears cosine closeness of each training chip to each bear as if that chip had not been
+    trained on: its nearest *other* chip (`how="knn"`), or the bears' means with it taken out of
+    its own (`"ncm"`). What the nearest-neighbour namers' temperature is fitted on, and what
+    the class stage's cross-validation measures them by."""
+    if how == "knn":
+        sims = directions @ directions.T
+        np.fill_diagonal(sims, -np.inf)
+        return nearest_chip(sims, codes, bears)
+    sums = bear_sums(directions, codes, bears)
+    out = directions @ unit(sums).T
+    rows = np.arange(len(codes))
+    own = sums[codes] - directions
+    norm = np.linalg.norm(own, axis=1)
+    out[rows, codes] = np.where(norm > 1e-12, (directions * own).sum(1) / np.maximum(norm, 1e-12), -1.0)
+    return out
+
+
+def fit_temperature(closeness: np.ndarray, codes: np.ndarray) -> float:
+    """The scale that makes softmax(scale x closeness) the best-calibrated probabilities of the
+    true bears (least log-loss): one number, so the ranking of bears stays the closeness's."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    finite = np.where(np.isfinite(closeness), closeness, -1.0)
+    rows = np.arange(len(codes))
+
+    def loss(log_scale: float) -> float:
+        return float(-log_softmax(np.exp(log_scale) * finite, axis=1)[rows, codes].mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(np.log(0.1), np.log(1000.0)), method="bounded").x))
+
+
 def known_bears(labels: Any) -> np.ndarray:
     """The bears `fit` will know, sorted: those with at least MIN_CHIPS training chips (the
     others stay unknown). For callers that split validation before fitting."""
@@ -92,22 +142,28 @@ def known_bears(labels: Any) -> np.ndarray:
 
 
 class OpenSetClassifier(ClassifierMixin, BaseEstimator):
-    """Names the bear with a calibrated SVM, and says "unknown" (`UNKNOWN`) for a chip whose
-    familiarity is below the open-set threshold. Familiarity is the relative Mahalanobis
-    score (`novelty="mahalanobis"`) or the cosine similarity to the nearest known bear's mean
-    (`"cosine"`). (Calibrated probabilities spread thin over many bears; distances in the
-    metric-learnt space separate new bears far better.)
+    """Names the bear with a calibrated SVM (`classifier="svm"`), the nearest training chip
+    (`"knn"`) or the nearest bear's mean (`"ncm"`), and says "unknown" (`UNKNOWN`) for a chip
+    whose familiarity is below the open-set threshold. Familiarity is the relative Mahalanobis
+    score (`novelty="mahalanobis"`), the cosine similarity to the nearest known bear's mean
+    (`"cosine"`) or to the nearest training chip (`"nearest"`). (Calibrated probabilities
+    spread thin over many bears; distances in the metric-learnt space separate new bears far
+    better.) The class stage chooses among them on the user's data (training/classify.py).
 
     Hyperparameters: `C`, `kernel`, `class_weight` and `random_state` of the SVM (SVC,
     one-vs-one, decision values aggregated per bear); `calibration`, the
     CalibratedClassifierCV method turning its decision values into probabilities ("temperature":
-    one temperature, which keeps the SVM's choice of bear); `novelty`, the familiarity score;
-    `target_far` and `min_known_accept`, how `fit` chooses the threshold.
+    one temperature, which keeps the SVM's choice of bear; kNN and NCM always take one
+    temperature, fitted on their leave-one-out closeness); `classifier`; `novelty`, the
+    familiarity score; `target_far` and `min_known_accept`, how `fit` chooses the threshold.
 
     Fitted: `classes_` (the known bears, sorted), `model_` (the calibrated SVM, trained on
-    class indices into `classes_`), `centroids_` (each bear's mean direction, unit length),
-    `novelty_` (the RelativeMahalanobis, None for cosine), `threshold_` and `threshold_note_`
-    (how it was chosen), `n_features_in_`.
+    class indices into `classes_`; None for kNN and NCM), `scale_` (kNN and NCM's temperature),
+    `centroids_` (each bear's mean direction, unit length), `chips_` and `chip_codes_` (the
+    training chips' directions and bears, kept for kNN and the nearest-chip score), `novelty_`
+    (the RelativeMahalanobis, None otherwise), `threshold_`, `threshold_note_` (how it was
+    chosen), `target_met_` (did it meet `target_far` on unknown bears; None: none to measure),
+    `n_features_in_`.
 
     `**fitted` takes the parts of a fitted classifier as earlier releases' dataclass did
     (`model, ids, centroids, threshold`, and `novelty` as a RelativeMahalanobis or None), so
@@ -120,7 +176,8 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         kernel: Literal["linear", "rbf"] = "linear",
         class_weight: Literal["balanced"] | dict | None = "balanced",
         calibration: Literal["temperature", "sigmoid", "isotonic"] = "temperature",
-        novelty: Literal["mahalanobis", "cosine"] = "mahalanobis",
+        classifier: Literal["svm", "knn", "ncm"] = "svm",
+        novelty: Literal["mahalanobis", "cosine", "nearest"] = "mahalanobis",
         target_far: float = 0.1,
         min_known_accept: float = 0.9,
         random_state: int | None = 0,
@@ -130,6 +187,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.kernel = kernel
         self.class_weight = class_weight
         self.calibration = calibration
+        self.classifier = classifier
         self.novelty = novelty
         self.target_far = target_far
         self.min_known_accept = min_known_accept
@@ -198,12 +256,21 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             decision_function_shape="ovr",
             random_state=self.random_state,
         )
-        model = CalibratedClassifierCV(svm, method=self.calibration, cv=folds, ensemble=False)
         directions = unit(X)
-        model.fit(directions, codes)
         self.classes_ = classes
-        self.model_ = model
-        self.centroids_ = unit(np.stack([directions[codes == i].mean(axis=0) for i in range(len(classes))]))
+        self.model_ = self.scale_ = None
+        if self.classifier == "svm":
+            self.model_ = CalibratedClassifierCV(svm, method=self.calibration, cv=folds, ensemble=False)
+            self.model_.fit(directions, codes)
+        elif self.classifier in ("knn", "ncm"):
+            self.scale_ = fit_temperature(
+                leave_one_out_closeness(directions, codes, len(classes), self.classifier), codes
+            )
+        else:
+            raise ValueError(f"classifier must be 'svm', 'knn' or 'ncm', not {self.classifier!r}")
+        self.centroids_ = unit(bear_sums(directions, codes, len(classes)))
+        keep_chips = self.classifier == "knn" or self.novelty == "nearest"
+        self.chips_, self.chip_codes_ = (directions, codes) if keep_chips else (None, None)
         self.novelty_ = None
         if self.novelty == "mahalanobis":
             x, labels = X, codes
@@ -212,15 +279,19 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 x = np.concatenate([x, np.asarray(X_views)[seen]])
                 labels = np.concatenate([codes, np.searchsorted(classes, np.asarray(y_views)[seen])])
             self.novelty_ = relative_mahalanobis(x, labels)
-        elif self.novelty != "cosine":
-            raise ValueError(f"novelty must be 'mahalanobis' or 'cosine', not {self.novelty!r}")
+        elif self.novelty not in ("cosine", "nearest"):
+            raise ValueError(f"novelty must be 'mahalanobis', 'cosine' or 'nearest', not {self.novelty!r}")
         known_x, known_y, unknown_x, unknown_y = self._validation(X_val, y_val, X_unknown, y_unknown)
+        self.target_met_ = None
         if len(unknown_y):
             self.threshold_, self.threshold_note_ = self._choose_threshold(known_x, known_y, unknown_x, unknown_y)
         elif len(known_y):
             self.threshold_, self.threshold_note_ = self._keep_known(known_x, known_y, "known validation chips")
         else:  # over-familiar (the network learnt them), but all there is
-            self.threshold_, self.threshold_note_ = self._keep_known(X, classes[codes], "training chips")
+            familiar = None  # a training chip is its own nearest chip: the score leaves it out
+            if self.novelty == "nearest":
+                familiar = leave_one_out_closeness(directions, codes, len(classes), "knn").max(axis=1)
+            self.threshold_, self.threshold_note_ = self._keep_known(X, classes[codes], "training chips", familiar)
         return self
 
     def _validation(
@@ -242,10 +313,13 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             unknown_x, unknown_y = np.concatenate([unknown_x, ux]), np.concatenate([unknown_y, uy])
         return known_x, known_y, unknown_x, unknown_y
 
-    def _keep_known(self, x: np.ndarray, labels: np.ndarray, what: str) -> tuple[float, str]:
+    def _keep_known(
+        self, x: np.ndarray, labels: np.ndarray, what: str, familiar: np.ndarray | None = None
+    ) -> tuple[float, str]:
         """With no strangers to measure: the highest familiarity that still accepts
         `min_known_accept` of these known chips (averaged over bears, as BAKS is)."""
-        familiar, truth = self.familiarity(x), [str(v) for v in labels]
+        familiar = self.familiarity(x) if familiar is None else familiar
+        truth = [str(v) for v in labels]
         threshold = float(
             max(t for t in np.unique(familiar) if balanced_accuracy(truth, familiar >= t) >= self.min_known_accept)
         )
@@ -273,6 +347,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         # far() only steps down at the observed scores; take the lowest one that meets the target.
         candidates = np.unique(np.concatenate([scores, [scores.max() + 1e-6]]))
         threshold = float(next(t for t in candidates if far(t) <= self.target_far))
+        self.target_met_ = True
         if not len(known_y):
             return (
                 threshold,
@@ -284,7 +359,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             return balanced_accuracy(truth, familiar >= t)
 
         capped = ""
+        self.target_met_ = True
         if accepted(threshold) < self.min_known_accept:
+            self.target_met_ = False
             threshold = float(max(t for t in np.unique(familiar) if accepted(t) >= self.min_known_accept))
             worst = max(names, key=lambda name: np.mean(scores[labels == name] >= threshold))
             nearest = Counter(self.nearest(unknown_x[labels == worst])).most_common(1)[0][0]
@@ -306,12 +383,22 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         return validate_data(self, X, reset=False, ensure_min_samples=0)
 
     def closeness(self, X: Any) -> np.ndarray:
-        """N x len(classes_), higher is more alike: minus the relative Mahalanobis distance to
-        each known bear (the `novelty_` score), else the cosine similarity to its mean."""
+        """N x len(classes_), higher is more alike, by the familiarity score: minus the relative
+        Mahalanobis distance to each known bear (`novelty_`), the cosine similarity to its
+        nearest training chip ("nearest"), else to its mean ("cosine")."""
         x = self._vectors(X)
         if self.novelty_ is not None:
             return -self.novelty_.distances(x)
+        if self.novelty == "nearest":
+            return nearest_chip(unit(x) @ self.chips_.T, self.chip_codes_, len(self.classes_))
         return unit(x) @ self.centroids_.T
+
+    def _naming(self, x: np.ndarray) -> np.ndarray:
+        """kNN and NCM: N x len(classes_) cosine closeness to each bear's nearest chip or mean."""
+        d = unit(x)
+        if self.classifier == "knn":
+            return nearest_chip(d @ self.chips_.T, self.chip_codes_, len(self.classes_))
+        return d @ self.centroids_.T
 
     def familiarity(self, X: Any) -> np.ndarray:
         """Open-set score per chip: how much it is like the known bear it is most like."""
@@ -329,6 +416,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         x = self._vectors(X)
         if len(x) == 0:
             return np.zeros((0, len(self.classes_)) if len(self.classes_) > 2 else 0)
+        if self.model_ is None:
+            near = self._naming(x)
+            return near if len(self.classes_) > 2 else near[:, 1] - near[:, 0]
         return self.model_.calibrated_classifiers_[0].estimator.decision_function(unit(x))
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -337,6 +427,10 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         x = self._vectors(X)
         if len(x) == 0:
             return np.zeros((0, len(self.classes_)))
+        if self.model_ is None:
+            from scipy.special import softmax
+
+            return softmax(self.scale_ * self._naming(x), axis=1)
         proba = self.model_.predict_proba(unit(x))
         order = [list(self.model_.classes_).index(i) for i in range(len(self.classes_))]
         return proba[:, order]
@@ -402,7 +496,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 "threshold_note_": "chosen by an earlier release",
                 "n_features_in_": int(np.asarray(state["centroids"]).shape[1]),
             }
-        super().__setstate__(state)
+        # Fitted before kNN, NCM and the nearest-chip score: an SVM, and no chips kept.
+        defaults = {"classifier": "svm", "scale_": None, "chips_": None, "chip_codes_": None, "target_met_": None}
+        super().__setstate__({**defaults, **state})
 
 
 # Where classifiers pickled by earlier releases find their classes now.

@@ -110,6 +110,14 @@ def test_runs_command_marks_the_best_path(trained):
     assert face["val"]["AP50"] is not None and face["test"]["AP50"] is not None
     assert set(data["paths"][0]["val"]) == {"open_set", "top1", "baks", "baus", "auroc", "face_recall"}  # answered
     assert set(data["paths"][0]["val_chips"]) == {"open_set", "top1", "baks", "baus", "auroc"}
+    chosen = data["paths"][0]["class_chosen"]  # the class stage chose its settings on the tiny world's chips
+    assert chosen["classifier"] in ("svm", "knn", "ncm") and chosen["open_set"] in ("mahalanobis", "cosine", "nearest")
+    assert len(chosen["naming_grid"]) == 8 and len(chosen["open_set_grid"]) == 3
+    tree = subprocess.run(
+        [sys.executable, "-c", "from bearid.cli import main; main()", "runs", str(results)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert f"chose {chosen['classifier']}" in tree.stdout, tree.stdout
 
 
 def test_pipeline_file_and_its_errors(tmp_path):

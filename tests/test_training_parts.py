@@ -375,7 +375,7 @@ def test_an_unknown_open_set_score_is_refused():
     from bearid.errors import BearIDError
     from bearid.training.config import make
 
-    with pytest.raises(BearIDError, match="classify.open_set: input should be 'mahalanobis' or 'cosine'"):
+    with pytest.raises(BearIDError, match="classify.open_set: input should be 'auto', 'mahalanobis', 'cosine' or 'nearest'"):
         make("classify", {"open_set": "euclid"})
 
 

@@ -200,12 +200,14 @@ class EmbedConfig(StageConfig):
 
 
 class ClassifyConfig(StageConfig):
-    C: float = Field(1.0, gt=0)
+    # "auto": chosen by the stage on the user's own chips (training/classify.py choose)
+    classifier: Literal["auto", "svm", "knn", "ncm"] = "auto"  # SVM, nearest chip, nearest bear mean
+    C: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"  # the SVM's; auto: the best decade of 0.01..1000
     class_weight: Literal["balanced"] | None = "balanced"  # every bear's errors weigh alike; null: every chip alike
     kernel: Literal["linear", "rbf"] = "linear"
     target_far: float = Field(0.1, gt=0, lt=1)  # false-accept rate of unknown bears on validation, per identity
     min_known_accept: Share = 0.9  # the threshold never turns away more known bears' chips (validation, per bear)
-    open_set: Literal["mahalanobis", "cosine"] = "mahalanobis"  # the familiarity score
+    open_set: Literal["auto", "mahalanobis", "cosine", "nearest"] = "auto"  # the familiarity score
     seed: int = Field(0, ge=0)
     # The original BearID's bearsvm_network.dat and its ids file, imported as they are (bearid
     # import-dlib --svm): dlib's one-vs-one vote names the bear, the familiarity (open_set;

@@ -83,7 +83,7 @@ def load_path(dirs: list[Path]) -> PathModel:
         embed_dim=embed_net.dim,
         threshold=metrics["classify"].get("threshold"),
         target_far=classify_cfg.target_far,
-        open_set=classify_cfg.open_set,
+        open_set=metrics["classify"].get("chosen", {}).get("open_set") or classify_cfg.open_set,
         identities=len(json.loads((class_dir / "classifier" / "ids.json").read_text())),
         metrics={
             "face": metrics["face"].get("test"),

@@ -95,6 +95,7 @@ class Runs:
                     "val_chips": self.chip_figures(p, "val"),
                     "test": self.figures(p, "test"),
                     "open_set_target_met": target_met(p[-1]),
+                    "class_chosen": chosen(p[-1]),
                 }
                 for p in self.paths
             ],
@@ -117,11 +118,25 @@ def path_figures(path: list[Path], split: str) -> dict[str, float | None]:
     }
 
 
+def chosen(class_dir: Path) -> dict | None:
+    """What the class stage chose on the data (classifier, C, open-set score, and on what)."""
+    return results.read_metrics(class_dir).get("chosen")
+
+
+def chosen_text(class_dir: Path) -> str:
+    """The class stage's choice in a few words, e.g. "svm C 10, mahalanobis" ("" for a stage
+    trained before it chose)."""
+    c = chosen(class_dir)
+    if not c:
+        return ""
+    return c["classifier"] + (f" C {c['C']:g}" if c.get("C") is not None else "") + f", {c['open_set']}"
+
+
 def target_met(class_dir: Path) -> bool | None:
     """Whether the class stage's open-set threshold met its false-accept target on validation."""
     m = results.read_metrics(class_dir)
-    if "target_met" in m:
-        return bool(m["target_met"])
+    if "target_met" in m:  # None: no unknown bears in validation to measure it on
+        return None if m["target_met"] is None else bool(m["target_met"])
     note = m.get("threshold_note")
     return None if note is None else "not met" not in note
 

@@ -18,8 +18,8 @@ from bearid.metadata import read_chips, read_faces, write_chips, write_faces
 from bearid.metrics import roc_auc, roc_curve
 from bearid.training import plots
 from bearid.training.chip import chip_dataset
+from bearid.training.classify import choose, fit, known_bears, write_predictions
 from bearid.training.classify import evaluate as evaluate_classifier
-from bearid.training.classify import fit, known_bears, write_predictions
 from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig, FaceConfig
 from bearid.training.data import read_samples
 from bearid.training.embed.chipcache import build_cache
@@ -231,7 +231,13 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     if "holdout" in data:
         h_val, h_test = data["holdout"].split_known(classes)[1].halves_by_bear()
         val_unknown, test_unknown = val_unknown + h_val, test_unknown + h_test
-    clf = fit(train, cfg, load_views(embeddings), known=val_known, unknown=val_unknown)
+    views = load_views(embeddings)
+    choice = choose(train, cfg, views, known=val_known, unknown=val_unknown)
+    log(
+        f"classify: chose {choice.classifier}" + (f" C {choice.C:g}" if choice.C is not None else "")
+        + f" on {choice.naming_on}; open-set score {choice.open_set} on {choice.open_set_on}"
+    )  # fmt: skip
+    clf = fit(train, cfg, views, known=val_known, unknown=val_unknown, choice=choice)
     why = clf.threshold_note_
     log(f"classify: threshold {clf.threshold_:.4f} ({why})")
     (out / "classifier").mkdir(parents=True, exist_ok=True)
@@ -244,6 +250,8 @@ def run_classify(out: Path, cfg: ClassifyConfig, embeddings: Path, log: Log) -> 
     metrics = {
         "threshold": round(clf.threshold_, 4),
         "threshold_note": why,
+        "target_met": clf.target_met_,  # None: no unknown bears in validation to measure it on
+        "chosen": choice.record(),
         "identities": len(clf.ids),
         "left_out": left_out,
         "val": evaluate_classifier(clf, val_known, val_unknown),

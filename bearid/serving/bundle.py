@@ -59,6 +59,7 @@ def content_version(files: dict[str, dict]) -> str:
 OPEN_SET_SCORES = {
     "mahalanobis": "minus the relative Mahalanobis distance to the nearest known bear",
     "cosine": "cosine similarity to the nearest known bear's mean embedding",
+    "nearest": "cosine similarity to the nearest training chip of a known bear",
 }
 
 

@@ -118,7 +118,7 @@ def runs_prune(
 
 
 def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
-    from bearid.training.runs import SELECTED_ON, headline, target_met
+    from bearid.training.runs import SELECTED_ON, chosen_text, headline, target_met
     from bearid.training.runs import runs as find
 
     if not results_dir.is_dir():
@@ -147,6 +147,8 @@ def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
                         extra = (
                             f"; val photos answered: recall {_fig(v['face_recall'])}, open_set {_fig(v['open_set'])}"
                         )
+                    if chosen_text(d):
+                        extra += f"; chose {chosen_text(d)}"
                     if target_met(d) is False:
                         extra += " [yellow]⚠ open-set target not met on val[/]"
                 nodes[d] = parent.add(f"{d.name}{star}  [dim]{headline(d)}{extra}[/]")
