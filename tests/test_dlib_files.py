@@ -256,3 +256,65 @@ def test_the_generator_rebuilds_every_fixture_byte_for_byte(tmp_path):
     assert (out / "mmod_dog_hipsterizer.dat").read_bytes() == net + sp + (out / "hipster_images.dat").read_bytes()
     hip = read_face_file(out / "mmod_dog_hipsterizer.dat")  # the network as this dlib writes it reads too
     assert hip.layout == "hipsterizer" and hip.network.architecture == "dlib_mmod" and hip.shapes.parts == 6
+
+
+@pytest.mark.slow  # 3 min: the import twice (BearID's classifier, then dlib's), a C++ build
+def test_the_original_svm_is_imported_exported_promoted_and_served(tmp_path):
+    """bearembed's files from `bearid embed run --format dlib`, bearsvm --train on them (dlib,
+    through the generator), then import-dlib --svm --ids: the class stage is dlib's SVM, and
+    the service names the people with it over HTTP."""
+    pytest.importorskip("dlib")  # the splits' faces are found by dlib's own detector
+    import httpx
+
+    from bearid.serving.localserver import LocalServer
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None or models_dir() is None:
+        pytest.skip("no C++ compiler, or no face_recognition_models")
+    spec = importlib.util.spec_from_file_location("dlib_tests", Path(__file__).parent / "test_dlib.py")
+    dlib_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dlib_tests)
+    splits = dlib_tests._human_splits(tmp_path)
+    models = models_dir()
+    mmod, shapes, resnet = (models / n for n in ("mmod_human_face_detector.dat", "shape_predictor_5_face_landmarks.dat",
+                                                 "dlib_face_recognition_resnet_model_v1.dat"))  # fmt: skip
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-c", "from bearid.cli import main; main()", *map(str, args)],
+                              capture_output=True, text=True, timeout=900, env={**os.environ, **env})  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    common = ["--face", mmod, "--landmarks", shapes, "--embed", resnet, "--chips", "dlib_face", "--data", splits]
+    run("import-dlib", *common, "--out", tmp_path / "own")
+    [embed_stage] = (tmp_path / "own").glob("face_config_*/chip_config_*/embed_config_*")
+    chips = embed_stage.parent / "chip_meta" / "train.xml"
+    run("embed", "run", embed_stage, chips, "--format", "dlib", "--out", tmp_path / "bearembed" / "train_embeds.xml")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "dlibgen" / "build.sh"), "--train",
+                           str(tmp_path / "bearembed" / "train_embeds.xml"), str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    svm, ids = tmp_path / "bearsvm_network.dat", tmp_path / "bearsvm_network_ids.dat"
+    assert read_bearsvm(svm, ids).ids == ("cameraman", "eileen_collins")
+    imported = run("import-dlib", *common, "--svm", svm, "--ids", ids, "--out", tmp_path / "results")
+    assert "bearsvm's SVM, 2 bears, 1 pairs" in imported.stdout + imported.stderr
+    [class_stage] = (tmp_path / "results").glob("face_config_*/chip_config_*/embed_config_*/class_config_*")
+    from bearid.classify import load_classifier
+
+    clf = load_classifier(class_stage / "classifier" / "classifier.pkl")
+    assert isinstance(clf, ImportedSvmClassifier)
+    runs = json.loads(run("runs", tmp_path / "results", "--json").stdout)
+    [path] = runs["paths"]
+    assert path["test"]["top1"] == 1.0
+    bundle, store = tmp_path / "bundle", tmp_path / "store"
+    run("export", "--results", tmp_path / "results", "--out", bundle)
+    run("promote", bundle, "--force", BENTOML_HOME=str(store))
+    with LocalServer(env={"BEARID_STORE": str(store)}, log=tmp_path / "server.log") as url:
+        for name, image in (("eileen_collins", dlib_tests.astronaut()), ("cameraman", dlib_tests.cameraman())):
+            from PIL import Image
+
+            Image.fromarray(image).save(tmp_path / f"{name}.png")
+            answer = httpx.post(
+                f"{url}/identify", files={"photo": (f"{name}.png", (tmp_path / f"{name}.png").read_bytes())}, timeout=60
+            ).json()
+            [face] = answer["faces"]
+            assert face["bear_id"] == name and face["known"]

