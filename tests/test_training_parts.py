@@ -375,7 +375,8 @@ def test_an_unknown_open_set_score_is_refused():
     from bearid.errors import BearIDError
     from bearid.training.config import make
 
-    with pytest.raises(BearIDError, match="classify.open_set: input should be 'auto', 'mahalanobis', 'cosine' or 'nearest'"):
+    refusal = "classify.open_set: input should be 'auto', 'mahalanobis', 'cosine' or 'nearest'"
+    with pytest.raises(BearIDError, match=refusal):
         make("classify", {"open_set": "euclid"})
 
 
