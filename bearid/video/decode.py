@@ -161,6 +161,9 @@ def frames(
             try:
                 frame = next(decoded)
             except StopIteration:
+                declared = stream.frames or 0
+                if on_problem and start <= 0 and index + 1 < declared:
+                    on_problem(f"{path} is cut short: {index + 1} of its {declared} frames are there, and used")
                 break
             except av.FFmpegError as exc:
                 if count == 0:

@@ -32,10 +32,12 @@ def write_clip(
     rotation: int = 0,
     pix_fmt: str = "yuv420p",
     quality: int = 23,
+    interlaced: bool = False,
 ) -> Path:
     """Encode upright `frames` to `path` (MP4, atomically, moov atom first so a copy cut short
     still plays up to the cut). `times` (seconds) gives each frame its own time; `rotation`
-    (0, 90, 180, 270) is stored as metadata and the pixels turned so a player shows `frames`.
+    (0, 90, 180, 270) is stored as metadata and the pixels turned so a player shows `frames`;
+    `interlaced` (H.264) codes each frame as two fields, as broadcast and older trail cameras do.
     Deterministic: one encoder thread, no creation time."""
     import av
 
@@ -54,6 +56,8 @@ def write_clip(
         stream.thread_count = 1
         if codec == "h264":
             stream.options = {"preset": "ultrafast", "crf": str(quality), "threads": "1"}
+            if interlaced:
+                stream.options = {**stream.options, "x264-params": "interlaced=1:tff=1"}
         else:
             stream.bit_rate = 2_000_000
             stream.options = {"threads": "1"}

@@ -67,6 +67,7 @@ class Track:
 class TrackerConfig:
     min_iou: float = 0.2  # overlap with a track's predicted box that continues it
     max_distance: float = 0.75  # else: centre distance, in box sides, that still continues it
+    first_distance: float = 1.5  # the same for a track seen once: its velocity is not known yet
     max_size_change: float = 1.6  # ... if the box did not grow or shrink more than this
     max_gap: float = 1.0  # seconds a track waits for its face (behind grass, a missed detection)
 
@@ -94,9 +95,10 @@ class Tracker:
         dx = (guess[0] + guess[2] / 2) - (box[0] + box[2] / 2)
         dy = (guess[1] + guess[3] / 2) - (box[1] + box[3] / 2)
         distance = math.hypot(dx, dy) / max(side, 1e-6)
-        if distance > self.config.max_distance or ratio > self.config.max_size_change:
+        gate = self.config.first_distance if len(track.observations) == 1 else self.config.max_distance
+        if distance > gate or ratio > self.config.max_size_change:
             return 0.0
-        return self.config.min_iou * (1 - distance / self.config.max_distance) + 1e-6
+        return self.config.min_iou * (1 - distance / gate) + 1e-6
 
     def update(self, frame: int, time: float, boxes: list[BoxT], scores: list[float] | None = None) -> list[int]:
         """The track id of each box of this frame (new tracks for faces no track explains).
