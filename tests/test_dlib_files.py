@@ -140,8 +140,13 @@ def test_the_ids_file_is_dlibs_vector_of_strings():
 def test_bearembed_files_are_read_and_written_byte_for_byte(tmp_path):
     e = read_embeddings_xml(FIXTURES / "train_embeds.xml")
     assert e.vectors.shape == (20, 128) and sorted(set(e.labels)) == ["bf_032", "bf_051", "bf_480", "bf_503"]
-    for vector, name in zip(e.vectors, e.files):  # BearID's writer gives dlib's bytes
-        assert Writer().matrix(vector).data() == (FIXTURES / name).read_bytes()
+    written = 0
+    for split in ("train", "val", "test"):  # BearID's writer gives dlib's bytes, file by file
+        listed = read_embeddings_xml(FIXTURES / f"{split}_embeds.xml")
+        for vector, name in zip(listed.vectors, listed.files):
+            assert Writer().matrix(vector).data() == (FIXTURES / name).read_bytes()
+            written += 1
+    assert written == 42
     # the XML's embed_val where the files are not there (bearembed wrote absolute paths)
     shutil.copy(FIXTURES / "train_embeds.xml", tmp_path / "moved.xml")
     moved = read_embeddings_xml(tmp_path / "moved.xml")
@@ -232,6 +237,9 @@ def test_the_shape_predictor_gives_dlibs_landmarks():
     reference = json.loads((FIXTURES / "shape_predictor_parity.json").read_text())["faces"]
     for face in reference:
         assert np.abs(shapes.predict(image, tuple(face["box"])) - np.array(face["parts"])).max() <= 0.5
+        left, top, right, bottom = face["box"]
+        start = np.array([left, top]) + shapes.initial_shape * np.array([right - left, bottom - top])
+        assert np.abs(start - np.array(face["parts"])).max() > 5  # the trees moved the parts: they were compared
 
 
 # -- the generator ---------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ static shape_predictor small_predictor(dlib::rand& rnd)
             {
                 matrix<float, 0, 1> leaf(12);
                 for (long k = 0; k < leaf.size(); ++k)
-                    leaf(k) = 0.04f * (rnd.get_random_float() - 0.5f);
+                    leaf(k) = 0.2f * (rnd.get_random_float() - 0.5f);
                 tree.leaf_values.push_back(leaf);
             }
             forests[c].push_back(tree);
