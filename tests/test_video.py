@@ -120,6 +120,7 @@ def test_variable_frame_rate_keeps_each_frames_time(tmp_path, codec):
     assert [round(f.time, 3) for f in decoded] == times
     bars = [int(np.argmax(np.asarray(f.image)[90, 80:, 0] > 200)) for f in decoded]
     assert bars == sorted(bars) and bars[-1] > bars[0]  # in order, each frame its own
+    assert [round(f.time, 3) for f in frames(path, every=0.2)] == [0.0, 0.3, 0.9]  # sampled by time
 
 
 @pytest.mark.parametrize("rotation", [90, 270, 180])

@@ -30,6 +30,9 @@ def video(
         bool, typer.Option("--chips", help="Also write the tracks' chips as training data (OUT_chips.xml).")
     ] = False,
     stride: Annotated[int, typer.Option(help="Search every Nth frame.", min=1)] = 1,
+    every: Annotated[
+        float, typer.Option(help="Search no two frames less than this many seconds apart (0: every frame).", min=0)
+    ] = 0.0,
     start: Annotated[float, typer.Option(help="Seconds into each clip to start at (a seek).", min=0)] = 0.0,
     end: Annotated[float | None, typer.Option(help="Seconds into each clip to stop at.")] = None,
     min_change: Annotated[
@@ -57,7 +60,9 @@ def video(
     from bearid.video.output import write_outputs
 
     local = InProcess.chosen(bundle, champion)
-    options = VideoOptions(stride=stride, start=start, end=end, min_change=min_change, triage=triage, best_chips=best)
+    options = VideoOptions(
+        stride=stride, every=every, start=start, end=end, min_change=min_change, triage=triage, best_chips=best
+    )
     answers = []
     with Bars(console) as bars:
         tick = bars.ticker("clips", len(clips))

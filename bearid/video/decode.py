@@ -128,6 +128,7 @@ def frames(
     stride: int = 1,
     start: float = 0.0,
     end: float | None = None,
+    every: float = 0.0,
     min_change: float = 0.0,
     cut_change: float = 40.0,
     max_pixels: int = MAX_FRAME_PIXELS,
@@ -135,8 +136,10 @@ def frames(
     on_problem: Callable[[str], None] | None = None,
 ) -> Iterator[Frame]:
     """Upright frames of a clip from `start` (a seek to the keyframe before it) to `end`
-    seconds, every `stride`-th frame. With `min_change`, a frame that differs from the last
-    one kept by less (mean absolute grey difference on a 32x32 thumbnail, 0-255) is skipped:
+    seconds, every `stride`-th frame, and with `every`, no two frames less than that many
+    seconds apart (by their own times: a variable frame rate is sampled evenly). With
+    `min_change`, a frame that differs from the last one kept by less (mean absolute grey
+    difference on a 32x32 thumbnail, 0-255) is skipped:
     a camera trap's still scene is not worth a detector's time. A frame that differs by
     `cut_change` or more is marked `cut` (a scene change: a track does not run across it).
 
@@ -155,7 +158,7 @@ def frames(
         if start > 0:
             container.seek(int(start / base) + origin, stream=stream, backward=True, any_frame=False)
         rate = float(stream.average_rate or stream.guessed_rate or 25)
-        thumb, count, index = None, 0, -1
+        thumb, count, index, last = None, 0, -1, None
         decoded = iter(container.decode(stream))
         while True:
             try:
@@ -178,7 +181,7 @@ def frames(
             if end is not None and time > end:
                 break
             count += 1
-            if (count - 1) % stride:
+            if (count - 1) % stride or (every > 0 and last is not None and time - last < every - 1e-6):
                 continue
             image = frame.to_image()
             if frame.interlaced_frame:
@@ -190,7 +193,7 @@ def frames(
             change = float(np.abs(small - thumb).mean()) if small is not None and thumb is not None else None
             if change is not None and change < min_change:
                 continue
-            thumb = small
+            thumb, last = small, time
             number = index if start <= 0 else round(time * rate)
             yield Frame(number, time, image, cut=change is not None and change >= cut_change)
 

@@ -41,6 +41,7 @@ class VideoOptions:
     """How a clip is sampled, tracked and named."""
 
     stride: int = 1  # every stride-th frame is searched
+    every: float = 0.0  # ... and no two less than this many seconds apart
     start: float = 0.0  # seconds
     end: float | None = None
     min_change: float = 0.0  # skip a frame that changed less than this from the last searched (0-255)
@@ -134,17 +135,17 @@ def quality(det: Detection, chip_size: int) -> float:
 def triage(pipeline, path: Path, options: VideoOptions, info: ClipInfo) -> tuple[bool, int]:
     """Whether a face is found in one of a few frames spread over the clip (every
     `probe_every` s, at most `max_probes`), and how many frames were searched: stops at the
-    first face."""
+    first face. Only those frames are converted and searched; the rest are only decoded."""
     length = info.duration or (info.frames or 0) / (info.fps or 25) or options.probe_every
     step = max(options.probe_every, length / max(1, options.max_probes))
-    searched, due = 0, options.start
-    for frame in frames(path, start=options.start, end=options.end, cut_change=0, max_seconds=options.max_seconds):
-        if frame.time + 1e-6 < due:
-            continue
+    searched = 0
+    probes = frames(
+        path, start=options.start, end=options.end, every=step, cut_change=0, max_seconds=options.max_seconds
+    )
+    for frame in probes:
         searched += 1
         if find_faces(pipeline, frame.image)[2]:
             return True, searched
-        due = frame.time + step
         if searched >= options.max_probes:
             break
     return False, searched
@@ -180,6 +181,7 @@ def _track(pipeline, path: Path, options: VideoOptions, answer: ClipAnswer) -> N
     for frame in frames(
         path,
         stride=options.stride,
+        every=options.every,
         start=options.start,
         end=options.end,
         min_change=options.min_change,
