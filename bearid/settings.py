@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         "Embed training's loader processes. Default: half the CPUs, 1 to 4 (on a GPU: all CPUs but one, up to 8).",
         ge=0,
     )
+    train_threads: int = _var(
+        "BEARID_TRAIN_THREADS",
+        0,
+        "Training's torch CPU threads (0: torch's choice, one per core). The same seed gives the same weights "
+        "only at the same thread count.",
+        ge=0,
+        le=1024,
+    )
     device: Literal["auto", "cpu", "cuda"] = _var(
         "BEARID_DEVICE",
         "auto",

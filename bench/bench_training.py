@@ -10,7 +10,8 @@ import shutil
 import time
 from pathlib import Path
 
-from common import Figure, Suite, split_world
+import numpy as np
+from common import Figure, Suite, intervals, split_world
 
 from bearid.exporters.export import best_exportable
 from bearid.synth import WorldConfig
@@ -58,6 +59,7 @@ def _accuracy_rows(report) -> list[dict]:
                 "top-5": t.get("top5"),
                 "BAKS": t.get("baks"),
                 "BAUS": t.get("baus"),
+                **intervals(branch[3]),
                 "AUROC": t.get("auroc"),
                 "train+eval s": round(sum(m["seconds"] for m in (face, chip, embed, cls)), 0),
             }
@@ -215,4 +217,44 @@ def run_wide(work: Path) -> Suite:
         )
     )
     _targets(suite, row, f"default pipeline, test, {WIDE_WORLD.bears}-bear world")
+    return suite
+
+
+SEEDS = (0, 1, 2)
+
+
+def run_seeds(work: Path) -> Suite:
+    """The default path trained three times on the same world and splits, every stage's seed
+    set to 0, 1 and 2 in turn: the mean and the range of its test figures, beside each run's
+    bootstrap interval over bears (what the seeds move, against what the bears drawn move)."""
+    from bearid.training.config import ChipConfig, ClassifyConfig, EmbedConfig
+
+    suite = Suite("training_seeds")
+    splits = split_world(WORLD, work)
+    rows = []
+    for seed in SEEDS:
+        results = work / f"results_seed{seed}"
+        shutil.rmtree(results, ignore_errors=True)
+        sweep = Sweep([FaceConfig(seed=seed)], [ChipConfig()], [EmbedConfig(seed=seed)], [ClassifyConfig(seed=seed)])
+        report = train(sweep, splits, results, log=print)
+        row = {"seed": seed, **_accuracy_rows(report)[0]}
+        rows.append({k: v for k, v in row.items() if k not in ("path", "face backend")})
+    summary = {}
+    for key in ("AP@0.5", "top-1", "BAKS", "BAUS", "AUROC", "embed AUC"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            summary[key] = {"mean": round(float(np.mean(values)), 4), "range": [min(values), max(values)]}
+    suite.tables[f"the default path, seeds {', '.join(map(str, SEEDS))} ({_table_name(WORLD)})"] = rows
+    suite.tables["mean and range over the seeds (test)"] = [{"figure": k, **v} for k, v in summary.items()]
+    for key in ("BAKS", "BAUS"):
+        if key in summary:
+            low, high = summary[key]["range"]
+            suite.add(
+                Figure(
+                    f"test {key}, mean of {len(SEEDS)} seeds",
+                    summary[key]["mean"],
+                    "",
+                    note=f"range {low}-{high} over seeds {SEEDS}",
+                )
+            )
     return suite

@@ -30,6 +30,26 @@ def split_world(config, work: Path) -> Path:
     return splits
 
 
+def intervals(class_dir: Path, split: str = "test") -> dict[str, tuple[float, float] | None]:
+    """95% bootstrap intervals over bears (bearid.metrics.bootstrap_by_bear) of a class stage's
+    BAKS and BAUS on `split`, from its per-chip predictions (class_meta/<split>.json): a test
+    split of a dozen bears cannot carry two decimals, and these say how many it can."""
+    from bearid.metrics import bootstrap_by_bear
+
+    rows = json.loads((class_dir / "class_meta" / f"{split}.json").read_text())
+    ids = set(json.loads((class_dir / "classifier" / "ids.json").read_text()))
+    known = [r for r in rows if r["truth"] in ids]
+    unknown = [r for r in rows if r["truth"] and r["truth"] not in ids]
+    return {
+        "BAKS 95%": bootstrap_by_bear([r["truth"] for r in known], [r["bear_id"] == r["truth"] for r in known])
+        if known
+        else None,
+        "BAUS 95%": bootstrap_by_bear([r["truth"] for r in unknown], [not r["known"] for r in unknown])
+        if unknown
+        else None,
+    }
+
+
 @dataclass
 class Figure:
     name: str

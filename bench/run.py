@@ -23,10 +23,12 @@ SUITES = {
     "data": bench_data.run,
     "training": bench_training.run,
     "training_wide": bench_training.run_wide,
+    "training_seeds": bench_training.run_seeds,
     "loading": bench_loading.run,
     "serving": bench_serving.run,
     "dlib": bench_dlib.run,
     "transfer": bench_dlib.run_transfer,
+    "long_tail": bench_dlib.run_long_tail,
     "gpu": bench_gpu.run,
 }
 

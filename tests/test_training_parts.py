@@ -424,3 +424,37 @@ def test_the_bootstrap_over_bears_brackets_the_figure_and_narrows_with_more_bear
     assert bootstrap_by_bear(*same) == (1.0, 1.0) and bootstrap_by_bear(*few) == (low, high)  # seeded
     top1 = bootstrap_by_bear(*few, balanced=False)
     assert top1[0] < np.mean(few[1]) < top1[1]
+
+
+def test_training_pins_its_threads_and_a_seed_repeats_at_the_same_count():
+    """BEARID_TRAIN_THREADS sets torch's CPU threads and every stage records them: on the CPU a
+    seed repeats bit for bit at one thread count, which is what two machines must share."""
+    import hashlib
+
+    import torch
+
+    from bearid.settings import Settings
+    from bearid.training.config import EmbedConfig
+    from bearid.training.device import pin_threads
+    from bearid.training.embed.model import build
+
+    before = torch.get_num_threads()
+
+    def weights() -> str:
+        torch.manual_seed(0)
+        net, _ = build(EmbedConfig())
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        x = torch.rand(4, 3, 150, 150, generator=torch.Generator().manual_seed(1))
+        for _ in range(2):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+        return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest()
+
+    try:
+        record = pin_threads(Settings.from_env({"BEARID_TRAIN_THREADS": "1"}))
+        assert record["torch_threads"] == 1 == torch.get_num_threads() and record["torch"] == torch.__version__
+        assert weights() == weights()
+        assert pin_threads(Settings.from_env({}))["torch_threads"] == 1  # 0 leaves the count as it is
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,22 @@ from bearid.settings import Settings
 CHOICES = ("auto", "cpu", "cuda")
 
 
+def pin_threads(settings: Settings | None = None) -> dict:
+    """Set torch's CPU threads to BEARID_TRAIN_THREADS (0 leaves torch's choice, one per core)
+    and say how this process computes. On the CPU a seed gives the same weights bit for bit
+    at the same thread count and different ones at another (the reductions split differently;
+    `torch.use_deterministic_algorithms` changes nothing there), so two machines agree only
+    when this record does: every stage's metrics.json keeps it as `computed_with`."""
+    threads = (settings or Settings.from_env()).train_threads
+    if threads:
+        torch.set_num_threads(threads)
+    return {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    }
+
+
 @dataclass(frozen=True)
 class Device:
     where: torch.device

@@ -43,7 +43,10 @@ def split_files(data: Path) -> dict[str, Path]:
 def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker=None) -> TrainReport:
     """Every branch of `sweep` on the splits in `data`, into `results_dir`; each stage, once
     finished (or found finished), also goes to `tracker` (a `bearid.training.tracking.MlflowTracker`)."""
+    from bearid.training.device import pin_threads
+
     t0 = time.perf_counter()
+    computed_with = pin_threads()
     total = len({branch[: i + 1] for branch in sweep.branches() for i in range(len(branch))})  # shared stages once
     splits = split_files(data)
     report = TrainReport()
@@ -62,7 +65,7 @@ def train(sweep: Sweep, data: Path, results_dir: Path, log: Log = print, tracker
         else:
             log(f"{d.path}: computing" + (" again (it was pruned)" if results.is_pruned(d.path) else ""))
             results.reset(d.path)
-            results.write_metrics(d.path, run(d.path))
+            results.write_metrics(d.path, {**run(d.path), "computed_with": computed_with})
             report.computed.append(d.path)
         if tracker is not None:
             tracker.stage(d.path)
