@@ -331,3 +331,40 @@ def test_bearid_video_end_to_end(clips, bundle_dir, tmp_path):
         app, ["video", str(bad), "--bundle", str(bundle_dir), "--out", str(tmp_path / "b.jsonl")]
     )
     assert nothing.exit_code == 2 and "not a video" in nothing.output
+
+
+# -- what POST /identify_video answers and refuses ----------------------------------------
+
+
+def test_video_task_refuses_over_its_limits(tmp_path):
+    from bearid.video.task import VideoLimits, check_clip
+
+    clip = write_clip(tmp_path / "c.mp4", [marked(320, 240, i) for i in range(10)], 10, "h264")
+    assert check_clip(clip, VideoLimits()) is None
+    refusals = {
+        "too_large": check_clip(clip, VideoLimits(max_bytes=100)),
+        "too_long": check_clip(clip, VideoLimits(max_seconds=0.5)),
+        "too_many_pixels": check_clip(clip, VideoLimits(max_pixels=320 * 240 - 1)),
+    }
+    assert {code: (r.status, r.code) for code, r in refusals.items()} == {c: (413, c) for c in refusals}
+    text = tmp_path / "t.mp4"
+    text.write_text("hello")
+    bad = check_clip(text, VideoLimits())
+    assert (bad.status, bad.code) == (400, "bad_video") and str(tmp_path) not in bad.message
+    (tmp_path / "e.mp4").write_bytes(b"")
+    assert check_clip(tmp_path / "e.mp4", VideoLimits()).code == "empty"
+
+
+def test_video_task_answer(clips, pipeline):
+    from bearid.video.task import VideoIdentified, identify_upload
+
+    truth = read_truth(clips)
+    one = next(c for c in truth["clips"] if c["kind"] != "empty")
+    answer = identify_upload(pipeline, clips / one["file"])
+    assert isinstance(answer, VideoIdentified) and answer.status == "tracked" and answer.tracks
+    assert answer.clip.width == one["width"] and answer.model.version == pipeline.version
+    again = VideoIdentified.model_validate_json(answer.model_dump_json())
+    assert again == answer and all(t.first <= t.last and len(t.boxes) == t.frames for t in again.tracks)
+    empty = next(c for c in truth["clips"] if c["kind"] == "empty")
+    none = identify_upload(pipeline, clips / empty["file"])
+    assert none.status == "no_bear" and none.tracks == []
