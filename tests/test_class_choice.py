@@ -43,14 +43,15 @@ def nearest_neighbour(train: Embedded, chips: Embedded) -> float:
 @pytest.mark.parametrize("validation", ["large", "small"])
 def test_the_class_stage_never_names_worse_than_nearest_neighbour(validation):
     train, val = cone(0), cone(1, shots=(1, 2))
-    if validation == "small":  # too few to choose on: cross-validation over the training chips
+    if validation == "small":  # a chip for a few bears: the cross-validation carries the choice
         val = val.subset(list(range(0, len(val), 4)))
     old = fit(train, ClassifyConfig(classifier="svm", C=1, open_set="cosine"), known=val)
     assert top1(old, val) < nearest_neighbour(train, val) - 0.3  # the collapse this guards against is real here
     choice = choose(train, ClassifyConfig(), known=val)
     clf = fit(train, ClassifyConfig(), known=val, choice=choice)
     assert top1(clf, val) >= nearest_neighbour(train, val)
-    assert ("validation" if validation == "large" else "cross-validation") in choice.naming_on
+    assert "cross-validation over the training chips (5 folds" in choice.naming_on  # at most 5, the 12-chip bears
+    assert f"and {len(val)} known validation chips" in choice.naming_on
     assert {(r["classifier"], r["C"]) for r in choice.naming_grid} == {
         *(("svm", C) for C in (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)),
         ("knn", None),
