@@ -40,6 +40,11 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# The mmod backend's own defaults: no training (steps 0), and when it trains, SGD's learning
+# rate on dlib's loss for an imported network (training/face/mmod.py: optimiser).
+MMOD_DEFAULTS = {"steps": 0, "lr": 3e-4}
+
+
 class FaceConfig(StageConfig):
     # centernet: BearID's own detector and refiner; dlib: a HOG detector and shape predictor,
     # for bootstrapping; mmod: an imported dlib CNN detector (init) and shape predictor, used as is
@@ -52,7 +57,7 @@ class FaceConfig(StageConfig):
     width: int = Field(32, ge=2)
     crop: int = Field(192, ge=32, multiple_of=32)  # training crop side (the detector's stride is 32)
     batch: Positive = 16
-    steps: Positive = 1500
+    steps: int = Field(1500, ge=0)  # mmod: fine-tuning steps, default 0 (the imported detector as it is)
     lr: float = Field(2e-3, gt=0)
     refiner_steps: Positive = 1000
     refiner_batch: Positive = 64
@@ -64,12 +69,22 @@ class FaceConfig(StageConfig):
     max_train_photos: int = Field(0, ge=0)  # 0 = all (dlib bootstraps from a few dozen)
     seed: int = Field(0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mmod_defaults(cls, data: object) -> object:
+        """The mmod backend uses the imported detector as it is unless given steps to train it."""
+        if isinstance(data, dict) and data.get("backend") == "mmod":
+            return {**MMOD_DEFAULTS, **data}
+        return data
+
     @model_validator(mode="after")
     def _imported(self) -> FaceConfig:
         if self.backend == "mmod" and not self.init:
             raise ValueError("the mmod backend runs an imported dlib network: give init (its .dat file)")
         if self.backend != "mmod" and (self.init or self.landmarks or self.parts):
             raise ValueError("init, landmarks and parts are for the mmod backend")
+        if self.backend != "mmod" and self.steps == 0:
+            raise ValueError(f"steps: the {self.backend} backend trains from scratch: give at least 1")
         if self.backend != "mmod" and self.score_threshold is not None and not 0 < self.score_threshold < 1:
             raise ValueError(
                 f"score_threshold: the {self.backend} backend scores faces from 0 to 1; give a number between"

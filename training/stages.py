@@ -70,16 +70,20 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
             "(were the splits made without --faces? `bearid data split WORLD --out SPLITS --faces FACES.xml`)"
         )
     curves: dict[str, Curves] = {}
+    mmod_metrics: dict = {}
     if cfg.backend == "dlib":
         from bearid.training.face import dlib_backend
 
         finder = dlib_backend.train(train, cfg, out / "model", log)
-    elif cfg.backend == "mmod":  # imported, used as it is
+    elif cfg.backend == "mmod":  # imported: used as it is, or fine-tuned (steps)
         from bearid.training.face import mmod
 
-        mmod.import_model(cfg, out / "model")
+        mmod_metrics.update(mmod.import_model(cfg, out / "model", train, log))
         finder = mmod.load_finder(out / "model")
-        log(f"face: imported the dlib MMOD detector {cfg.init}")
+        log(
+            f"face: imported the dlib MMOD detector {cfg.init}"
+            + (f", fine-tuned {cfg.steps} steps" if cfg.steps else "")
+        )
     else:
         val = read_samples(splits["val"]) if "val" in splits else None
         detector, det_curves = face_train.train_detector(train, cfg, log, val)
@@ -89,6 +93,7 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
         curves = {"detector": det_curves, "refiner": ref_curves}
     train_seconds = time.perf_counter() - t0
     metrics: dict = {"backend": cfg.backend, "train_seconds": round(train_seconds, 1), "train_photos": len(train)}
+    metrics.update(mmod_metrics)
     examples = []
     for name, path in splits.items():
         samples = read_samples(path)

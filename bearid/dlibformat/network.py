@@ -96,6 +96,12 @@ class MmodOptions:
     nms_iou: float
     nms_covered: float
     bounding_box_regression: bool = False
+    # What training the detector further needs (dlib's mmod_options, with its defaults).
+    loss_per_false_alarm: float = 1.0
+    loss_per_missed_target: float = 1.0
+    truth_match_iou: float = 0.5  # a detection hits a truth box above this IoU
+    ignore_iou: float = 0.5  # a detection on a box marked ignore is no false alarm (dlib's overlaps_ignore)
+    ignore_covered: float = 0.95
 
 
 @dataclass
@@ -253,11 +259,11 @@ def _mmod_options(r: Reader) -> MmodOptions:
             v = r.version((1, 2), "a detector window")
             w, h = r.uint("the window width"), r.uint("the window height")
             windows.append(DetectorWindow(w, h, r.string("the window label") if v == 2 else ""))
-    for what in ("loss per false alarm", "loss per missed target", "truth match IoU"):
-        r.number(what)
+    false_alarm, missed, match = (
+        r.number(w) for w in ("loss per false alarm", "loss per missed target", "truth match IoU")
+    )
     nms = (r.number("the NMS IoU"), r.number("the NMS covered share"))
-    r.number("the ignore IoU")
-    r.number("the ignore covered share")
+    ignore = (r.number("the ignore IoU"), r.number("the ignore covered share"))
     if version >= 3:
         r.byte("assume_image_pyramid")
     bbr = False
@@ -266,7 +272,9 @@ def _mmod_options(r: Reader) -> MmodOptions:
         r.number("the regression lambda")
     if not windows:
         raise r.fail("a detector with no windows")
-    return MmodOptions(windows, *nms, bounding_box_regression=bbr)
+    return MmodOptions(windows, *nms, bounding_box_regression=bbr, loss_per_false_alarm=false_alarm,
+                       loss_per_missed_target=missed, truth_match_iou=match, ignore_iou=ignore[0],
+                       ignore_covered=ignore[1])  # fmt: skip
 
 
 def _looks_like_input(r: Reader) -> bool:

@@ -141,6 +141,21 @@ def _to_image(rect: tuple[float, float, float, float], rects: list[Rect], spec: 
     return tuple(out)
 
 
+def image_to_tiled(
+    rect: tuple[float, float, float, float], scale: float, rects: list[Rect], spec: MmodSpec
+) -> tuple[float, ...]:
+    """A rectangle of the photo in the tiled image, at the level nearest to `scale` times its
+    size (dlib's image_to_tiled_pyramid; 0 < scale <= 1): what training maps truth boxes by,
+    the inverse of `_to_image`."""
+    down = (spec.pyramid_down - 1.0) / spec.pyramid_down
+    level = min(max(int(math.floor(math.log(scale) / math.log(down) + 0.5)), 0), len(rects) - 1)
+    out = list(rect)
+    for _ in range(level):
+        out = [(v - 0.3) * down for v in out]
+    x0, y0 = rects[level][0], rects[level][1]
+    return (out[0] + x0, out[1] + y0, out[2] + x0, out[3] + y0)
+
+
 def _area(r: Rect) -> int:
     return max(0, r[2] - r[0] + 1) * max(0, r[3] - r[1] + 1)
 

