@@ -196,6 +196,8 @@ def _check_concurrency(concurrency: int) -> int:
 
 
 class BearIDClient:
+    """The service's client on httpx.Client: one connection pool, the retries above, typed answers."""
+
     def __init__(
         self,
         url: str,
