@@ -140,7 +140,7 @@ def test_a_tree_where_no_path_has_a_validation_figure_has_no_best_path(tmp_path)
         ("embed: {flip: perhaps}", ["embed.flip", "valid boolean"]),
         ("chip: {points: leye}", ["chip.points", "a list"]),
         ("chip: {points: [leye, chin]}", ["chip: points", "the default template places no chin"]),
-        ("face: {steps: -5}", ["face.steps", "greater than or equal to 1"]),
+        ("face: {steps: -5}", ["face.steps", "greater than or equal to 0"]),
         ("classify: {target_far: 2.0}", ["classify.target_far", "less than 1"]),
         ("chip: {size: 0}", ["chip.size", "greater than or equal to 16"]),
         ("embed: {stepz: 3}", ["embed.stepz", "unknown setting"]),
