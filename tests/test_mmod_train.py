@@ -220,3 +220,32 @@ def test_steps_0_is_the_imported_detector_as_it_was(human, tmp_path):
         make("face", {"backend": "centernet", "steps": 0})
     with pytest.raises(BearIDError, match="none"):
         mmod.import_model(FaceConfig(backend="mmod", init=str(MMOD), steps=2), tmp_path / "m2", [])
+
+
+def test_random_crops_keep_their_faces_under_their_boxes(human):
+    """The crop's truth boxes lie on the face's pixels, mirrored or not, at the sizes the window
+    can match (a white square face on a black photo)."""
+    from bearid.training.data import Face, Loaded, Sample
+
+    _, spec = human
+    photo = np.zeros((300, 400, 3), np.uint8)
+    photo[100:220, 150:270] = 255  # a 120 px face at (150, 100)
+    item = Loaded(
+        Sample(Path("x.jpg"), "x.jpg", 800, 600, [Face((300, 200, 240, 240), None, "b")]), Image.fromarray(photo), 0.5
+    )
+    rng = np.random.default_rng(3)
+    around = 0
+    for _ in range(30):
+        pixels, truths = mmod.random_crop(item, 192, spec, rng)
+        assert pixels.shape == (192, 192, 3)
+        for t in truths:
+            left, top, right, bottom = t.rect
+            if t.ignore:
+                continue
+            around += 1
+            assert 72 <= right - left + 1 <= 0.7 * 192 + 2
+            inside = pixels[top + 2 : bottom - 1, left + 2 : right - 1]
+            assert inside.min() > 200  # all face
+            ring = np.concatenate([pixels[max(top - 3, 0), left:right], pixels[min(bottom + 3, 191), left:right]])
+            assert ring.max() < 60  # and no more than the face
+    assert around >= 8
