@@ -149,7 +149,7 @@ def test_a_few_steps_lower_the_loss_on_bears(human, bears):
     net, spec = human
     torch.set_num_threads(2)
     cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=5)
-    batch = mmod.batch_of(load_all(bears, 2048), 8, cfg.crop, spec, np.random.default_rng(7))
+    batch = mmod.batch_of(load_all(bears, 2048), 6, cfg.crop, spec, np.random.default_rng(7))
     torch.manual_seed(0)
     module = mmod.DlibNet(net).train()
     opt = mmod.optimiser(module, cfg)
@@ -169,9 +169,9 @@ def test_the_fine_tuned_detector_is_saved_exported_and_serves(human, bears, tmp_
 
     net, spec = human
     torch.set_num_threads(2)
-    cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=3, batch=4)
-    record = mmod.import_model(cfg, tmp_path / "model", bears, lambda m: None)
-    assert record["fine_tuned_steps"] == 3 and "landmark_seconds" in record
+    cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=2, batch=3)
+    record = mmod.import_model(cfg, tmp_path / "model", bears[:10], lambda m: None)
+    assert record["fine_tuned_steps"] == 2 and "landmark_seconds" in record
     assert (tmp_path / "model" / mmod.TUNED).is_file()
     _, module = mmod.load_network(tmp_path / "model")
     original = mmod.DlibNet(net).eval()

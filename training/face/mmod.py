@@ -87,7 +87,9 @@ def import_model(cfg: FaceConfig, model_dir: Path, train: list[Sample] | None = 
         t0 = time.perf_counter()
         module, curve = fine_tune(net, spec, cfg, loaded, log)
         record = {"fine_tuned_steps": cfg.steps, "detector_seconds": round(time.perf_counter() - t0, 1),
-                  "loss_first": curve.loss[0], "loss_last": curve.loss[-1]}  # fmt: skip
+                  # dlib's loss, the mean of the first and of the last tenth of the steps (one batch is noisy)
+                  "loss_start": _mean(curve.loss[: max(1, cfg.steps // 10)]),
+                  "loss_end": _mean(curve.loss[-max(1, cfg.steps // 10) :])}  # fmt: skip
         if marked:
             t0 = time.perf_counter()
             shapes = train_landmarks(loaded, cfg.seed)
@@ -108,6 +110,10 @@ def import_model(cfg: FaceConfig, model_dir: Path, train: list[Sample] | None = 
     shapes.save(model_dir / "landmarks.npz")
     atomic_write_text(model_dir / "mmod.json", json.dumps({"spec": asdict(spec), "parts": list(parts)}, indent=1))
     return record
+
+
+def _mean(values: list[float]) -> float:
+    return round(float(np.mean(values)), 4)
 
 
 def _imported_shapes(cfg: FaceConfig, rest: Reader) -> ShapeModel:
