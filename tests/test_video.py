@@ -368,3 +368,15 @@ def test_video_task_answer(clips, pipeline):
     empty = next(c for c in truth["clips"] if c["kind"] == "empty")
     none = identify_upload(pipeline, clips / empty["file"])
     assert none.status == "no_bear" and none.tracks == []
+
+
+def test_a_start_past_the_clip_is_its_error(clips, pipeline):
+    from bearid.errors import BearIDError
+    from bearid.video.identify import VideoOptions, identify_clip
+
+    clip = clips / read_truth(clips)["clips"][0]["file"]
+    for triage in (True, False):
+        answer = identify_clip(pipeline, clip, VideoOptions(start=60.0, triage=triage))
+        assert answer.status == "error" and "no frame between 60 s and the end" in answer.error
+    with pytest.raises(BearIDError, match="not after start"):
+        identify_clip(pipeline, clip, VideoOptions(start=2.0, end=1.0))

@@ -148,7 +148,13 @@ def triage(pipeline, path: Path, options: VideoOptions, info: ClipInfo) -> tuple
             return True, searched
         if searched >= options.max_probes:
             break
+    if searched == 0:
+        raise BearIDError(f"{path}: no frame between {options.start:g} s and {_end(options)} to search")
     return False, searched
+
+
+def _end(options: VideoOptions) -> str:
+    return "the end" if options.end is None else f"{options.end:g} s"
 
 
 def identify_clip(pipeline, path: Path, options: VideoOptions = VideoOptions()) -> ClipAnswer:
@@ -157,6 +163,8 @@ def identify_clip(pipeline, path: Path, options: VideoOptions = VideoOptions()) 
     path = Path(path)
     t0 = time.perf_counter()
     answer = ClipAnswer(path, "tracked")
+    if options.end is not None and options.end <= options.start:
+        raise BearIDError(f"end {options.end:g} s is not after start {options.start:g} s")
     try:
         answer.info = info = probe(path, options.max_pixels, options.max_seconds)
         if options.triage:
@@ -215,7 +223,7 @@ def _track(pipeline, path: Path, options: VideoOptions, answer: ClipAnswer) -> N
             if q > keyframes.get(track_id, (-1.0, 0, None))[0]:
                 keyframes[track_id] = (q, frame.index, frame.image)
     if answer.frames_searched == 0:
-        raise BearIDError(f"{path}: no frame between {options.start:g} s and {options.end or 'the end'} to search")
+        raise BearIDError(f"{path}: no frame between {options.start:g} s and {_end(options)} to search")
     tracks = [t for t in tracker.finish() if len(t.observations) >= options.min_frames and t.id in best]
     renumber = {t.id: i for i, t in enumerate(tracks)}  # the answer's numbering: tracks kept, in order
     answer.faces_by_frame = {
