@@ -10,7 +10,7 @@ import urllib.parse
 from collections import Counter
 from pathlib import Path
 
-from test_label_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium
+from test_label_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, docs_picture
 
 from bearid.cards import cards
 from bearid.data.layout import is_bear_id
@@ -57,6 +57,7 @@ def test_the_book_has_a_card_per_bear_with_its_sightings_lookalikes_and_cubs(spl
         view.wait_for_function("[...document.images].every((im) => im.complete && im.naturalWidth > 0)")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         view.screenshot(path=str(ARTIFACTS / "bear-book.png"))
+        docs_picture(view, "bear-book.png")
         browser.close()
 
 

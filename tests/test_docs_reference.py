@@ -68,3 +68,15 @@ def test_the_served_docs_state_the_clients_concurrency_default():
     stated = re.search(r"`identify_many\(paths, concurrency=(\d+)\)` \(streams", serving)
     assert stated, "docs/serving.md no longer states identify_many's signature where this test looks"
     assert {int(stated.group(1))} == defaults
+
+
+def test_the_docs_screenshots_are_shown_and_small():
+    """A retaken screenshot must stay small enough to commit, and none lies unused."""
+    from test_label_browser import DOCS_IMAGE_BYTES, DOCS_IMAGES
+
+    pages = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").rglob("*.md"))
+    pictures = sorted(DOCS_IMAGES.glob("*.png"))
+    assert {p.name for p in pictures} >= {"label-tool.png", "match-review.png", "bear-book.png"}
+    for picture in pictures:
+        assert f"](images/{picture.name})" in pages, f"{picture.name} is in docs/images but no page shows it"
+        assert picture.stat().st_size <= DOCS_IMAGE_BYTES, f"{picture.name}: retake it with scripts/docs_screenshots.sh"

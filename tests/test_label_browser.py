@@ -22,6 +22,8 @@ from bearid.label.store import LabelStore
 from bearid.metadata import read_faces
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+DOCS_IMAGE_BYTES = 300_000  # a committed screenshot stays small
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -42,6 +44,36 @@ def chromium() -> str:
             )
         pytest.skip("no Chromium on this machine: run scripts/install-browser.sh (make test does)")
     return found
+
+
+def docs_picture(page, name: str) -> None:
+    """With BEARID_DOCS_SCREENSHOTS=1 (scripts/docs_screenshots.sh), keep this view as the docs'
+    picture docs/images/NAME, small enough to commit; else nothing."""
+    if os.environ.get("BEARID_DOCS_SCREENSHOTS") != "1":
+        return
+    import io
+
+    from PIL import Image
+
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    (DOCS_IMAGES / name).write_bytes(small_png(Image.open(io.BytesIO(page.screenshot()))))
+
+
+def small_png(image) -> bytes:
+    """`image` in at most 256 colours, chosen by coverage so the landmarks' few bright pixels
+    keep their own colours (median cut greys them), under DOCS_IMAGE_BYTES."""
+    import io
+
+    from PIL import Image
+
+    for colours in (256, 128, 64):
+        data = io.BytesIO()
+        image.convert("RGB").quantize(colors=colours, method=Image.Quantize.MAXCOVERAGE).save(
+            data, "PNG", optimize=True
+        )
+        if data.tell() <= DOCS_IMAGE_BYTES:
+            return data.getvalue()
+    raise AssertionError(f"a {image.size} screenshot is {data.tell()} bytes even in {colours} colours")
 
 
 @contextlib.contextmanager
@@ -112,6 +144,7 @@ def test_a_volunteer_fixes_a_photo_in_the_browser(server):
         scale = page.evaluate("document.getElementById('canvas').getScreenCTM().a")
         page.keyboard.press("z")
         assert page.evaluate("document.getElementById('canvas').getScreenCTM().a") > 2 * scale
+        docs_picture(page, "label-tool.png")
         nx, ny = face.parts["nose"]
         drag((nx, ny), (nx + 15, ny - 10))
         saved(1)
@@ -221,6 +254,7 @@ def test_a_curator_settles_faces_in_the_match_review(match_server):
         assert page.locator("#match-candidates .card").first.locator(".refs img").count() >= 1
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "match-review.png"))
+        docs_picture(page, "match-review.png")
         first = page.locator("#match-candidates .card").first.get_attribute("data-bear")
         page.keyboard.press("1")  # this is the top candidate
         i, face = todo[1]
