@@ -29,6 +29,7 @@ SUITES = {
     "dlib": bench_dlib.run,
     "transfer": bench_dlib.run_transfer,
     "long_tail": bench_dlib.run_long_tail,
+    "mmod_retrain": bench_dlib.run_mmod_retrain,
     "gpu": bench_gpu.run,
 }
 
