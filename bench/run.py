@@ -14,9 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_data
 import bench_dlib
 import bench_gpu
+import bench_labels
 import bench_loading
 import bench_serving
 import bench_training
+import bench_video
 from common import write
 
 SUITES = {
@@ -30,6 +32,8 @@ SUITES = {
     "transfer": bench_dlib.run_transfer,
     "long_tail": bench_dlib.run_long_tail,
     "mmod_retrain": bench_dlib.run_mmod_retrain,
+    "video": bench_video.run,
+    "labels": lambda work: bench_labels.run(8, 80, 36, work),  # several annotators, consensus, gold
     "gpu": bench_gpu.run,
 }
 
