@@ -18,6 +18,7 @@ import os
 import threading
 from pathlib import Path
 
+import anyio
 import bentoml
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from bearid.serving.runtime import cap_thread_pools, ort_threads
 from bearid.serving.schema import Batch, BatchItem, Identified, ModelInfo, Refused, Reloaded
 from bearid.serving.uploads import GuardUploads, Refusal
 from bearid.settings import Settings
+from bearid.video.task import VideoIdentified, VideoLimits, identify_upload
 
 # BentoML reads workers, resources, the image and the model when the class is declared, which
 # for a bento is when it is built: the bento records them, and BEARID_WORKERS in its
@@ -91,6 +93,7 @@ class BearID:
             workers=WORKERS,
             metrics=self.metrics,
         )
+        self._clips: anyio.CapacityLimiter | None = None  # made in the event loop, on the first clip
         self._stop = threading.Event()
         self.champion.watch(self.settings.watch_seconds, self._stop)
 
@@ -105,6 +108,24 @@ class BearID:
     def identify(self, photo: Path) -> Identified:
         """Every bear face in one photo: box, five landmarks, bear ID (null: unknown bear)."""
         [result] = serving.identify(self.champion, [photo], self.metrics, self.settings.max_upload_bytes)
+        if isinstance(result, Refusal):
+            return JSONResponse(result.body(), status_code=result.status)  # type: ignore[return-value]
+        return result
+
+    @bentoml.task(route="/identify_video")
+    async def identify_video(self, clip: Path) -> VideoIdentified:
+        """The bears of one clip, a track each (a task: POST /identify_video/submit, then
+        GET /identify_video/status and /identify_video/get with the task_id). A clip over the
+        limits or not a clip is refused at submit (4xx); one that fails later is the task's
+        failed status, its /get the 4xx."""
+        pipeline = self.champion.pipeline
+        if pipeline is None:
+            return JSONResponse({"error": "no model loaded", "code": "no_model"}, status_code=503)  # type: ignore[return-value]
+        limits = VideoLimits(max_bytes=self.settings.max_video_bytes)
+        if self._clips is None:
+            self._clips = anyio.CapacityLimiter(1)
+        # Its own thread, one clip at a time a worker: the photo endpoints' thread is never held.
+        result = await anyio.to_thread.run_sync(identify_upload, pipeline, clip, limits, limiter=self._clips)
         if isinstance(result, Refusal):
             return JSONResponse(result.body(), status_code=result.status)  # type: ignore[return-value]
         return result

@@ -52,8 +52,16 @@ def checked(uploads: list[Path], max_bytes: int) -> list[bytes | Refusal]:
     return out
 
 
-FIELDS = {"/identify": "photo", "/identify_batch": "photos"}  # the multipart field each API takes
-SINGLE = {"/identify"}  # the APIs that answer one photo: a second part in their field is refused
+FIELDS = {
+    "/identify": "photo",
+    "/identify_batch": "photos",
+    "/identify_video": "clip",
+    "/identify_video/submit": "clip",
+}  # the multipart field each API takes
+SINGLE = {"/identify", "/identify_video", "/identify_video/submit"}  # a second part in their field is refused
+# The clip endpoints: their own byte limit (BEARID_MAX_VIDEO_MB), and the clip's header checked
+# (bearid.video.task.check_clip) before a task is queued, so a refused clip is a 4xx at submit.
+VIDEO = {"/identify_video", "/identify_video/submit"}
 
 
 def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
@@ -71,6 +79,30 @@ def multipart_fields(body: bytes, content_type: str) -> list[tuple[str, bool]]:
     return fields
 
 
+def multipart_file(body: bytes, content_type: str, field: str) -> bytes | None:
+    """The bytes of the first part named `field` of a multipart/form-data body (None: none)."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        return None
+    for part in body.split(b"--" + match.group(1).encode())[1:]:
+        head, sep, data = part.partition(b"\r\n\r\n")
+        if sep and (m := re.search(rb'\bname="([^"]*)"', head)) and m.group(1).decode("utf-8", "replace") == field:
+            return data[:-2] if data.endswith(b"\r\n") else data
+    return None
+
+
+def check_clip_bytes(data: bytes, max_bytes: int) -> Refusal | None:
+    """`bearid.video.task.check_clip` on an upload's bytes (written to a temporary file)."""
+    import tempfile
+
+    from bearid.video.task import VideoLimits, check_clip
+
+    with tempfile.NamedTemporaryFile(suffix=".upload") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return check_clip(Path(tmp.name), VideoLimits(max_bytes=max_bytes))
+
+
 class GuardUploads:
     """ASGI middleware in front of the API: a body over `max_bytes` (by default the photo
     limit and 1 MiB for the multipart framing) gets a 413, and a photo sent in the wrong way
@@ -78,7 +110,9 @@ class GuardUploads:
 
     def __init__(self, app, max_bytes: int | None = None, metrics=None):
         self.app = app
-        self.max_bytes = max_bytes or Settings.from_env().max_upload_bytes + 1024 * 1024
+        settings = Settings.from_env()
+        self.max_bytes = max_bytes or settings.max_upload_bytes + 1024 * 1024
+        self.max_video_bytes = settings.max_video_bytes
         self.metrics = metrics  # a bearid.serving.http.Metrics; None: this process's, if it has them
 
     def _count(self, refusal: Refusal) -> None:
@@ -106,13 +140,18 @@ class GuardUploads:
         if field is None:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        too_large = Refusal(413, "too_large", f"the request body is over the limit of {self.max_bytes} bytes")
-        if int(headers.get("content-length") or 0) > self.max_bytes:
+        video = scope["path"] in VIDEO
+        limit = self.max_video_bytes + 1024 * 1024 if video else self.max_bytes
+        too_large = Refusal(413, "too_large", f"the request body is over the limit of {limit} bytes")
+        if int(headers.get("content-length") or 0) > limit:
             return await self._refuse(send, too_large)
         content_type = headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
             return await self._refuse(
-                send, Refusal(415, "not_multipart", f"send the photo as multipart/form-data, field '{field}'")
+                send,
+                Refusal(
+                    415, "not_multipart", f"send the {'clip' if video else 'photo'} as multipart/form-data, field '{field}'"
+                ),
             )
         chunks, total = [], 0
         while True:
@@ -120,7 +159,7 @@ class GuardUploads:
             if message["type"] != "http.request":
                 return
             total += len(message.get("body", b""))
-            if total > self.max_bytes:
+            if total > limit:
                 return await self._refuse(send, too_large)
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
@@ -130,11 +169,15 @@ class GuardUploads:
         names = {name for name, _ in fields}
         if field not in names or names - {field}:
             extra = sorted(names - {field})
-            why = f"unexpected field(s) {', '.join(extra)}" if extra else "no photo in it"
+            why = f"unexpected field(s) {', '.join(extra)}" if extra else f"no {'clip' if video else 'photo'} in it"
             return await self._refuse(
                 send, Refusal(400, "wrong_field", f"{why}: send the photo in the multipart field '{field}'")
             )
         sent_photos = sum(1 for name, _ in fields if name == field)
+        if video and sent_photos > 1:
+            return await self._refuse(
+                send, Refusal(400, "many_clips", f"{sent_photos} clips in the field '{field}'; send one a request")
+            )
         if scope["path"] in SINGLE and sent_photos > 1:
             batch = next(p for p, f in FIELDS.items() if p not in SINGLE)
             return await self._refuse(
@@ -151,6 +194,13 @@ class GuardUploads:
             return await self._refuse(
                 send, Refusal(400, "not_a_file", f"'{field}' must be a file upload (BearID does not fetch URLs)")
             )
+        if video:  # its size and header, before a task is queued (cheap: no frame is decoded)
+            import anyio
+
+            data = multipart_file(body, content_type, field) or b""
+            refused = await anyio.to_thread.run_sync(check_clip_bytes, data, self.max_video_bytes)
+            if refused is not None:
+                return await self._refuse(send, refused)
         sent = False
 
         async def replay():
