@@ -150,7 +150,9 @@ class GuardUploads:
             return await self._refuse(
                 send,
                 Refusal(
-                    415, "not_multipart", f"send the {'clip' if video else 'photo'} as multipart/form-data, field '{field}'"
+                    415,
+                    "not_multipart",
+                    f"send the {'clip' if video else 'photo'} as multipart/form-data, field '{field}'",
                 ),
             )
         chunks, total = [], 0
