@@ -64,9 +64,7 @@ class Settings(BaseSettings):
         "BEARID_ORT_THREADS", 0, "ONNX Runtime threads per worker (0: the CPU share divided among the workers).", ge=0
     )
     max_upload_mb: int = _var("BEARID_MAX_UPLOAD_MB", 40, "The largest photo the service takes, in MiB.", ge=1)
-    max_video_mb: int = _var(
-        "BEARID_MAX_VIDEO_MB", 200, "The largest clip POST /identify_video takes, in MiB.", ge=1
-    )
+    max_video_mb: int = _var("BEARID_MAX_VIDEO_MB", 200, "The largest clip POST /identify_video takes, in MiB.", ge=1)
     admin_token: str | None = _var(
         "BEARID_ADMIN_TOKEN", None, "Bearer token of POST /admin/reload; unset, the endpoint is closed."
     )
