@@ -31,6 +31,7 @@ def worse_copy(bundle_dir: Path, dest: Path) -> Path:
     (dest / "classifier.pkl").write_bytes(pickle.dumps(clf))
     (dest / "ids.json").write_text(json.dumps(clf.ids, indent=1))
     fields = {k: v for k, v in bundles.read_manifest(dest).items() if k not in ("format", "version", "files")}
+    fields["open_set"].pop("target_met", None)  # no class-stage verdict: the gate alone judges its open set
     bundles.write_manifest(dest, fields)
     return dest
 
@@ -469,7 +470,11 @@ def test_promotion_refuses_a_bundle_whose_open_set_misses_its_target_unless_told
     assert not refused.promoted and "no threshold meeting" in refused.reason and store.champion() is None
     assert promote(copy, gate, store, limit=10, accept_open_set_risk=True).promoted
     assert "no threshold meeting" in store.state()["history"][-1]["open_set_risk_accepted"]
-    bundle = bundles.load(bundle_dir)
+    plain = tmp_path / "plain"  # the tiny world's class stage misses its target: leave its verdict out
+    shutil.copytree(bundle_dir, plain)
+    fields["open_set"].pop("target_met")
+    bundles.write_manifest(plain, fields)
+    bundle = bundles.load(plain)
     target = bundle.manifest["open_set"]["target_far"]
     assert open_set_risk(bundle, {"false_accept": 0.2, "unknown_faces": 5, "unknown_bears": 2}) is None  # too few
     assert "above the target" in open_set_risk(bundle, {"false_accept": 0.5, "unknown_faces": 200, "unknown_bears": 9})
