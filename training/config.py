@@ -33,6 +33,13 @@ Positive = Annotated[int, Field(ge=1)]
 Share = Annotated[float, Field(ge=0, le=1)]  # a fraction of the chips, 0 to 1
 
 
+def _default(config: BaseModel, key: str, value: object) -> None:
+    """Fill in a default that depends on other settings, leaving it unset: a --set that
+    changes those settings later gets the default that fits them (training/config.py:
+    with_overrides), not this one."""
+    config.__dict__[key] = value
+
+
 class StageConfig(BaseModel):
     """A stage's settings: typed and bounded, so a bad value is refused when the sweep file
     (or a --set) is read, not after the stages before it have trained."""
@@ -41,8 +48,12 @@ class StageConfig(BaseModel):
 
 
 # The mmod backend's own defaults: no training (steps 0), and when it trains, SGD's learning
-# rate on dlib's loss for an imported network (training/face/mmod.py: optimiser).
-MMOD_DEFAULTS = {"steps": 0, "lr": 3e-4}
+# rate on dlib's loss chosen on the validation photos' AP among MMOD_RATES, or MMOD_RECIPE_LR
+# where there are none (training/face/mmod.py: fine_tune). On bear crops 3e-3 and 1e-2 diverged
+# within ten steps; 1e-3 and 3e-4 lowered the loss (training/face/mmod.py: optimiser).
+MMOD_DEFAULTS = {"steps": 0, "lr": None}
+MMOD_RATES = (1e-4, 3e-4, 1e-3)
+MMOD_RECIPE_LR = 3e-4
 
 
 class FaceConfig(StageConfig):
@@ -58,7 +69,7 @@ class FaceConfig(StageConfig):
     crop: int = Field(192, ge=32, multiple_of=32)  # training crop side (the detector's stride is 32)
     batch: Positive = 16
     steps: int = Field(1500, ge=0)  # mmod: fine-tuning steps, default 0 (the imported detector as it is)
-    lr: float = Field(2e-3, gt=0)
+    lr: float | None = Field(2e-3, gt=0)  # mmod: None, chosen on validation (MMOD_RATES)
     refiner_steps: Positive = 1000
     refiner_batch: Positive = 64
     crop_size: Literal[64] = _DETECTOR.crop_size  # refiner input side: its network takes 64 px crops
@@ -69,20 +80,18 @@ class FaceConfig(StageConfig):
     max_train_photos: int = Field(0, ge=0)  # 0 = all (dlib bootstraps from a few dozen)
     seed: int = Field(0, ge=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _mmod_defaults(cls, data: object) -> object:
-        """The mmod backend uses the imported detector as it is unless given steps to train it."""
-        if isinstance(data, dict) and data.get("backend") == "mmod":
-            return {**MMOD_DEFAULTS, **data}
-        return data
-
     @model_validator(mode="after")
     def _imported(self) -> FaceConfig:
+        if self.backend == "mmod":  # the imported detector as it is, unless given steps to train it
+            for key, value in MMOD_DEFAULTS.items():
+                if key not in self.model_fields_set:
+                    _default(self, key, value)
         if self.backend == "mmod" and not self.init:
             raise ValueError("the mmod backend runs an imported dlib network: give init (its .dat file)")
         if self.backend != "mmod" and (self.init or self.landmarks or self.parts):
             raise ValueError("init, landmarks and parts are for the mmod backend")
+        if self.backend != "mmod" and self.lr is None:
+            raise ValueError(f"lr: the {self.backend} backend trains from scratch at a rate: give one")
         if self.backend != "mmod" and self.steps == 0:
             raise ValueError(f"steps: the {self.backend} backend trains from scratch: give at least 1")
         if self.backend != "mmod" and self.score_threshold is not None and not 0 < self.score_threshold < 1:
@@ -154,6 +163,14 @@ class ChipConfig(StageConfig):
                                    padding=padding if self.padding is None else self.padding)  # fmt: skip
 
 
+# The embed stage's learning rates. From scratch, the recipe's (AdamW, warm-up and cosine, P x K
+# batches; docs/experiments.md). A fine-tune's depends on the network and the data, so it is
+# chosen on the user's validation chips: the recipe's rate and a decade either side, each tried
+# on the run's first steps (training/embed/train.py: choose_rate).
+RECIPE_LR = 2e-3
+FINE_TUNE_RATES = (2e-4, 2e-3, 2e-2)
+
+
 class EmbedConfig(StageConfig):
     loss: Literal["arcface", "triplet", "arcface+triplet"] = "arcface"  # arcface+triplet: summed
     # builtin: BearID's small ResNet; dlib_resnet: dlib's metric ResNet (bearembed's), from init;
@@ -169,7 +186,9 @@ class EmbedConfig(StageConfig):
     input_size: int = Field(64, ge=16)  # chips are resized to this for the network
     width: Positive = 32
     steps: int = Field(1600, ge=0)  # 0: the network as it is (from init), no training
-    lr: float = Field(2e-3, gt=0)
+    # None: from scratch, RECIPE_LR; a fine-tune (init or weights, steps > 0) chooses its rate on
+    # validation among FINE_TUNE_RATES (training/embed/train.py: choose_rate)
+    lr: float | None = Field(None, gt=0)
     p: Positive = 12  # identities per batch
     k: Positive = 4  # chips per identity
     margin: float = Field(0.3, ge=0)  # ArcFace angular margin (radians) or triplet margin
@@ -207,11 +226,18 @@ class EmbedConfig(StageConfig):
             raise ValueError("the dlib_resnet backbone starts from a dlib network file: give init")
         if self.backbone == "dlib_resnet" and self.input_size != 150:
             raise ValueError("the dlib_resnet backbone takes 150 px chips: set input_size: 150")
+        if self.lr is None and not self.fine_tune:
+            _default(self, "lr", RECIPE_LR)
         return self
 
     @property
     def losses(self) -> list[str]:
         return self.loss.split("+")
+
+    @property
+    def fine_tune(self) -> bool:
+        """Whether this trains a pretrained network further (its rate is then data-dependent)."""
+        return bool(self.init or self.weights) and self.steps > 0
 
 
 class ClassifyConfig(StageConfig):
@@ -310,7 +336,7 @@ def with_overrides(config: StageConfig, items: list[str], stage: str) -> StageCo
             changes[key] = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
             changes[key] = raw
-    return make(stage, {**config.model_dump(), **changes}, where="--set")
+    return make(stage, {**config.model_dump(exclude_unset=True), **changes}, where="--set")
 
 
 def stage_config(stage: str, path: Path | None = None, overrides: list[str] | None = None) -> StageConfig:

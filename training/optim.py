@@ -79,7 +79,7 @@ class Optimiser:
         name: str,
         times: int = 10,
     ) -> dict | None:
-        """After step `step` (from 0): about `times` times a run, and after the last step,
+        """After step `step` (from 0; -1: before the first): about `times` times a run, and after the last step,
         `figures(model)` with the model in eval mode, recorded, logged and returned (None
         where there was no validation). The model's training state is left as it was (eval
         mode updates no batch-norm statistics, and no random generator of the training is
@@ -120,11 +120,12 @@ class Optimiser:
 class Curves:
     """What a trainer recorded: the loss at every step, validation figures by step, and the
     step whose weights it kept: {"step": n} (the last, where nothing chose), with "figure" and
-    "value" where the best validation figure chose it."""
+    "value" where the best validation figure chose it (step 0: the network as it came)."""
 
     loss: list[float] = field(default_factory=list)
     validation: list[dict] = field(default_factory=list)
     kept: dict = field(default_factory=dict)
+    rate: dict = field(default_factory=dict)  # a learning rate chosen on validation, and what was tried
 
 
 class KeepBest:

@@ -77,6 +77,7 @@ class Runs:
             stage = stage_of_dir(d.name).name
             return {
                 "dir": str(d.relative_to(self.root)),
+                "chosen": m.get("chosen"),
                 **{
                     split: {name: (m.get(split) or {}).get(key) for name, key in HEADLINES[stage]}
                     for split in ("val", "test")
@@ -118,17 +119,20 @@ def path_figures(path: list[Path], split: str) -> dict[str, float | None]:
     }
 
 
-def chosen(class_dir: Path) -> dict | None:
-    """What the class stage chose on the data (classifier, C, open-set score, and on what)."""
-    return results.read_metrics(class_dir).get("chosen")
+def chosen(stage_dir: Path) -> dict | None:
+    """What a stage chose on the data: the class stage its classifier, C and open-set score,
+    a fine-tuned embed stage its learning rate (and on what)."""
+    return results.read_metrics(stage_dir).get("chosen")
 
 
-def chosen_text(class_dir: Path) -> str:
-    """The class stage's choice in a few words, e.g. "svm C 10, mahalanobis" ("" for a stage
-    trained before it chose)."""
-    c = chosen(class_dir)
+def chosen_text(stage_dir: Path) -> str:
+    """A stage's choice in a few words, e.g. "svm C 10, mahalanobis" or "lr 0.0002" ("" for a
+    stage that chose nothing, or was trained before it chose)."""
+    c = chosen(stage_dir)
     if not c:
         return ""
+    if "lr" in c:
+        return f"lr {c['lr']:g}" + ("" if c.get("chosen_by") else f" (not chosen: {c.get('why')})")
     return c["classifier"] + (f" C {c['C']:g}" if c.get("C") is not None else "") + f", {c['open_set']}"
 
 

@@ -78,7 +78,8 @@ def run_face(out: Path, cfg: FaceConfig, splits: dict[str, Path], log: Log) -> d
     elif cfg.backend == "mmod":  # imported: used as it is, or fine-tuned (steps)
         from bearid.training.face import mmod
 
-        mmod_metrics.update(mmod.import_model(cfg, out / "model", train, log))
+        val = read_samples(splits["val"]) if "val" in splits else None
+        mmod_metrics.update(mmod.import_model(cfg, out / "model", train, log, val))
         finder = mmod.load_finder(out / "model")
         log(
             f"face: imported the dlib MMOD detector {cfg.init}"
@@ -198,6 +199,8 @@ def run_embed(out: Path, cfg: EmbedConfig, chip_meta: Path, log: Log, resume: bo
         "chips_per_second": round(cfg.steps * cfg.p * cfg.k / max(train_seconds, 1e-9), 1),
         "kept_step": curves.kept.get("step") if cfg.steps else 0,  # the best validation step's weights
     }
+    if curves.rate:  # a fine-tune's rate, chosen on validation
+        metrics["chosen"] = curves.rate
     for name in ("val", "test"):
         if name in vectors:
             metrics[name] = embedding_report(vectors[name], vectors["train"], classes)

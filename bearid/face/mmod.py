@@ -196,8 +196,9 @@ class MmodFinder:
     predictor (NumPy) for the landmarks, both on the photo as decoded (shrunk to at most
     `spec.max_pixels`), then scaled to the photo's displayed pixels."""
 
-    def __init__(self, detect: Network, shapes: ShapeModel, spec: MmodSpec, parts: tuple[str, ...]):
-        if len(parts) != shapes.parts:
+    def __init__(self, detect: Network, shapes: ShapeModel | None, spec: MmodSpec, parts: tuple[str, ...]):
+        """`shapes` None: boxes without landmarks (what measuring a detector's AP needs)."""
+        if shapes is not None and len(parts) != shapes.parts:
             raise ValueError(f"{len(parts)} landmark names for a shape model of {shapes.parts} parts")
         self.detect, self.shapes, self.spec, self.parts = detect, shapes, spec, parts
 
@@ -212,7 +213,7 @@ class MmodFinder:
         scale = photo.scale * image.width / photo.image.width  # pixels per displayed pixel
         out = []
         for (left, top, right, bottom), score in decode(self.detect(x)[0], rects, self.spec, threshold):
-            points = self.shapes.predict(pixels, (left, top, right, bottom))
+            points = [] if self.shapes is None else self.shapes.predict(pixels, (left, top, right, bottom))
             marks = {name: (float(px) / scale, float(py) / scale) for name, (px, py) in zip(self.parts, points)}
             out.append(Detection(left / scale, top / scale, (right - left + 1) / scale, (bottom - top + 1) / scale,
                                  score, marks))  # fmt: skip

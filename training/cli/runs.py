@@ -147,10 +147,10 @@ def show_runs(results_dir: Path, by: str, as_json: bool) -> None:
                         extra = (
                             f"; val photos answered: recall {_fig(v['face_recall'])}, open_set {_fig(v['open_set'])}"
                         )
-                    if chosen_text(d):
-                        extra += f"; chose {chosen_text(d)}"
                     if target_met(d) is False:
                         extra += " [yellow]⚠ open-set target not met on val[/]"
+                if chosen_text(d):
+                    extra = f"; chose {chosen_text(d)}" + extra
                 nodes[d] = parent.add(f"{d.name}{star}  [dim]{headline(d)}{extra}[/]")
             parent = nodes[d]
     console.print(tree)

@@ -12,7 +12,9 @@ the stage keeps the weights of its best validation step (`KEPT_FIGURE`), not its
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,9 +25,9 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset, Sampler
 
 from bearid.errors import BearIDError
-from bearid.fsio import atomic_path
+from bearid.fsio import atomic_path, atomic_write_text
 from bearid.preprocess import Normalisation
-from bearid.training.config import EmbedConfig
+from bearid.training.config import FINE_TUNE_RATES, RECIPE_LR, EmbedConfig
 from bearid.training.device import Device, distributed, of
 from bearid.training.embed.loader import ChipData, PKBatches, Sequential, batches
 from bearid.training.embed.losses import ArcFace, triplet_semihard
@@ -35,6 +37,7 @@ from bearid.training.optim import Curves, KeepBest, Optimiser
 from bearid.training.progress import Log
 
 KEPT_FIGURE = "verification_auc"  # the validation figure whose best step's weights are kept
+CHECKPOINT = "checkpoint.pt"
 IMPRINT_CHIPS = 16  # chips per identity whose mean embedding starts its ArcFace centre
 
 
@@ -183,9 +186,92 @@ def train_embedder(
 ) -> tuple[EmbeddingNet, list[str], Curves]:
     """Train on the labelled chips of `data`; checkpoints in `model_dir`. Batches come
     through the loader (`workers` processes; None: the default), augmentation runs here.
-    `validate(net)` gives validation figures, taken about ten times a run (on rank 0); where
-    they hold KEPT_FIGURE, the weights of its best step are the ones returned (curves.kept
-    says which step). Returns the network (eval mode), the identity list and the curves."""
+    `validate(net)` gives validation figures, taken about ten times a run (on rank 0), and
+    before the first step of a pretrained network; where they hold KEPT_FIGURE, the weights of
+    its best step are the ones returned (curves.kept says which step: 0 where no step of the
+    fine-tune beat the network as it came). A fine-tune without a rate chooses one
+    (`choose_rate`; curves.rate says what it tried). Returns the network (eval mode), the
+    identity list and the curves."""
+    rate: dict = {}
+    if cfg.lr is None:
+        cfg, rate = choose_rate(data, cfg, model_dir, resume, log, workers, validate)
+        resume = resume or rate.get("trial_steps") is not None  # the chosen trial goes on
+    net, classes, curves = _train(data, cfg, model_dir, resume, log, workers, validate)
+    curves.rate = rate
+    return net, classes, curves
+
+
+def trial_steps(cfg: EmbedConfig) -> int:
+    """How far each rate is tried: the frozen steps and a quarter of the rest (at least one
+    step, and one short of the run, so the winner has steps left to go on with)."""
+    return min(cfg.steps - 1, cfg.freeze + max(1, math.ceil((cfg.steps - cfg.freeze) / 4)))
+
+
+def choose_rate(
+    data: ChipData,
+    cfg: EmbedConfig,
+    model_dir: Path,
+    resume: bool,
+    log: Log,
+    workers: int | None,
+    validate: Callable[[EmbeddingNet], dict] | None,
+) -> tuple[EmbedConfig, dict]:
+    """A fine-tune's learning rate, chosen on validation: each of FINE_TUNE_RATES runs the
+    first `trial_steps` of the run (the same batches, schedule and seed), and the one whose
+    best validation KEPT_FIGURE after a step is highest wins (the earliest of equals). The
+    winner's trial is the first part of its run, so its checkpoint is left in `model_dir`
+    for the run to go on from. Without validation chips or steps to try, the recipe's rate.
+    (The config with its rate, and what was tried, for metrics.json.)"""
+    record = model_dir / "rate.json"
+    if resume and record.is_file():
+        rate = json.loads(record.read_text())
+        log(f"embed: the fine-tune's rate chosen before, lr {rate['lr']:g}")
+        return cfg.model_copy(update={"lr": rate["lr"]}), rate
+    trial = trial_steps(cfg)
+    if validate is None or trial < 1:
+        why = "no validation chips" if validate is None else "a single step"
+        log(f"embed: the fine-tune's rate is not chosen ({why} to choose it on): lr {RECIPE_LR:g}, the recipe's")
+        return cfg.model_copy(update={"lr": RECIPE_LR}), {"lr": RECIPE_LR, "chosen_by": None, "why": why}
+    rows = []
+    for lr in FINE_TUNE_RATES:
+        log(f"embed: trying lr {lr:g} for the fine-tune's first {trial} steps of {cfg.steps}")
+        trial_dir = model_dir / "trials" / f"lr-{lr:g}"
+        _, _, curves = _train(data, cfg.model_copy(update={"lr": lr}), trial_dir, resume, log, workers, validate,
+                              stop_at=trial)  # fmt: skip
+        figures = [v[KEPT_FIGURE] for v in curves.validation if v["step"] > 0 and KEPT_FIGURE in v]
+        rows.append({"lr": lr, KEPT_FIGURE: max(figures) if figures else None})
+    best = max(rows, key=lambda r: -math.inf if r[KEPT_FIGURE] is None else r[KEPT_FIGURE])
+    ddp = torch.distributed.is_initialized()
+    if ddp:  # rank 0 validated (and wrote the checkpoints): its choice is every rank's
+        chosen = [best, rows]
+        torch.distributed.broadcast_object_list(chosen, 0)
+        best, rows = chosen
+    rate = {"lr": best["lr"], "chosen_by": f"validation {KEPT_FIGURE}", "trial_steps": trial, "tried": rows}
+    if not ddp or torch.distributed.get_rank() == 0:
+        with atomic_path(model_dir / CHECKPOINT) as tmp:
+            shutil.copyfile(model_dir / "trials" / f"lr-{best['lr']:g}" / CHECKPOINT, tmp)
+        atomic_write_text(record, json.dumps(rate, indent=1))
+        shutil.rmtree(model_dir / "trials")
+    if ddp:
+        torch.distributed.barrier()
+    log(f"embed: chose lr {best['lr']:g} for the fine-tune (" + ", ".join(
+        f"{r['lr']:g}: {KEPT_FIGURE} {'-' if r[KEPT_FIGURE] is None else format(r[KEPT_FIGURE], '.4g')}" for r in rows
+    ) + f", after {trial} steps)")  # fmt: skip
+    return cfg.model_copy(update={"lr": best["lr"]}), rate
+
+
+def _train(
+    data: ChipData,
+    cfg: EmbedConfig,
+    model_dir: Path,
+    resume: bool,
+    log: Log,
+    workers: int | None,
+    validate: Callable[[EmbeddingNet], dict] | None,
+    stop_at: int | None = None,
+) -> tuple[EmbeddingNet, list[str], Curves]:
+    """train_embedder at a given rate; with `stop_at`, the run's first `stop_at` steps, left
+    as a checkpoint in `model_dir` to go on from."""
     labels = data.labels
     if len(set(labels)) < 2:
         raise BearIDError(
@@ -203,7 +289,7 @@ def train_embedder(
     data, y_all = made_up.dataset(data), made_up.labels
     torch.manual_seed(cfg.seed)
     trainee = device.model(Trainee(cfg, len(classes) * (made_up.copies + 1)))
-    ckpt = model_dir / "checkpoint.pt"
+    ckpt = model_dir / CHECKPOINT
     resuming = resume and ckpt.exists()
     if pretrained(cfg) and not resuming:
         imprint(trainee, data, y_all, cfg, device)
@@ -219,10 +305,14 @@ def train_embedder(
         best.load_state_dict(state.get("best"))
         start = state["step"]
         log(f"embed: resumed at step {start}")
+    if pretrained(cfg) and start == 0:  # the network as it came: a fine-tune must beat it to be kept
+        best.offer(0, opt.validate(-1, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed"),
+                   trainee.net)  # fmt: skip
     model: nn.Module = trainee
     frozen: bool | None = None
+    stop = cfg.steps if stop_at is None else stop_at
     sampler = PKBatches(y_all, cfg.p, cfg.k, cfg.seed, rank, start, cfg.steps)
-    for step, (x, idx) in zip(range(start, cfg.steps), training_inputs(data, sampler, gen, cfg, workers)):
+    for step, (x, idx) in zip(range(start, stop), training_inputs(data, sampler, gen, cfg, workers)):
         if (step < cfg.freeze) != frozen:  # DDP is (re)built on the parameters that train
             frozen = step < cfg.freeze
             freeze_backbone(trainee, frozen)
@@ -237,7 +327,8 @@ def train_embedder(
         found = opt.validate(step, cfg.steps, trainee.net, validate if rank == 0 else None, log, "embed")
         if best.offer(step + 1, found, trainee.net) and step + 1 < cfg.steps:
             log(f"embed step {step + 1}: the best {KEPT_FIGURE} yet ({best.value:.4g}), kept")
-        if rank == 0 and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+        every = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
+        if rank == 0 and (every or step + 1 == stop_at) and step + 1 < cfg.steps:
             model_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
                 torch.save(
@@ -250,8 +341,12 @@ def train_embedder(
                     },
                     tmp,
                 )
+    if stop_at is not None:
+        return trainee.net, classes, opt.curves()
     kept = best.restore(trainee.net, cfg.steps)
-    if kept["step"] != cfg.steps:
+    if kept["step"] == 0:
+        log(f"embed: no step of the fine-tune beat the network as it came ({KEPT_FIGURE} {kept['value']:.4g}): kept it")
+    elif kept["step"] != cfg.steps:
         log(f"embed: kept the weights of step {kept['step']} ({KEPT_FIGURE} {kept['value']:.4g}), not the last")
     if world > 1:
         # Gradients are averaged, so weights agree; batch-norm statistics come from each

@@ -18,8 +18,10 @@ SGD as dlib's trainer (see `optimiser`).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,12 +38,16 @@ from bearid.face.mmod import MmodFinder, MmodSpec, network_input, output_to_inpu
 from bearid.face.shape_predictor import ShapeModel
 from bearid.fsio import atomic_path, atomic_write_bytes, atomic_write_text
 from bearid.metadata import LANDMARKS
-from bearid.training.config import CHIP_TEMPLATES, FaceConfig
+from bearid.training.config import CHIP_TEMPLATES, MMOD_RATES, MMOD_RECIPE_LR, FaceConfig
 from bearid.training.data import Loaded, Sample, load_all
 from bearid.training.dlibnet import DlibNet
 from bearid.training.face.mmod_loss import MmodLoss, Truth, mmod_loss
+from bearid.training.optim import KeepBest
 from bearid.training.progress import Log
 from bearid.training.torchnet import network
+
+VALIDATIONS = 4  # times a fine-tune measures the validation photos (each runs the detector on them all)
+KEPT_FACE_FIGURE = "ap50"  # the validation figure whose best step's weights are kept
 
 # Landmark names by the shape predictor's number of parts: bearface's six (its training XML's
 # parts in dlib's sorted order), and dlib's 5-point human model (the dlib_face chip template).
@@ -66,10 +72,17 @@ def spec_of(net: Network, cfg: FaceConfig) -> MmodSpec:
     )
 
 
-def import_model(cfg: FaceConfig, model_dir: Path, train: list[Sample] | None = None, log: Log = print) -> dict:
+def import_model(
+    cfg: FaceConfig,
+    model_dir: Path,
+    train: list[Sample] | None = None,
+    log: Log = print,
+    val: list[Sample] | None = None,
+) -> dict:
     """Read the detector (and its shape predictor) named by `cfg` into `model_dir`; with
-    `cfg.steps` > 0, train both further on `train`'s labelled faces. What training did (for
-    metrics.json; empty when the files are used as they are)."""
+    `cfg.steps` > 0, train both further on `train`'s labelled faces, the detector's rate
+    chosen and its best step kept on `val`'s AP. What training did (for metrics.json; empty
+    when the files are used as they are)."""
     net, rest = read_network_file(Path(cfg.init))  # type: ignore[arg-type]
     if net.mmod and net.mmod.bounding_box_regression:
         raise BearIDError(f"{cfg.init}: a detector with bounding-box regression, which BearID does not run yet")
@@ -85,8 +98,9 @@ def import_model(cfg: FaceConfig, model_dir: Path, train: list[Sample] | None = 
     if tuning:
         loaded = load_all([s for s in train or [] if s.faces], cfg.refine_side)
         t0 = time.perf_counter()
-        module, curve = fine_tune(net, spec, cfg, loaded, log)
-        record = {"fine_tuned_steps": cfg.steps, "detector_seconds": round(time.perf_counter() - t0, 1),
+        validate = validation(val, spec, cfg) if val else None
+        module, curve, tuned = fine_tune(net, spec, cfg, loaded, log, validate)
+        record = {**tuned, "fine_tuned_steps": cfg.steps, "detector_seconds": round(time.perf_counter() - t0, 1),
                   # dlib's loss, the mean of the first and of the last tenth of the steps (one batch is noisy)
                   "loss_start": _mean(curve.loss[: max(1, cfg.steps // 10)]),
                   "loss_end": _mean(curve.loss[-max(1, cfg.steps // 10) :])}  # fmt: skip
@@ -223,30 +237,114 @@ def train_step(module: DlibNet, opt: torch.optim.Optimizer, batch: tuple, spec: 
     return loss
 
 
-def optimiser(module: DlibNet, cfg: FaceConfig) -> torch.optim.Optimizer:
-    """SGD as dlib's dnn_trainer (momentum 0.9, weight decay 1e-4), at cfg.lr. dlib trains at 0.1
+def optimiser(module: DlibNet, cfg: FaceConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD as dlib's dnn_trainer (momentum 0.9, weight decay 1e-4), at `lr` (default: cfg.lr's,
+    else MMOD_RECIPE_LR). dlib trains at 0.1
     through batch norm; an imported network's is folded into fixed scales, and there 0.01 and
     0.003 diverged within ten steps on bear crops, while 0.001 and 0.0003 lowered the loss step
     by step on a fixed batch. Adam's first step (every weight moved by lr, whatever its
     gradient) multiplied the loss by 6 to 25 even at 1e-5."""
-    return torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
+    rate = lr if lr is not None else cfg.lr if cfg.lr is not None else MMOD_RECIPE_LR
+    return torch.optim.SGD(module.parameters(), lr=rate, momentum=0.9, weight_decay=1e-4)
 
 
-def fine_tune(net: Network, spec: MmodSpec, cfg: FaceConfig, loaded: list[Loaded], log: Log) -> tuple[DlibNet, Curve]:
+def validation(val: list[Sample], spec: MmodSpec, cfg: FaceConfig) -> Callable[[DlibNet], dict]:
+    """The detector's figures on the validation photos (AP@0.5 and the rest, as the face stage
+    measures them at its end; boxes only, the landmarks are trained after)."""
+    from bearid.training.face import detect as face_detect
+
+    def figures(module: DlibNet) -> dict:
+        find = MmodFinder(network(module), None, spec, ()).find
+        found = face_detect.detect_all(val, find, cfg.refine_side, cfg.search_threshold, unreadable={})
+        return face_detect.evaluate(val, found, cfg.threshold)
+
+    return figures
+
+
+@dataclass
+class _Run:
+    """One rate's fine-tune so far, to go on with: its network, optimiser, crops' generator."""
+
+    lr: float
+    module: DlibNet
+    opt: torch.optim.Optimizer
+    rng: np.random.Generator
+    curve: Curve = field(default_factory=Curve)
+
+    @classmethod
+    def start(cls, net: Network, cfg: FaceConfig, lr: float) -> _Run:
+        torch.manual_seed(cfg.seed)
+        module = DlibNet(net).train()
+        return cls(lr, module, optimiser(module, cfg, lr), np.random.default_rng(cfg.seed))
+
+    def go(self, to: int, net: Network, spec: MmodSpec, cfg: FaceConfig, loaded: list[Loaded], log: Log) -> None:
+        """Train on to step `to` (of cfg.steps)."""
+        self.module.train()
+        for step in range(len(self.curve.loss), to):
+            loss = train_step(self.module, self.opt, batch_of(loaded, cfg.batch, cfg.crop, spec, self.rng), spec, net)
+            self.curve.loss.append(round(loss.value, 5))
+            if step == 0 or (step + 1) % max(1, cfg.steps // 10) == 0:
+                log(f"face: mmod lr {self.lr:g} step {step + 1}/{cfg.steps}: loss {loss.value:.3f} ({loss.targets} "
+                    f"faces, {loss.false_alarms} false alarms, {loss.ignored} ignored)")  # fmt: skip
+        self.module.eval()
+
+
+def _figure(figures: dict) -> float:
+    value = figures.get(KEPT_FACE_FIGURE)
+    return -math.inf if value is None else value
+
+
+def fine_tune(
+    net: Network,
+    spec: MmodSpec,
+    cfg: FaceConfig,
+    loaded: list[Loaded],
+    log: Log,
+    validate: Callable[[DlibNet], dict] | None = None,
+) -> tuple[DlibNet, Curve, dict]:
     """The imported network trained `cfg.steps` steps on batches of `cfg.batch` random crops of
-    `cfg.crop` px (dlib's loss)."""
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    module = DlibNet(net).train()
-    opt = optimiser(module, cfg)
-    curve = Curve()
-    for step in range(cfg.steps):
-        loss = train_step(module, opt, batch_of(loaded, cfg.batch, cfg.crop, spec, rng), spec, net)
-        curve.loss.append(round(loss.value, 5))
-        if step == 0 or (step + 1) % max(1, cfg.steps // 10) == 0:
-            log(f"face: mmod step {step + 1}/{cfg.steps}: loss {loss.value:.3f} ({loss.targets} faces, "
-                f"{loss.false_alarms} false alarms, {loss.ignored} ignored)")  # fmt: skip
-    return module.eval(), curve
+    `cfg.crop` px (dlib's loss). With `validate`, the network is measured as it came and
+    VALIDATIONS times a run, and the best step's weights are kept (the imported network where no
+    step beat it); a config without `lr` tries each of MMOD_RATES for the run's first stretch
+    (the same crops for each) and goes on with the one of the best validation KEPT_FACE_FIGURE.
+    Returns the network (eval mode), its loss curve, and for metrics.json the kept step and
+    the rate (chosen, and what was tried)."""
+    every = max(1, cfg.steps // VALIDATIONS)
+    keep = KeepBest(KEPT_FACE_FIGURE)
+    if validate is not None:
+        as_is = DlibNet(net).eval()
+        keep.offer(0, validate(as_is), as_is)
+    rates = (cfg.lr,) if cfg.lr is not None else MMOD_RATES if validate and cfg.steps > every else (MMOD_RECIPE_LR,)
+    record: dict = {}
+    if len(rates) > 1:
+        tried, runs = [], []
+        for lr in rates:
+            run = _Run.start(net, cfg, lr)
+            run.go(every, net, spec, cfg, loaded, log)
+            figures = validate(run.module)  # type: ignore[misc]
+            tried.append({"lr": lr, KEPT_FACE_FIGURE: figures.get(KEPT_FACE_FIGURE)})
+            runs.append((run, figures))
+        run, figures = max(runs, key=lambda r: _figure(r[1]))
+        keep.offer(every, figures, run.module)
+        record["chosen"] = {"lr": run.lr, "chosen_by": f"validation {KEPT_FACE_FIGURE}", "trial_steps": every,
+                            "tried": tried}  # fmt: skip
+        figures_text = ", ".join(f"{t['lr']:g}: {KEPT_FACE_FIGURE} {t[KEPT_FACE_FIGURE]}" for t in tried)
+        log(f"face: chose lr {run.lr:g} for the mmod fine-tune ({figures_text}, after {every} steps)")
+    else:
+        run = _Run.start(net, cfg, rates[0])
+        if cfg.lr is None:
+            why = "no validation photos" if validate is None else "too few steps"
+            record["chosen"] = {"lr": rates[0], "chosen_by": None, "why": why}
+            log(f"face: the mmod fine-tune's rate is not chosen ({why} to choose it on): lr {rates[0]:g}")
+    while len(run.curve.loss) < cfg.steps:
+        run.go(min(cfg.steps, len(run.curve.loss) + every), net, spec, cfg, loaded, log)
+        if validate is not None:
+            keep.offer(len(run.curve.loss), validate(run.module), run.module)
+    kept = keep.restore(run.module, cfg.steps)
+    if kept["step"] != cfg.steps:
+        log(f"face: kept the mmod weights of step {kept['step']} ({KEPT_FACE_FIGURE} {kept['value']:.4g})"
+            + (", the imported network as it came" if kept["step"] == 0 else ""))  # fmt: skip
+    return run.module.eval(), run.curve, {**record, "kept_step": kept["step"]}
 
 
 # -- the landmarks, by dlib's own trainer ---------------------------------------------------------
