@@ -28,7 +28,8 @@ def classify_train(
     config: Annotated[Path | None, typer.Option(help="classify config YAML")] = None,
     setting: Settings = None,
 ) -> None:
-    """Fit the SVM, choose the unknown-bear threshold on validation, evaluate on test.
+    """Fit the classifier (SVM, kNN or nearest mean, C and open-set score chosen on the chips), choose the
+    unknown-bear threshold on validation, evaluate on test.
 
     Example: bearid classify train results/.../embed_config_01/embeddings --out svm1 --set C=10
     The original SVM: --set svm=bearsvm_network.dat --set svm_ids=bearsvm_network_ids.dat
