@@ -351,3 +351,85 @@ def test_the_cli_lists_the_library_formats():
     from bearid.cli.labels import Format
 
     assert list(get_args(get_args(Format)[0])) == list(FORMATS)
+
+
+# -- a hostile file: every attack made, each refused with the XML untouched ---------------------
+def _entities(doc: str) -> str:
+    """`doc` behind a DOCTYPE that defines a billion-laughs entity (&lol9;: 10^9 "lol"s from
+    a few hundred bytes) and an external one (&xxe;: /etc/passwd)."""
+    laughs = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    root = doc.split(">", 1)[0].lstrip("<").split()[0]
+    return (
+        f'<?xml version="1.0"?>\n<!DOCTYPE {root} [<!ENTITY lol0 "lol">{laughs}'
+        f'<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n{doc}'
+    )
+
+
+@pytest.mark.parametrize("entity", ["lol9", "xxe"])
+def test_an_xml_with_entity_bombs_or_external_entities_is_refused_quickly(xml, tmp_path, entity):
+    """A contributor's imglab XML and a CVAT file alike: the billion laughs are stopped by the
+    parser's amplification limit, an external entity is never fetched (its text is not read
+    into a label)."""
+    import time
+
+    from bearid.metadata import MetadataError
+
+    drop = tmp_path / "drop.xml"
+    drop.write_text(_entities(
+        f'<dataset><images><image file="bf_001/a.jpg"><box top="1" left="1" width="5" height="5">'
+        f"<label>&{entity};</label></box></image></images></dataset>"
+    ))  # fmt: skip
+    t0 = time.perf_counter()
+    with pytest.raises(MetadataError, match="malformed XML"):
+        read_faces(drop)
+    assert time.perf_counter() - t0 < 5
+    out = tmp_path / "faces.cvat.xml"
+    export_labels(xml, "cvat", out)
+    text = out.read_text().split("?>", 1)[-1].strip()
+    text = text.replace(">bf_001<", f">&{entity};<", 1)
+    assert f"&{entity};" in text
+    out.write_text(_entities(text))
+    before = xml.read_bytes()
+    with pytest.raises(BearIDError, match="not a CVAT XML file"):
+        import_labels(out, "cvat", xml, "anna")
+    assert xml.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("bear_id", "bf_001\x07\x1b[2J", "control character"),  # a terminal escape in a bear ID
+        ("bear_id", "bf\ud800", "lone surrogate"),
+        ("attribute", 'x="1" onload="alert(1)', "attribute name"),  # markup in an attribute's name
+        ("attribute", "a\x00b", "attribute name"),
+    ],
+)
+def test_a_coco_file_with_control_characters_or_markup_in_names_is_refused(xml, tmp_path, field, value, message):
+    out = tmp_path / "faces.json"
+    export_labels(xml, "coco-keypoints", out)
+    data = json.loads(out.read_text())
+    data["annotations"][0]["bbox"][0] += 3  # a good change beside the bad one: it is not written either
+    if field == "bear_id":
+        data["annotations"][1]["attributes"]["bear_id"] = value
+    else:
+        data["annotations"][1]["attributes"][value] = "1"
+    out.write_text(json.dumps(data))
+    before = xml.read_bytes()
+    with pytest.raises(BearIDError, match=message):
+        import_labels(out, "coco-keypoints", xml, "anna")
+    assert xml.read_bytes() == before
+
+
+def test_a_file_naming_photos_outside_the_archive_changes_nothing_there(xml, tmp_path):
+    """A photo path that climbs out of the archive (or is absolute) matches no photo of the XML:
+    it is listed as not in the XML, never read or written."""
+    out = tmp_path / "faces.json"
+    export_labels(xml, "coco-keypoints", out)
+    data = json.loads(out.read_text())
+    data["images"][0]["file_name"] = "../../../../etc/passwd"
+    data["images"][1]["file_name"] = "/etc/shadow"
+    out.write_text(json.dumps(data))
+    before = xml.read_bytes()
+    report = import_labels(out, "coco-keypoints", xml, "anna", replace=True)
+    assert sorted(report.not_in_xml) == ["../../../../etc/passwd", "/etc/shadow"] and report.op is None
+    assert xml.read_bytes() == before
