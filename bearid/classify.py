@@ -94,10 +94,10 @@ def bear_sums(directions: np.ndarray, codes: np.ndarray, bears: int) -> np.ndarr
 def nearest_chip(sims: np.ndarray, codes: np.ndarray, bears: int) -> np.ndarray:
     """N x bears: from N x chips similarities, each bear's best chip (nearest neighbour per bear)."""
     out = np.full((len(sims), bears), -np.inf)
-    for b in range(bears):
-        cols = sims[:, codes == b]
-        if cols.shape[1]:
-            out[:, b] = cols.max(axis=1)
+    order = np.argsort(codes, kind="stable")
+    present, starts = np.unique(codes[order], return_index=True)
+    if len(order) and len(sims):
+        out[:, present] = np.maximum.reduceat(sims[:, order], starts, axis=1)
     return out
 
 

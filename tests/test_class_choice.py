@@ -90,3 +90,16 @@ def test_each_fold_holds_out_one_chip_of_every_bear():
         assert set(fit_rows) | set(probe) == set(range(len(codes))) and not set(fit_rows) & set(probe)
     two = np.flatnonzero(codes == 0)
     assert {int(np.intersect1d(p, two)[0]) for _, p in folds} == set(two)  # a bear of two: each left out in turn
+
+
+def test_each_bears_nearest_chip_is_the_best_of_its_own_chips():
+    from bearid.classify import nearest_chip
+
+    rng = np.random.default_rng(3)
+    sims, codes = rng.normal(size=(6, 40)), rng.integers(0, 9, 40)
+    codes[codes == 4] = 5  # bear 4 has no chips: never nearest
+    got = nearest_chip(sims, codes, 9)
+    for b in range(9):
+        want = sims[:, codes == b].max(axis=1) if (codes == b).any() else np.full(6, -np.inf)
+        np.testing.assert_array_equal(got[:, b], want)
+    assert nearest_chip(sims[:0], codes, 9).shape == (0, 9)
