@@ -16,16 +16,27 @@ from pathlib import Path
 
 import numpy as np
 
-from bearid.dlibformat.reader import DlibFormatError, Reader
+from bearid.dlibformat.reader import DlibFormatError, Reader, TensorSpan
 
 
 # -- the layers, in a form any runtime can build from ------------------------------------
+@dataclass(eq=False)
+class Source:
+    """Where a layer's parameter tensor lies in the file it was read from, so a writer can put
+    new values there (`network_writer`); a bn_con also keeps its running statistics and eps,
+    which its folded scale and shift were computed from."""
+
+    params: TensorSpan
+    running: tuple[np.ndarray, np.ndarray, float] | None = None  # bn_con: running means, variances, eps
+
+
 @dataclass
 class Con:
     weight: np.ndarray  # out x in x rows x cols
     bias: np.ndarray | None
     stride: tuple[int, int]  # (y, x)
     padding: tuple[int, int]
+    source: Source | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -34,6 +45,7 @@ class Affine:
 
     gamma: np.ndarray
     beta: np.ndarray
+    source: Source | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -53,6 +65,7 @@ class Pool:
 class Fc:
     weight: np.ndarray  # inputs x outputs
     bias: np.ndarray | None
+    source: Source | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -165,6 +178,7 @@ def _layer(r: Reader) -> tuple[str, object]:
     family = _FAMILY[tag]
     if family == "con":
         params = r.tensor("a convolution's parameters")
+        span = r.last_tensor
         filters, rows, cols = (r.integer("a convolution's size") for _ in range(3))
         stride = (r.integer("a stride"), r.integer("a stride"))
         padding = (r.integer("a padding"), r.integer("a padding"))
@@ -178,10 +192,11 @@ def _layer(r: Reader) -> tuple[str, object]:
         if weights[0] != filters or weights[2:] != (rows, cols) or flat.size < n:
             raise r.fail(f"a convolution's filters {weights} do not fit its size {filters}x{rows}x{cols}")
         bias = flat[n : n + filters].copy() if use_bias and int(np.prod(biases)) else None
-        return family, Con(flat[:n].reshape(weights).copy(), bias, stride, padding)
+        return family, Con(flat[:n].reshape(weights).copy(), bias, stride, padding, Source(span))  # type: ignore[arg-type]
     if family == "affine":
         if tag == "bn_con2":
             params = r.tensor("batch-norm parameters")
+            span = r.last_tensor
             gamma_v, _beta_v = r.alias("gamma"), r.alias("beta")
             for name in ("means", "inverse deviations"):
                 r.tensor(f"batch-norm {name}")
@@ -193,8 +208,10 @@ def _layer(r: Reader) -> tuple[str, object]:
             k = int(np.prod(gamma_v))
             gamma, beta = params.ravel()[:k], params.ravel()[k : 2 * k]
             scale = (gamma / np.sqrt(var + np.float32(eps))).astype(np.float32)  # dlib's affine_(const bn_&)
-            return family, Affine(scale, (beta - scale * mean).astype(np.float32))
+            source = Source(span, (mean, var, eps))  # type: ignore[arg-type]
+            return family, Affine(scale, (beta - scale * mean).astype(np.float32), source)
         params = r.tensor("affine parameters")
+        span = r.last_tensor
         gamma_v, _beta_v = r.alias("gamma"), r.alias("beta")
         mode = r.integer("mode")
         if tag == "affine_2":
@@ -202,7 +219,7 @@ def _layer(r: Reader) -> tuple[str, object]:
         if mode != 0:
             raise r.fail("an affine layer in fc mode (BearID reads the convolutional mode)")
         k = int(np.prod(gamma_v))
-        return family, Affine(params.ravel()[:k].copy(), params.ravel()[k : 2 * k].copy())
+        return family, Affine(params.ravel()[:k].copy(), params.ravel()[k : 2 * k].copy(), Source(span))  # type: ignore[arg-type]
     if family == "relu":
         if tag == "relu_2" and r.flag("disabled"):
             raise r.fail("a disabled relu (a network fused by dlib): not one BearID reads")
@@ -216,6 +233,7 @@ def _layer(r: Reader) -> tuple[str, object]:
         return family, None
     outputs, inputs = r.uint("outputs"), r.uint("inputs")  # fc
     params = r.tensor("a fully connected layer's parameters")
+    span = r.last_tensor
     r.alias("the weights")
     biases = r.alias("the biases")
     bias_mode = r.integer("bias mode")
@@ -226,7 +244,7 @@ def _layer(r: Reader) -> tuple[str, object]:
         raise r.fail(f"a fully connected layer holds {flat.size} values, not {inputs}x{outputs}")
     has_bias = bias_mode == 0 and use_bias and int(np.prod(biases)) > 0
     bias = flat[inputs * outputs : (inputs + 1) * outputs].copy() if has_bias else None
-    return family, Fc(flat[: inputs * outputs].reshape(inputs, outputs).copy(), bias)
+    return family, Fc(flat[: inputs * outputs].reshape(inputs, outputs).copy(), bias, Source(span))  # type: ignore[arg-type]
 
 
 def _trailer(r: Reader, tensors: int) -> None:

@@ -14,6 +14,7 @@ a `DlibFormatError` naming the byte offset, never a crash.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,20 @@ class DlibFormatError(BearIDError):
     """A file that is not (or no longer) what dlib writes, or a part BearID does not read."""
 
 
+@dataclass(frozen=True)
+class TensorSpan:
+    """Where a tensor's values lie in the file: bytes [start, end), in tensor `version`'s form
+    (2: raw little-endian float32s, 1: dlib numbers)."""
+
+    start: int
+    end: int
+    version: int
+
+
 class Reader:
     def __init__(self, data: bytes, name: str = "the file"):
         self.data, self.name, self.pos = data, name, 0
+        self.last_tensor: TensorSpan | None = None
 
     @classmethod
     def open(cls, path: Path) -> Reader:
@@ -149,15 +161,20 @@ class Reader:
         return v
 
     def tensor(self, what: str = "a tensor") -> np.ndarray:
+        """A tensor; where its values lie is left in `last_tensor` (a writer patches them there)."""
         start = self.pos
         version = self.integer(f"the version of {what}")
         dims = [self.uint(f"a dimension of {what}") for _ in range(4)]
         n = math.prod(dims)
+        values = self.pos
         if version == 2:
             raw = self.take(4 * n, what)
+            self.last_tensor = TensorSpan(values, self.pos, version)
             return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dims)
         if version == 1:  # dlib's pre-release tensors: dlib numbers
-            return self.numbers(n, what).reshape(dims)
+            out = self.numbers(n, what).reshape(dims)
+            self.last_tensor = TensorSpan(values, self.pos, version)
+            return out
         raise self.fail(f"{what}: tensor version {version} is not one BearID reads (1, 2)", start)
 
     def alias(self, what: str = "a tensor view") -> tuple[int, int, int, int]:
