@@ -5,7 +5,8 @@ human detector to bears.
 
 The stage's model/ folder holds what export and `bearid face detect` need, so the original
 files may move: face.dat (the detector network as imported), face.pt (its fine-tuned
-parameters, where it was fine-tuned), landmarks.npz (the shape predictor's arrays: the
+parameters, where it was fine-tuned), face_tuned.dat (the same, written back as a dlib file
+that dlib's own tools run), landmarks.npz (the shape predictor's arrays: the
 imported one, or one dlib's own trainer made from the labels) and mmod.json (the detector's
 settings and the landmarks' names).
 
@@ -31,6 +32,7 @@ from PIL import Image
 
 from bearid.dlibformat.faces import skip_hipsterizer_images
 from bearid.dlibformat.network import Con, Network, Pool, read_network, read_network_file
+from bearid.dlibformat.network_writer import write_network_file
 from bearid.dlibformat.reader import DlibFormatError, Reader
 from bearid.dlibformat.shape_predictor import read_shape_predictor
 from bearid.errors import BearIDError
@@ -120,6 +122,7 @@ def import_model(
     if tuning:
         with atomic_path(model_dir / TUNED) as tmp:
             torch.save({"params": [p.detach().clone() for p in module.params]}, tmp)
+        write_network_file(model_dir / "face.dat", [p.detach().numpy() for p in module.params], model_dir / TUNED_DAT)
         atomic_write_text(model_dir / "fine_tune.json", json.dumps({**record, "loss": curve.loss}, indent=1))
     shapes.save(model_dir / "landmarks.npz")
     atomic_write_text(model_dir / "mmod.json", json.dumps({"spec": asdict(spec), "parts": list(parts)}, indent=1))
@@ -148,6 +151,7 @@ def _imported_shapes(cfg: FaceConfig, rest: Reader) -> ShapeModel:
 
 # -- fine-tuning the detector --------------------------------------------------------------------
 TUNED = "face.pt"  # the fine-tuned parameters, in DlibNet's order, beside the imported face.dat
+TUNED_DAT = "face_tuned.dat"  # the fine-tuned network as a dlib file (dlib.cnn_face_detection_model_v1 runs it)
 BACKGROUND = 0.5  # share of crops taken anywhere, not around a face (dlib's random_cropper)
 MAX_FACE = 0.7  # a face's longer side in a crop at most this share of the crop (dlib's random_cropper)
 
