@@ -2,7 +2,10 @@
 unchanged parameters give the imported file byte for byte; a detector fine-tuned a few steps
 on synthetic bears, written by the face stage as model/face_tuned.dat, loads in dlib's own
 Python API and finds what BearID's finder with the fine-tuned parameters finds; parameters
-that are not the network's are refused.
+that are not the network's are refused. The stage's model/bearface_tuned.dat is that network,
+then the shape predictor as dlib serialised it, then two images (bearface.cpp's layout): read
+back by BearID, its network part is face_tuned.dat byte for byte, and its shape predictor part,
+loaded by dlib, gives the landmarks BearID's landmarks.npz gives.
 
 The starting point is dlib's human MMOD as the `face_recognition_models` package ships it
 (six con + bn_con + relu blocks and a last con: the bn_con layers are folded into scales and
@@ -19,11 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
+from bearid.dlibformat.faces import read_face_file
 from bearid.dlibformat.network import Affine, read_network, read_network_file
 from bearid.dlibformat.network_writer import parameters, write_network, write_network_file
 from bearid.dlibformat.reader import DlibFormatError, Reader
+from bearid.dlibformat.shape_predictor import read_shape_predictor
 from bearid.errors import BearIDError
 from bearid.face.mmod import MmodFinder
+from bearid.face.shape_predictor import ShapeModel
 from bearid.imageio import Photo
 from bearid.metadata import read_faces
 from bearid.synth import WorldConfig, synthesize
@@ -37,8 +43,12 @@ dlib = pytest.importorskip("dlib")
 MODELS = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
 MMOD = MODELS / "mmod_human_face_detector.dat"
 RESNET = MODELS / "dlib_face_recognition_resnet_model_v1.dat"
+FIXTURES = Path(__file__).parent / "fixtures" / "dlib"
+SP_6 = FIXTURES / "shape_predictor_6.dat"  # written by dlib (scripts/dlibgen/bearface_gen.cpp): bearface's six parts
+HIPSTER_IMAGES = FIXTURES / "hipster_images.dat"  # glasses >> mustache, written by dlib
 SCORE_LIMIT = 1e-3  # dlib's confidences against BearID's scores, as tests/test_dlib.py allows the imported file
 BOX_LIMIT = 1  # px, each side
+POINT_LIMIT = 0.5  # px: dlib's landmarks against BearID's (integers both: identical), as tests/test_dlib.py allows
 
 
 def _values(net) -> list[np.ndarray]:
@@ -57,7 +67,8 @@ def tuned(tmp_path_factory) -> tuple[Path, list]:
     torch.set_num_threads(2)
     model = tmp_path_factory.mktemp("stage") / "model"
     cfg = FaceConfig(backend="mmod", init=str(MMOD), steps=3, batch=3, lr=1e-3)
-    mmod.import_model(cfg, model, bears[:8], lambda m: None)
+    record = mmod.import_model(cfg, model, bears[:8], lambda m: None)
+    assert "landmark_seconds" in record  # the landmarks were retrained by dlib's trainer
     return model, bears[8:]
 
 
@@ -186,3 +197,86 @@ def test_parameters_that_are_not_the_networks_are_refused(tmp_path):
     with pytest.raises(BearIDError, match=r"parameter arrays"):
         write_network_file(MMOD, params[:2], tmp_path / "out.dat")
     assert not (tmp_path / "out.dat").exists()
+
+
+def _parts(bearface: Path, tmp_path: Path) -> tuple[Path, int]:
+    """The shape predictor part of a bearface file (read by BearID after the network) as a file
+    of its own, and where it ends in the bearface file."""
+    data = bearface.read_bytes()
+    r = Reader(data, str(bearface))
+    read_network(r)
+    at = r.pos
+    read_shape_predictor(r)
+    sp = tmp_path / "sp_part.dat"
+    sp.write_bytes(data[at : r.pos])
+    return sp, r.pos
+
+
+def _faces(bears) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """(photo, box) pairs: each held-out bear's face box, and a box shifted off it by a tenth."""
+    out = []
+    for s in bears:
+        image = np.asarray(Image.open(s.path).convert("RGB"))
+        for f in s.faces:
+            left, top, w, h = (int(round(v)) for v in f.box)
+            for dx in (0, w // 10):
+                out.append((image, (left + dx, top + dx, left + dx + w - 1, top + dx + h - 1)))
+    return out
+
+
+def test_the_bearface_file_is_the_tuned_network_then_dlibs_shape_predictor(tuned, tmp_path):
+    """bearface_tuned.dat as bearface.cpp's `>> net >> sp >> glasses >> mustache` reads it: BearID's
+    reader of bearface files finds a network and a shape predictor (and two empty images); the
+    network is face_tuned.dat byte for byte; dlib loads the shape predictor part and predicts what
+    BearID's landmarks.npz predicts on the held-out bears."""
+    model, bears = tuned
+    written = model / mmod.BEARFACE_DAT
+    face = read_face_file(written)
+    assert face.layout == "hipsterizer" and face.images == [(0, 0), (0, 0)]
+    assert face.shapes is not None and face.shapes.parts == 5
+    network = (model / mmod.TUNED_DAT).read_bytes()
+    data = written.read_bytes()
+    sp, end = _parts(written, tmp_path)
+    assert data[: len(network)] == network and end + len(mmod.NO_IMAGES) == len(data)
+    assert read_network(Reader(network)).end == len(network)  # the network part ends where face_tuned.dat does
+
+    ours = ShapeModel.load(model / "landmarks.npz")
+    theirs = dlib.shape_predictor(str(sp))
+    faces = _faces(bears)
+    assert len(faces) >= 8
+    moved = 0
+    for image, box in faces:
+        want = np.array([(p.x, p.y) for p in theirs(image, dlib.rectangle(*box)).parts()])
+        got = ours.predict(image, box)
+        assert np.abs(got - want).max() <= POINT_LIMIT, (box, got, want)
+        left, top, right, bottom = box
+        start = np.floor(np.array([left, top]) + ours.initial_shape * [right - left, bottom - top] + 0.5)
+        moved += int(np.abs(want - start).max() > 2)
+    # The trees moved the points off the mean shape: the comparison is of a trained predictor.
+    assert moved >= len(faces) // 2, moved
+
+
+def test_the_bearface_file_carries_the_imported_shape_predictor_and_images(tmp_path):
+    """Where the landmarks are not retrained, the imported shape predictor goes into the bearface
+    file as the init file held it, byte for byte, and so do the hipsterizer's images; a landmarks
+    file's shape predictor is taken whole, with two empty images."""
+    network = MMOD.read_bytes()
+    init = tmp_path / "hipster.dat"  # net >> sp >> glasses >> mustache, the parts all written by dlib
+    init.write_bytes(network + SP_6.read_bytes() + HIPSTER_IMAGES.read_bytes())
+    _, rest = read_network_file(init)
+    shapes, images = mmod._imported_shapes(FaceConfig(backend="mmod", init=str(init)), rest)
+    assert shapes.dat == SP_6.read_bytes() and images == HIPSTER_IMAGES.read_bytes()
+    out = mmod.write_bearface_file(tmp_path / "bearface.dat", network, shapes, images)
+    assert out.read_bytes() == init.read_bytes()
+    face = read_face_file(out)
+    assert face.layout == "hipsterizer" and face.shapes is not None and face.shapes.parts == 6
+
+    _, rest = read_network_file(MMOD)
+    cfg = FaceConfig(backend="mmod", init=str(MMOD), landmarks=str(SP_6))
+    shapes, images = mmod._imported_shapes(cfg, rest)
+    assert shapes.dat == SP_6.read_bytes() and images == mmod.NO_IMAGES
+    out = mmod.write_bearface_file(tmp_path / "human.dat", network, shapes, images)
+    sp, end = _parts(out, tmp_path)
+    assert sp.read_bytes() == SP_6.read_bytes()
+    assert out.read_bytes()[end:] == b"\x01\x00" * 4  # two 0 x 0 images, as dlib 20.0.1 writes them
+    assert read_face_file(out).images == [(0, 0), (0, 0)]

@@ -6,9 +6,10 @@ human detector to bears.
 The stage's model/ folder holds what export and `bearid face detect` need, so the original
 files may move: face.dat (the detector network as imported), face.pt (its fine-tuned
 parameters, where it was fine-tuned), face_tuned.dat (the same, written back as a dlib file
-that dlib's own tools run), landmarks.npz (the shape predictor's arrays: the
-imported one, or one dlib's own trainer made from the labels) and mmod.json (the detector's
-settings and the landmarks' names).
+that dlib's own tools run), bearface_tuned.dat (face_tuned.dat followed by the shape
+predictor as dlib wrote it and two images: the one file bearface.cpp loads), landmarks.npz
+(the shape predictor's arrays: the imported one, or one dlib's own trainer made from the
+labels) and mmod.json (the detector's settings and the landmarks' names).
 
 Fine-tuning follows dlib's MMOD training (dnn_mmod_ex.cpp): random crops of the photos, each
 face at a size the windows can match (and half the crops anywhere), mirrored at random, each
@@ -54,6 +55,11 @@ KEPT_FACE_FIGURE = "ap50"  # the validation figure whose best step's weights are
 # Landmark names by the shape predictor's number of parts: bearface's six (its training XML's
 # parts in dlib's sorted order), and dlib's 5-point human model (the dlib_face chip template).
 PARTS = {6: ("head_top", "lear", "leye", "nose", "rear", "reye"), 5: CHIP_TEMPLATES["dlib_face"][1]}
+# What follows the shape predictor in a bearface file written from an init file without images:
+# two empty matrix<rgb_alpha_pixel> as dlib 20.0.1 serialises them (rows 0 and columns 0, each
+# integer 0 as a control byte 0x01 and one byte 0x00), the glasses and mustache bearface.cpp
+# reads after the shape predictor (and never uses).
+NO_IMAGES = b"\x01\x00" * 4
 
 
 def spec_of(net: Network, cfg: FaceConfig) -> MmodSpec:
@@ -95,7 +101,7 @@ def import_model(
             f"{cfg.init}: steps {cfg.steps} fine-tunes the detector on labelled faces; the training split has none"
         )
     marked = tuning and any(f.landmarks is not None and not f.ignore for s in train or [] for f in s.faces)
-    shapes = None if marked else _imported_shapes(cfg, rest)
+    shapes, images = (None, NO_IMAGES) if marked else _imported_shapes(cfg, rest)
     record: dict = {}
     if tuning:
         loaded = load_all([s for s in train or [] if s.faces], cfg.refine_side)
@@ -112,19 +118,20 @@ def import_model(
             record["landmark_seconds"] = round(time.perf_counter() - t0, 1)
             log(f"face: dlib trained the shape predictor on the labelled landmarks ({record['landmark_seconds']} s)")
     assert shapes is not None
-    parts = LANDMARKS if marked else tuple(cfg.parts) if cfg.parts else PARTS.get(shapes.parts)
-    if parts is None or len(parts) != shapes.parts:
-        raise BearIDError(
-            f"the shape predictor has {shapes.parts} parts: name them (parts: [...], {shapes.parts} names)"
-        )
+    n_parts = shapes.model.parts
+    parts = LANDMARKS if marked else tuple(cfg.parts) if cfg.parts else PARTS.get(n_parts)
+    if parts is None or len(parts) != n_parts:
+        raise BearIDError(f"the shape predictor has {n_parts} parts: name them (parts: [...], {n_parts} names)")
     model_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(model_dir / "face.dat", Reader.open(Path(cfg.init)).data[: net.end])  # type: ignore[arg-type]
     if tuning:
         with atomic_path(model_dir / TUNED) as tmp:
             torch.save({"params": [p.detach().clone() for p in module.params]}, tmp)
-        write_network_file(model_dir / "face.dat", [p.detach().numpy() for p in module.params], model_dir / TUNED_DAT)
+        params = [p.detach().numpy() for p in module.params]
+        tuned_dat = write_network_file(model_dir / "face.dat", params, model_dir / TUNED_DAT)
+        write_bearface_file(model_dir / BEARFACE_DAT, tuned_dat.read_bytes(), shapes, images)
         atomic_write_text(model_dir / "fine_tune.json", json.dumps({**record, "loss": curve.loss}, indent=1))
-    shapes.save(model_dir / "landmarks.npz")
+    shapes.model.save(model_dir / "landmarks.npz")
     atomic_write_text(model_dir / "mmod.json", json.dumps({"spec": asdict(spec), "parts": list(parts)}, indent=1))
     return record
 
@@ -133,25 +140,54 @@ def _mean(values: list[float]) -> float:
     return round(float(np.mean(values)), 4)
 
 
-def _imported_shapes(cfg: FaceConfig, rest: Reader) -> ShapeModel:
-    """The shape predictor given with the detector: its own file, or the one after the network."""
+@dataclass
+class Landmarks:
+    """A shape predictor as BearID runs it and as dlib serialised it (kept byte for byte, so a
+    bearface file can hand dlib its own object back rather than BearID's rewrite of it)."""
+
+    model: ShapeModel
+    dat: bytes  # dlib's serialize(shape_predictor): version 1, initial shape, forests, anchors, deltas
+
+
+def _shape_predictor(r: Reader) -> Landmarks:
+    """The shape predictor at the reader's position, and the bytes it took."""
+    at = r.pos
+    model = read_shape_predictor(r).check()
+    return Landmarks(model, r.data[at : r.pos])
+
+
+def _imported_shapes(cfg: FaceConfig, rest: Reader) -> tuple[Landmarks, bytes]:
+    """The shape predictor given with the detector (its own file, or the one after the network),
+    and the images that followed it in the init file (the hipsterizer's), else NO_IMAGES."""
     if cfg.landmarks:
-        return read_shape_predictor(Reader.open(Path(cfg.landmarks))).check()
+        return _shape_predictor(Reader.open(Path(cfg.landmarks))), NO_IMAGES
     if rest.left:  # bearface's file: the shape predictor follows the network
         try:
-            shapes = read_shape_predictor(rest).check()
+            shapes = _shape_predictor(rest)
         except DlibFormatError as exc:
             raise BearIDError(f"{cfg.init}: after the network, no shape predictor BearID reads ({exc}); "
                               "give the landmarks file (landmarks: SHAPE_PREDICTOR.dat)") from None  # fmt: skip
-        if rest.left:  # the dog hipsterizer's layout: net >> sp >> glasses >> mustache
-            skip_hipsterizer_images(rest)
-        return shapes
+        if not rest.left:
+            return shapes, NO_IMAGES
+        at = rest.pos  # the dog hipsterizer's layout: net >> sp >> glasses >> mustache
+        skip_hipsterizer_images(rest)
+        return shapes, rest.data[at : rest.pos]
     raise BearIDError(f"{cfg.init}: holds no shape predictor; give one (landmarks: SHAPE_PREDICTOR.dat)")
+
+
+def write_bearface_file(target: Path, network: bytes, shapes: Landmarks, images: bytes = NO_IMAGES) -> Path:
+    """bearface.cpp's model file: a dlib network, then its shape predictor as dlib serialised
+    it, then two images. bearface.cpp reads `>> net >> sp >> glasses >> mustache` (and only
+    loads the images), dlib's examples `>> net >> sp` (dlib ignores what follows), so both read
+    this file; each part is bytes BearID's reader has already read whole."""
+    atomic_write_bytes(Path(target), network + shapes.dat + images)
+    return Path(target)
 
 
 # -- fine-tuning the detector --------------------------------------------------------------------
 TUNED = "face.pt"  # the fine-tuned parameters, in DlibNet's order, beside the imported face.dat
 TUNED_DAT = "face_tuned.dat"  # the fine-tuned network as a dlib file (dlib.cnn_face_detection_model_v1 runs it)
+BEARFACE_DAT = "bearface_tuned.dat"  # face_tuned.dat >> shape predictor >> two images: bearface.cpp's model file
 BACKGROUND = 0.5  # share of crops taken anywhere, not around a face (dlib's random_cropper)
 MAX_FACE = 0.7  # a face's longer side in a crop at most this share of the crop (dlib's random_cropper)
 
@@ -352,9 +388,10 @@ def fine_tune(
 
 
 # -- the landmarks, by dlib's own trainer ---------------------------------------------------------
-def train_landmarks(loaded: list[Loaded], seed: int = 0) -> ShapeModel:
+def train_landmarks(loaded: list[Loaded], seed: int = 0) -> Landmarks:
     """A shape predictor of the five landmarks, trained by dlib's shape_predictor_trainer (its
-    default options) on the labelled faces, as arrays BearID runs."""
+    default options) on the labelled faces: as arrays BearID runs, and dlib's own serialisation
+    of it (`save` writes `serialize(sp)` alone), which bearface_tuned.dat carries."""
     import dlib
 
     images, objects = [], []
@@ -378,7 +415,11 @@ def train_landmarks(loaded: list[Loaded], seed: int = 0) -> ShapeModel:
     with tempfile.TemporaryDirectory(prefix="bearid-sp-") as scratch:
         path = Path(scratch) / "sp.dat"
         predictor.save(str(path))
-        return read_shape_predictor(Reader.open(path)).check()
+        r = Reader.open(path)
+        shapes = _shape_predictor(r)
+    if r.left:
+        raise BearIDError(f"dlib's shape predictor file holds {r.left} bytes after the shape predictor BearID read")
+    return shapes
 
 
 def load_finder(model_dir: Path) -> MmodFinder:
