@@ -39,7 +39,7 @@ def intervals(class_dir: Path, split: str = "test") -> dict[str, tuple[float, fl
     rows = json.loads((class_dir / "class_meta" / f"{split}.json").read_text())
     ids = set(json.loads((class_dir / "classifier" / "ids.json").read_text()))
     known = [r for r in rows if r["truth"] in ids]
-    unknown = [r for r in rows if r["truth"] and r["truth"] not in ids]
+    unknown = [r for r in rows if r["truth"] and r["truth"] not in ids] + _holdout_half(class_dir, split, ids)
     return {
         "BAKS 95%": bootstrap_by_bear([r["truth"] for r in known], [r["bear_id"] == r["truth"] for r in known])
         if known
@@ -48,6 +48,20 @@ def intervals(class_dir: Path, split: str = "test") -> dict[str, tuple[float, fl
         if unknown
         else None,
     }
+
+
+def _holdout_half(class_dir: Path, split: str, ids: set[str]) -> list[dict]:
+    """The predictions of the held-out bears' chips the class stage measured `split`'s open set
+    on (training/stages.py: run_classify gives validation one half of them by bear, test the
+    other), halved by the same function."""
+    from bearid.training.embed.embeddings import load_embeddings
+
+    holdout, rows = class_dir.parent / "embeddings" / "holdout.npz", class_dir / "class_meta" / "holdout.json"
+    if split not in ("val", "test") or not holdout.is_file() or not rows.is_file():
+        return []
+    halves = load_embeddings(holdout).split_known(ids)[1].halves_by_bear()
+    mine = set(halves[0 if split == "val" else 1].paths)
+    return [r for r in json.loads(rows.read_text()) if r["chip"] in mine]
 
 
 @dataclass
