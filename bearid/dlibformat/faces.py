@@ -1,11 +1,12 @@
 """The layouts a face model file of the original tools comes in, read in one place:
 
 - a network alone (dlib's `mmod_human_face_detector.dat`);
-- bearface's `bearface_network.dat`: `serialize(file) << net << sp`, the MMOD network, then its
-  shape predictor;
+- a network then its shape predictor (`serialize(file) << net << sp`), as a `bearface_network.dat`
+  saved without the images comes;
 - the dog hipsterizer's `mmod_dog_hipsterizer.dat` (dlib's dnn_mmod_dog_hipsterizer.cpp, the
   file the original BearID started from): `net >> sp >> glasses >> mustache`, the two images
-  being `matrix<rgb_alpha_pixel>` that BearID skips.
+  being `matrix<rgb_alpha_pixel>` that BearID skips. bearface.cpp reads and writes its own
+  model in this layout too (its images empty where it has none).
 
 dlib writes consecutive objects one after the other, with no header between them, so the
 layout is told by what follows the network.
